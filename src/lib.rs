@@ -1,0 +1,1 @@
+//! fanout: a WebSocket pub/sub broker.
