@@ -1,1 +1,27 @@
-//! fanout: a WebSocket pub/sub broker.
+//! fanout: a WebSocket pub/sub broker for live feeds.
+//!
+//! How a message flows, bottom-up through the modules:
+//!
+//! - [`topic`]: topic names and `*`/`>` patterns, checked when built.
+//! - [`protocol`]: requests and replies in JSON and MessagePack; a
+//!   published [`protocol::Message`] and its frames, encoded once per format.
+//! - [`queue`]: the bounded per-connection [`queue::SendQueue`] and its
+//!   overflow policies; [`history`]: a topic's ring of recent messages.
+//! - [`registry`]: the sharded topic table and the publish entry point.
+//! - [`session`]: one connection's subscriptions and its writer loop.
+//! - [`transport`]: WebSocket (`/ws`, `/ws/t/{topic}`) and the HTTP API.
+//! - [`server`]: accept loop, routing, limits, drain; [`broker`]: shared state.
+//! - Leaves anyone may use: [`config`], [`error`], [`shutdown`].
+
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod history;
+pub mod protocol;
+pub mod queue;
+pub mod registry;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+pub mod topic;
+pub mod transport;

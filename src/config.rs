@@ -1,0 +1,471 @@
+//! Typed settings: loaded from defaults (the embedded `config.toml`), the
+//! config file, `FANOUT__SECTION__KEY` environment variables and the
+//! command line, in that order; validated before anything binds, with
+//! errors that name the key and what it allows.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+use crate::topic::{Filter, TopicName};
+
+/// The default configuration file, every key commented.
+pub const DEFAULT_CONFIG: &str = include_str!("../config.toml");
+
+/// The environment variable prefix: `FANOUT__SERVER__LISTEN`.
+const ENV_PREFIX: &str = "FANOUT";
+
+/// All settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listener, connection limits and timeouts.
+    pub server: ServerConfig,
+    /// Per-client message limits.
+    pub limits: LimitsConfig,
+    /// Per-connection send queues.
+    pub queue: QueueConfig,
+    /// Default history per topic.
+    pub history: HistoryConfig,
+    /// Per-pattern topic rules, first match wins.
+    #[serde(default)]
+    pub topics: Vec<TopicRule>,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Most connections at once.
+    pub max_connections: usize,
+    /// Most connections per IP address; 0: no limit.
+    pub max_connections_per_ip: usize,
+    /// Time allowed for request headers and the upgrade.
+    #[serde(with = "duration")]
+    pub handshake_timeout: Duration,
+    /// A silent connection is closed after this; zero: never.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Server ping period; zero: no pings.
+    #[serde(with = "duration")]
+    pub ping_interval: Duration,
+    /// How long a drain may take.
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest client message in bytes.
+    pub max_message_bytes: usize,
+    /// Most subscriptions per connection.
+    pub max_subscriptions_per_connection: usize,
+}
+
+/// What happens when a message does not fit a subscriber's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", try_from = "String")]
+pub enum Policy {
+    /// Drop the oldest queued messages.
+    DropOldest,
+    /// Drop the new message.
+    DropNewest,
+    /// Keep only the newest queued message per topic.
+    Conflate,
+    /// Close the connection (1008, `slow consumer`).
+    Disconnect,
+}
+
+impl TryFrom<String> for Policy {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "drop_oldest" => Ok(Policy::DropOldest),
+            "drop_newest" => Ok(Policy::DropNewest),
+            "conflate" => Ok(Policy::Conflate),
+            "disconnect" => Ok(Policy::Disconnect),
+            _ => Err(format!("`{s}` is not a policy; use drop_oldest, drop_newest, conflate or disconnect")),
+        }
+    }
+}
+
+/// `[queue]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Most queued messages per connection.
+    pub max_messages: usize,
+    /// Most queued bytes per connection.
+    pub max_bytes: usize,
+    /// Default overflow policy.
+    pub policy: Policy,
+    /// Writer batching delay; zero: write at once.
+    #[serde(with = "duration")]
+    pub flush_interval: Duration,
+}
+
+/// `[history]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Messages kept per topic; 0: none.
+    pub size: usize,
+    /// Age limit of kept messages.
+    #[serde(with = "duration")]
+    pub ttl: Duration,
+}
+
+/// One `[[topics]]` rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicRule {
+    /// Topic or pattern the rule applies to.
+    pub pattern: String,
+    /// Messages kept; defaults to `[history] size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_size: Option<usize>,
+    /// Age limit; defaults to `[history] ttl`.
+    #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Duration>,
+    /// Keep the latest message even with no history.
+    #[serde(default)]
+    pub last_value: bool,
+    /// Overflow policy; defaults to `[queue] policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", try_from = "String")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("`{s}` is not a log format; use text or json")),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Line format.
+    pub format: LogFormat,
+}
+
+/// The settings one topic gets from the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// Messages kept for replay.
+    pub history_size: usize,
+    /// Age limit of kept messages.
+    pub ttl: Duration,
+    /// Keep the latest message even with no history.
+    pub last_value: bool,
+    /// Overflow policy for this topic's subscribers.
+    pub policy: Policy,
+}
+
+impl Config {
+    /// Loads the settings: defaults, then `path` (or `./config.toml` if it exists),
+    /// then the environment, then `listen` from the command line.
+    pub fn load(path: Option<&Path>, listen: Option<&str>) -> Result<Config, ConfigError> {
+        Self::load_from(path, listen, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given (tests stay isolated).
+    pub fn load_from(
+        path: Option<&Path>,
+        listen: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml));
+        builder = match path {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigError::Load(format!(
+                        "config file {} does not exist; pass an existing file to --config",
+                        p.display()
+                    )));
+                }
+                builder.add_source(config::File::from(p).format(config::FileFormat::Toml))
+            }
+            None => builder.add_source(config::File::with_name("config.toml").format(config::FileFormat::Toml).required(false)),
+        };
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        if let Some(addr) = listen {
+            builder = builder
+                .set_override("server.listen", addr)
+                .map_err(|e| ConfigError::Load(e.to_string()))?;
+        }
+        let raw = builder.build().map_err(|e| ConfigError::Load(describe(e)))?;
+        let config: Config = raw.try_deserialize().map_err(|e| ConfigError::Load(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value against what it allows.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        let s = &self.server;
+        positive("server.max_connections", s.max_connections)?;
+        if !s.ping_interval.is_zero() && !s.idle_timeout.is_zero() && s.idle_timeout <= s.ping_interval {
+            return Err(ConfigError::invalid(
+                "server.idle_timeout",
+                format!(
+                    "{} must be longer than server.ping_interval ({}), or quiet clients are closed before a ping can prove them alive",
+                    humantime::format_duration(s.idle_timeout),
+                    humantime::format_duration(s.ping_interval)
+                ),
+            ));
+        }
+        positive("server.handshake_timeout", s.handshake_timeout.as_millis() as usize)?;
+        positive("limits.max_message_bytes", self.limits.max_message_bytes)?;
+        if self.limits.max_message_bytes > 64 << 20 {
+            return Err(ConfigError::invalid(
+                "limits.max_message_bytes",
+                format!("{} is over the 64 MiB maximum", self.limits.max_message_bytes),
+            ));
+        }
+        positive("limits.max_subscriptions_per_connection", self.limits.max_subscriptions_per_connection)?;
+        positive("queue.max_messages", self.queue.max_messages)?;
+        positive("queue.max_bytes", self.queue.max_bytes)?;
+        for (i, rule) in self.topics.iter().enumerate() {
+            Filter::parse(&rule.pattern)
+                .map_err(|e| ConfigError::invalid(format!("topics[{i}].pattern"), e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| {
+            ConfigError::invalid(
+                "server.listen",
+                format!("`{}` is not an address; use IP:PORT such as 127.0.0.1:8080", self.server.listen),
+            )
+        })
+    }
+
+    /// The settings of `topic`: the first matching rule, with defaults for what it leaves out.
+    pub fn topic_settings(&self, topic: &TopicName) -> TopicSettings {
+        let rule = self
+            .topics
+            .iter()
+            .find(|r| Filter::parse(&r.pattern).is_ok_and(|f| f.matches(topic)));
+        TopicSettings {
+            history_size: rule.and_then(|r| r.history_size).unwrap_or(self.history.size),
+            ttl: rule.and_then(|r| r.ttl).unwrap_or(self.history.ttl),
+            last_value: rule.is_some_and(|r| r.last_value),
+            policy: rule.and_then(|r| r.policy).unwrap_or(self.queue.policy),
+        }
+    }
+
+    /// The effective settings as TOML, for `fanout check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print the settings: {e}\n"))
+    }
+}
+
+impl Default for Config {
+    /// The embedded defaults.
+    fn default() -> Self {
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml))
+            .build();
+        // The embedded file is checked by a unit test, so this cannot fail at run time.
+        raw.and_then(|r| r.try_deserialize()).expect("the embedded config.toml is valid")
+    }
+}
+
+fn positive(key: &str, value: usize) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+/// Words the config crate's errors in terms of keys a user can find.
+fn describe(e: config::ConfigError) -> String {
+    let text = e.to_string();
+    if text.contains("unknown field") {
+        format!("{text}; see config.toml for the keys each section allows")
+    } else {
+        text
+    }
+}
+
+/// Durations as humantime strings (`"10s"`, `"5m"`).
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("`{text}` is not a duration ({e}); use forms like \"500ms\", \"10s\", \"5m\""))
+        })
+    }
+}
+
+/// Optional durations as humantime strings.
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(d).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut f = tempfile(toml);
+        f.flush().unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load_from(Some(&f.path), None, env)
+    }
+
+    struct TempFile {
+        path: std::path::PathBuf,
+        file: std::fs::File,
+    }
+    impl Write for TempFile {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.file.write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.file.flush()
+        }
+    }
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+    fn tempfile(content: &str) -> TempFile {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("fanout-config-{}-{n}.toml", std::process::id()));
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(content.as_bytes()).unwrap();
+        TempFile { path, file }
+    }
+
+    #[test]
+    fn the_embedded_defaults_are_valid() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.queue.policy, Policy::DropOldest);
+        assert_eq!(c.server.ping_interval, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn file_then_env_override_the_defaults() {
+        let c = load(
+            "[queue]\npolicy = \"conflate\"\n[server]\nlisten = \"127.0.0.1:9000\"\n",
+            &[("FANOUT__SERVER__LISTEN", "127.0.0.1:9001"), ("FANOUT__QUEUE__MAX_MESSAGES", "7")],
+        )
+        .unwrap();
+        assert_eq!(c.queue.policy, Policy::Conflate);
+        assert_eq!(c.server.listen, "127.0.0.1:9001");
+        assert_eq!(c.queue.max_messages, 7);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = load("[server]\nlisten_on = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("listen_on"), "{e}");
+        let e = load("[nope]\na = 1\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_allowed_values() {
+        let e = load("[queue]\npolicy = \"drop_all\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("drop_all") && e.contains("drop_oldest") && e.contains("conflate"), "{e}");
+        let e = load("[server]\nlisten = \"localhost\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        let e = load("[server]\nidle_timeout = \"soon\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("idle_timeout") && e.contains("soon"), "{e}");
+        let e = load("[queue]\nmax_messages = 0\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("queue.max_messages"), "{e}");
+        let e = load("[[topics]]\npattern = \"a..b\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("topics[0].pattern"), "{e}");
+        let e = load("[server]\nidle_timeout = \"5s\"\nping_interval = \"10s\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("server.idle_timeout"), "{e}");
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides_a_topics_settings() {
+        let c = load(
+            "[[topics]]\npattern = \"quotes.>\"\nhistory_size = 0\nlast_value = true\npolicy = \"conflate\"\n\
+             [[topics]]\npattern = \">\"\nhistory_size = 5\n",
+            &[],
+        )
+        .unwrap();
+        let q = c.topic_settings(&TopicName::parse("quotes.X.Y").unwrap());
+        assert_eq!((q.history_size, q.last_value, q.policy), (0, true, Policy::Conflate));
+        let o = c.topic_settings(&TopicName::parse("other").unwrap());
+        assert_eq!((o.history_size, o.last_value, o.policy), (5, false, Policy::DropOldest));
+    }
+
+    #[test]
+    fn the_effective_config_prints_and_parses_back() {
+        let c = Config::default();
+        let printed = c.to_toml();
+        let back: Config = toml::from_str(&printed).unwrap();
+        assert_eq!(back, c);
+    }
+}

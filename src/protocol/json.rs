@@ -1,0 +1,258 @@
+//! The JSON protocol: requests in text frames, replies and messages out.
+
+use std::io::Write;
+
+use base64::Engine;
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use super::frame::{FrameBuilder, OpCode};
+use super::{transcode, ClientMsg, Fields, Message, Payload, Reply};
+use crate::error::{DecodeError, RequestError};
+
+/// The request as raw JSON pieces; each is checked on its own so the error can name the field.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    op: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    topic: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    since: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    token: Option<&'a RawValue>,
+}
+
+/// Keeps a present `null` as `Some` (for `data`), where `Option` alone would turn it into `None`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// Decodes one JSON request.
+pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
+    let bad = |id, message: String| DecodeError {
+        id,
+        error: RequestError::bad_request(message),
+    };
+    let text = std::str::from_utf8(frame).map_err(|_| bad(None, "request is not valid UTF-8".into()))?;
+    if !text.trim_start().starts_with('{') {
+        return Err(bad(None, "request must be a JSON object with an `op` field".into()));
+    }
+    let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
+        if e.is_data() {
+            bad(None, "request must be a JSON object with an `op` field".into())
+        } else {
+            bad(None, format!("malformed JSON: {e}"))
+        }
+    })?;
+    let id = match env.id {
+        Some(raw) => Some(
+            serde_json::from_str::<u64>(raw.get())
+                .map_err(|_| bad(None, "`id` must be a non-negative integer".into()))?,
+        ),
+        None => None,
+    };
+    let string = |raw: Option<&RawValue>, name: &str| -> Result<Option<String>, DecodeError> {
+        raw.map(|r| serde_json::from_str::<String>(r.get()).map_err(|_| bad(id, format!("`{name}` must be a string"))))
+            .transpose()
+    };
+    let since = env
+        .since
+        .map(|r| {
+            serde_json::from_str::<u64>(r.get()).map_err(|_| bad(id, "`since` must be a non-negative integer".into()))
+        })
+        .transpose()?;
+    let data = env.data.map(|raw| payload(raw.get())).transpose().map_err(|m| bad(id, m))?;
+    Fields {
+        op: string(env.op, "op")?,
+        id,
+        topic: string(env.topic, "topic")?,
+        since,
+        data,
+        token: string(env.token, "token")?,
+    }
+    .into_msg()
+}
+
+/// Classifies JSON data: a string becomes text, anything else stays JSON.
+pub fn payload(raw: &str) -> Result<Payload, String> {
+    if raw.starts_with('"') {
+        let s: String = serde_json::from_str(raw).map_err(|e| format!("bad string in `data`: {e}"))?;
+        Ok(Payload::text(s))
+    } else {
+        Ok(Payload::Json(Bytes::copy_from_slice(raw.as_bytes())))
+    }
+}
+
+/// Writes `data` as a JSON value; binary becomes a base64 string.
+fn write_data(out: &mut Vec<u8>, payload: &Payload) {
+    match payload {
+        Payload::Json(b) => out.extend_from_slice(b),
+        Payload::Text(b) => write_str(out, std::str::from_utf8(b).unwrap_or_default()),
+        Payload::Binary(b) => {
+            out.push(b'"');
+            out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(b).as_bytes());
+            out.push(b'"');
+        }
+        Payload::Msgpack(b) => transcode::msgpack_to_json(b, out),
+    }
+}
+
+/// Writes `s` as an escaped JSON string.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail, and a &str always serializes.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The `message` frame for `msg` in JSON.
+pub fn message_frame(msg: &Message) -> Bytes {
+    let mut f = FrameBuilder::with_capacity(64 + msg.topic.as_str().len() + msg.payload.len() * 4 / 3);
+    let out = f.body();
+    // Topic names hold only characters that need no JSON escaping.
+    out.extend_from_slice(b"{\"type\":\"message\",\"topic\":\"");
+    out.extend_from_slice(msg.topic.as_str().as_bytes());
+    let _ = write!(out, "\",\"seq\":{},\"ts\":{},\"data\":", msg.seq, msg.ts);
+    write_data(out, &msg.payload);
+    if matches!(msg.payload, Payload::Binary(_)) {
+        out.extend_from_slice(b",\"encoding\":\"base64\"");
+    }
+    out.push(b'}');
+    f.finish(OpCode::Text)
+}
+
+/// A reply frame in JSON.
+pub fn reply_frame(reply: &Reply<'_>) -> Bytes {
+    let mut f = FrameBuilder::with_capacity(96);
+    let out = f.body();
+    match reply {
+        Reply::Ack { id, topic, seq } => {
+            let _ = write!(out, "{{\"type\":\"ack\",\"id\":{id}");
+            if let Some(t) = topic {
+                out.extend_from_slice(b",\"topic\":");
+                write_str(out, t);
+            }
+            if let Some(s) = seq {
+                let _ = write!(out, ",\"seq\":{s}");
+            }
+        }
+        Reply::Error { id, code, message } => {
+            out.extend_from_slice(b"{\"type\":\"error\"");
+            if let Some(id) = id {
+                let _ = write!(out, ",\"id\":{id}");
+            }
+            let _ = write!(out, ",\"code\":\"{code}\",\"message\":");
+            write_str(out, message);
+        }
+        Reply::Pong { id } => {
+            out.extend_from_slice(b"{\"type\":\"pong\"");
+            if let Some(id) = id {
+                let _ = write!(out, ",\"id\":{id}");
+            }
+        }
+        Reply::Gap { topic, from, to, reason } => {
+            out.extend_from_slice(b"{\"type\":\"gap\",\"topic\":");
+            write_str(out, topic);
+            let _ = write!(out, ",\"from\":{from},\"to\":{to},\"reason\":\"{}\"", reason.as_str());
+        }
+    }
+    out.push(b'}');
+    f.finish(OpCode::Text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::protocol::GapReason;
+    use crate::topic::TopicName;
+
+    fn body(frame: &Bytes) -> serde_json::Value {
+        let start = if frame[1] & 0x7f == 126 { 4 } else { 2 };
+        serde_json::from_slice(&frame[start..]).unwrap()
+    }
+
+    #[test]
+    fn decodes_each_op() {
+        assert_eq!(
+            decode(br#"{"op":"subscribe","topic":"q.*","since":120,"id":1}"#).unwrap(),
+            ClientMsg::Subscribe { id: Some(1), topic: "q.*".into(), since: Some(120) }
+        );
+        assert_eq!(
+            decode(br#"{"op":"unsubscribe","topic":"q.*"}"#).unwrap(),
+            ClientMsg::Unsubscribe { id: None, topic: "q.*".into() }
+        );
+        assert_eq!(
+            decode(br#"{"op":"publish","topic":"c","data":{"user":"a"},"id":3}"#).unwrap(),
+            ClientMsg::Publish { id: Some(3), topic: "c".into(), data: Payload::Json(Bytes::from_static(br#"{"user":"a"}"#)) }
+        );
+        assert_eq!(decode(br#"{"op":"ping","id":4}"#).unwrap(), ClientMsg::Ping { id: Some(4) });
+        assert_eq!(
+            decode(br#"{"op":"auth","token":"x"}"#).unwrap(),
+            ClientMsg::Auth { id: None, token: "x".into() }
+        );
+    }
+
+    #[test]
+    fn string_data_becomes_text_and_null_stays_json() {
+        let m = decode(br#"{"op":"publish","topic":"c","data":"h\u00e9"}"#).unwrap();
+        assert_eq!(m, ClientMsg::Publish { id: None, topic: "c".into(), data: Payload::text("hé") });
+        let m = decode(br#"{"op":"publish","topic":"c","data":null}"#).unwrap();
+        assert_eq!(m, ClientMsg::Publish { id: None, topic: "c".into(), data: Payload::Json(Bytes::from_static(b"null")) });
+    }
+
+    #[test]
+    fn errors_name_the_problem_and_keep_the_id() {
+        let e = decode(b"{not json").unwrap_err();
+        assert_eq!(e.id, None);
+        assert!(e.error.message.starts_with("malformed JSON"), "{}", e.error.message);
+        let e = decode(b"[1,2]").unwrap_err();
+        assert!(e.error.message.contains("JSON object"));
+        let e = decode(br#"{"op":"fly","id":7}"#).unwrap_err();
+        assert_eq!(e.id, Some(7));
+        assert!(e.error.message.contains("unknown op `fly`"));
+        let e = decode(br#"{"op":"publish","topic":"a","id":8}"#).unwrap_err();
+        assert_eq!((e.id, e.error.code), (Some(8), ErrorCode::BadRequest));
+        assert!(e.error.message.contains("`data`"));
+        let e = decode(br#"{"op":"subscribe","id":9}"#).unwrap_err();
+        assert!(e.error.message.contains("`topic`"));
+        let e = decode(br#"{"op":"subscribe","topic":"a","since":"x","id":9}"#).unwrap_err();
+        assert_eq!(e.id, Some(9));
+        assert!(e.error.message.contains("`since`"));
+        let e = decode(br#"{"topic":"a"}"#).unwrap_err();
+        assert!(e.error.message.contains("missing field `op`"));
+        let e = decode(br#"{"op":"ping","id":-1}"#).unwrap_err();
+        assert!(e.error.message.contains("`id`"));
+    }
+
+    #[test]
+    fn message_frames_carry_topic_seq_ts_and_data() {
+        let topic = TopicName::parse("quotes.X").unwrap();
+        let m = Message::new(topic.clone(), 121, 99, Payload::Json(Bytes::from_static(b"{\"p\":1.5}")), None);
+        assert_eq!(
+            body(&message_frame(&m)),
+            serde_json::json!({"type":"message","topic":"quotes.X","seq":121,"ts":99,"data":{"p":1.5}})
+        );
+        let m = Message::new(topic.clone(), 1, 2, Payload::text("a\"b"), None);
+        assert_eq!(body(&message_frame(&m))["data"], "a\"b");
+        let m = Message::new(topic, 1, 2, Payload::Binary(Bytes::from_static(&[0xff, 0])), None);
+        let v = body(&message_frame(&m));
+        assert_eq!((v["data"].as_str(), v["encoding"].as_str()), (Some("/wA="), Some("base64")));
+    }
+
+    #[test]
+    fn replies_encode_every_field() {
+        let v = body(&reply_frame(&Reply::Ack { id: 1, topic: Some("a.*"), seq: Some(5) }));
+        assert_eq!(v, serde_json::json!({"type":"ack","id":1,"topic":"a.*","seq":5}));
+        let v = body(&reply_frame(&Reply::Error { id: Some(3), code: ErrorCode::Forbidden, message: "no \"way\"" }));
+        assert_eq!(v, serde_json::json!({"type":"error","id":3,"code":"forbidden","message":"no \"way\""}));
+        let v = body(&reply_frame(&Reply::Pong { id: None }));
+        assert_eq!(v, serde_json::json!({"type":"pong"}));
+        let v = body(&reply_frame(&Reply::Gap { topic: "t", from: 3, to: 9, reason: GapReason::SlowConsumer }));
+        assert_eq!(v, serde_json::json!({"type":"gap","topic":"t","from":3,"to":9,"reason":"slow_consumer"}));
+    }
+}

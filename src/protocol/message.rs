@@ -1,0 +1,130 @@
+//! A published message and its frames, encoded at most once per wire format.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+
+use super::{json, msgpack, Wire};
+use crate::protocol::frame::{self, OpCode};
+use crate::topic::TopicName;
+
+/// Identifies one connection for its whole life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The data a publisher sent, kept in its original encoding as opaque bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// A string: a raw socket's text frame, `text/plain`, or a JSON/MessagePack string. Valid UTF-8.
+    Text(Bytes),
+    /// Bytes: a raw socket's binary frame, `application/octet-stream`, or MessagePack `bin`.
+    Binary(Bytes),
+    /// Any JSON value other than a string, as the publisher wrote it.
+    Json(Bytes),
+    /// Any MessagePack value other than `str` and `bin`, as the publisher wrote it.
+    Msgpack(Bytes),
+}
+
+impl Payload {
+    /// A text payload; `text` must be valid UTF-8 (the type guarantees it).
+    pub fn text(text: impl Into<String>) -> Self {
+        Payload::Text(Bytes::from(text.into()))
+    }
+
+    /// The payload's size in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+
+    /// The payload bytes in their original encoding.
+    pub fn bytes(&self) -> &Bytes {
+        match self {
+            Payload::Text(b) | Payload::Binary(b) | Payload::Json(b) | Payload::Msgpack(b) => b,
+        }
+    }
+}
+
+/// One published message: what every subscriber of its topic receives.
+#[derive(Debug)]
+pub struct Message {
+    /// The topic it was published to.
+    pub topic: TopicName,
+    /// Its place in the topic's sequence, from 1 with no gaps.
+    pub seq: u64,
+    /// Publish time, Unix milliseconds.
+    pub ts: u64,
+    /// The data.
+    pub payload: Payload,
+    /// The connection that published it, so raw sockets without echo can skip their own messages.
+    pub origin: Option<SessionId>,
+    /// The complete WebSocket frame per wire format, built by the first subscriber that needs it.
+    frames: [OnceLock<Bytes>; Wire::COUNT],
+}
+
+impl Message {
+    /// A message not yet encoded for any wire format.
+    pub fn new(topic: TopicName, seq: u64, ts: u64, payload: Payload, origin: Option<SessionId>) -> Self {
+        Message {
+            topic,
+            seq,
+            ts,
+            payload,
+            origin,
+            frames: Default::default(),
+        }
+    }
+
+    /// The complete frame for `wire`, encoded on first use and shared afterwards.
+    pub fn frame(&self, wire: Wire) -> &Bytes {
+        self.frames[wire as usize].get_or_init(|| self.encode(wire))
+    }
+
+    fn encode(&self, wire: Wire) -> Bytes {
+        match wire {
+            Wire::Json => json::message_frame(self),
+            Wire::Msgpack => msgpack::message_frame(self),
+            Wire::Raw => match &self.payload {
+                Payload::Text(b) | Payload::Json(b) => frame::encode(OpCode::Text, b),
+                Payload::Binary(b) | Payload::Msgpack(b) => frame::encode(OpCode::Binary, b),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(payload: Payload) -> Message {
+        Message::new(TopicName::parse("t").unwrap(), 1, 2, payload, None)
+    }
+
+    #[test]
+    fn frames_are_encoded_once_and_shared() {
+        let m = message(Payload::Json(Bytes::from_static(b"{\"a\":1}")));
+        let a = m.frame(Wire::Json).clone();
+        let b = m.frame(Wire::Json).clone();
+        assert_eq!(a.as_ptr(), b.as_ptr(), "two subscribers must share one buffer");
+    }
+
+    #[test]
+    fn raw_frames_are_exactly_the_payload_text_stays_text_binary_stays_binary() {
+        let t = message(Payload::text("hello"));
+        assert_eq!(&t.frame(Wire::Raw)[..], b"\x81\x05hello");
+        let b = message(Payload::Binary(Bytes::from_static(&[0, 1, 2])));
+        assert_eq!(&b.frame(Wire::Raw)[..], &[0x82, 3, 0, 1, 2]);
+        let j = message(Payload::Json(Bytes::from_static(b"[1]")));
+        assert_eq!(&j.frame(Wire::Raw)[..], b"\x81\x03[1]");
+    }
+}

@@ -1,0 +1,217 @@
+//! The wire protocol: client requests, server replies, and how each is
+//! encoded in JSON (text frames) or MessagePack (binary frames).
+//!
+//! Requests are decoded into [`ClientMsg`]; a request that cannot be decoded
+//! gives a [`DecodeError`] carrying the request `id` when it was readable, so
+//! the `error` reply can name it. Published data stays opaque ([`Payload`]):
+//! it is re-encoded only when a subscriber speaks another format, once per
+//! format per message ([`Message::frame`]).
+
+pub mod frame;
+pub mod json;
+pub mod message;
+pub mod msgpack;
+pub mod transcode;
+
+pub use message::{Message, Payload, SessionId};
+
+use crate::error::{DecodeError, ErrorCode, RequestError};
+
+/// How a connection's frames are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wire {
+    /// The JSON protocol on `/ws`, in text frames.
+    Json = 0,
+    /// The MessagePack protocol on `/ws`, in binary frames.
+    Msgpack = 1,
+    /// Raw topic sockets (`/ws/t/{topic}`): each frame is exactly a payload.
+    Raw = 2,
+}
+
+impl Wire {
+    /// How many wire formats exist (the size of a message's frame cache).
+    pub const COUNT: usize = 3;
+}
+
+/// A request from a `/ws` client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMsg {
+    /// Subscribe to a topic or pattern, optionally replaying history after `since`.
+    Subscribe {
+        /// Request id for the ack.
+        id: Option<u64>,
+        /// Topic or pattern, not yet validated.
+        topic: String,
+        /// Replay retained messages with a seq above this.
+        since: Option<u64>,
+    },
+    /// Drop a subscription made with the same topic or pattern text.
+    Unsubscribe {
+        /// Request id for the ack.
+        id: Option<u64>,
+        /// Topic or pattern, as subscribed.
+        topic: String,
+    },
+    /// Publish `data` to an exact topic.
+    Publish {
+        /// Request id for the ack.
+        id: Option<u64>,
+        /// The topic, not yet validated.
+        topic: String,
+        /// The data, opaque.
+        data: Payload,
+    },
+    /// Ask for a `pong`.
+    Ping {
+        /// Request id echoed in the pong.
+        id: Option<u64>,
+    },
+    /// Present or refresh a token.
+    Auth {
+        /// Request id for the ack.
+        id: Option<u64>,
+        /// The token; never logged.
+        token: String,
+    },
+    /// Ask for a topic's member count.
+    Presence {
+        /// Request id for the answer.
+        id: Option<u64>,
+        /// The topic.
+        topic: String,
+    },
+}
+
+/// A reply to one request, or a notice, in either format.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply<'a> {
+    /// The request with this id succeeded.
+    Ack {
+        /// The request id.
+        id: u64,
+        /// The topic the request was about.
+        topic: Option<&'a str>,
+        /// For subscribe: the topic's current seq; for publish: the message's seq.
+        seq: Option<u64>,
+    },
+    /// The request failed.
+    Error {
+        /// The request id, if it had one.
+        id: Option<u64>,
+        /// The error code.
+        code: ErrorCode,
+        /// What was wrong.
+        message: &'a str,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// The request id, if it had one.
+        id: Option<u64>,
+    },
+    /// Messages `from..=to` of `topic` will not arrive.
+    Gap {
+        /// The topic that lost messages.
+        topic: &'a str,
+        /// First missing seq.
+        from: u64,
+        /// Last missing seq.
+        to: u64,
+        /// `history` or `slow_consumer`.
+        reason: GapReason,
+    },
+}
+
+/// Why a subscriber misses messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapReason {
+    /// The messages were dropped from history before the subscriber asked for them.
+    History,
+    /// The subscriber's send queue overflowed.
+    SlowConsumer,
+}
+
+impl GapReason {
+    /// The reason as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::History => "history",
+            GapReason::SlowConsumer => "slow_consumer",
+        }
+    }
+}
+
+/// The request fields common to both formats, before they are checked against the op.
+#[derive(Debug, Default)]
+pub(crate) struct Fields {
+    pub op: Option<String>,
+    pub id: Option<u64>,
+    pub topic: Option<String>,
+    pub since: Option<u64>,
+    pub data: Option<Payload>,
+    pub token: Option<String>,
+}
+
+impl Fields {
+    /// Checks that the op exists and has the fields it needs.
+    pub(crate) fn into_msg(self) -> Result<ClientMsg, DecodeError> {
+        let id = self.id;
+        let fail = |message: String| DecodeError {
+            id,
+            error: RequestError::bad_request(message),
+        };
+        let Some(op) = self.op else {
+            return Err(fail("missing field `op`".into()));
+        };
+        let topic = |t: Option<String>| t.ok_or_else(|| fail(format!("`{op}` needs a `topic` field")));
+        Ok(match op.as_str() {
+            "subscribe" => ClientMsg::Subscribe {
+                id,
+                topic: topic(self.topic)?,
+                since: self.since,
+            },
+            "unsubscribe" => ClientMsg::Unsubscribe {
+                id,
+                topic: topic(self.topic)?,
+            },
+            "publish" => ClientMsg::Publish {
+                id,
+                topic: topic(self.topic)?,
+                data: self.data.ok_or_else(|| fail("`publish` needs a `data` field".into()))?,
+            },
+            "ping" => ClientMsg::Ping { id },
+            "auth" => ClientMsg::Auth {
+                id,
+                token: self.token.ok_or_else(|| fail("`auth` needs a `token` field".into()))?,
+            },
+            "presence" => ClientMsg::Presence {
+                id,
+                topic: topic(self.topic)?,
+            },
+            other => {
+                return Err(fail(format!(
+                    "unknown op `{other}`; expected one of subscribe, unsubscribe, publish, ping, auth, presence"
+                )))
+            }
+        })
+    }
+}
+
+/// Decodes one request in the connection's format.
+pub fn decode(wire: Wire, frame: &[u8]) -> Result<ClientMsg, DecodeError> {
+    match wire {
+        Wire::Json => json::decode(frame),
+        Wire::Msgpack => msgpack::decode(frame),
+        Wire::Raw => Err(DecodeError {
+            id: None,
+            error: RequestError::bad_request("raw sockets carry payloads, not requests"),
+        }),
+    }
+}
+
+/// Encodes a reply as a complete frame in the connection's format.
+pub fn encode_reply(wire: Wire, reply: &Reply<'_>) -> bytes::Bytes {
+    match wire {
+        Wire::Json | Wire::Raw => json::reply_frame(reply),
+        Wire::Msgpack => msgpack::reply_frame(reply),
+    }
+}

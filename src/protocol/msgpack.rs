@@ -1,0 +1,257 @@
+//! The MessagePack protocol: the same maps as JSON (named fields), in binary frames.
+
+use bytes::Bytes;
+use rmpv::ValueRef;
+
+use super::frame::{FrameBuilder, OpCode};
+use super::{transcode, ClientMsg, Fields, Message, Payload, Reply};
+use crate::error::{DecodeError, RequestError};
+
+/// Nesting deeper than this is refused rather than decoded.
+const MAX_DEPTH: usize = 64;
+
+/// Decodes one MessagePack request (a map with string keys).
+pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
+    let bad = |id, message: String| DecodeError {
+        id,
+        error: RequestError::bad_request(message),
+    };
+    let mut rest = frame;
+    let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, MAX_DEPTH)
+        .map_err(|e| bad(None, format!("malformed MessagePack: {e}")))?;
+    if !rest.is_empty() {
+        return Err(bad(None, "malformed MessagePack: bytes left after the request map".into()));
+    }
+    let ValueRef::Map(entries) = value else {
+        return Err(bad(None, "request must be a MessagePack map with an `op` field".into()));
+    };
+    let field = |name: &str| {
+        entries
+            .iter()
+            .find(|(k, _)| matches!(k, ValueRef::String(s) if s.as_str() == Some(name)))
+            .map(|(_, v)| v)
+    };
+    let id = match field("id") {
+        Some(v) => Some(v.as_u64().ok_or_else(|| bad(None, "`id` must be a non-negative integer".into()))?),
+        None => None,
+    };
+    let string = |name: &str| -> Result<Option<String>, DecodeError> {
+        field(name)
+            .map(|v| match v {
+                ValueRef::String(s) => s.as_str().map(str::to_owned).ok_or(()),
+                _ => Err(()),
+            })
+            .transpose()
+            .map_err(|()| bad(id, format!("`{name}` must be a string")))
+    };
+    let since = field("since")
+        .map(|v| v.as_u64().ok_or_else(|| bad(id, "`since` must be a non-negative integer".into())))
+        .transpose()?;
+    let data = field("data").map(payload).transpose().map_err(|m| bad(id, m))?;
+    Fields {
+        op: string("op")?,
+        id,
+        topic: string("topic")?,
+        since,
+        data,
+        token: string("token")?,
+    }
+    .into_msg()
+}
+
+/// Classifies MessagePack data: `str` becomes text, `bin` binary, anything else stays MessagePack.
+fn payload(value: &ValueRef<'_>) -> Result<Payload, String> {
+    match value {
+        ValueRef::String(s) => s
+            .as_str()
+            .map(Payload::text)
+            .ok_or_else(|| "`data` is a MessagePack str that is not valid UTF-8; send bin instead".into()),
+        ValueRef::Binary(b) => Ok(Payload::Binary(Bytes::copy_from_slice(b))),
+        other => {
+            let mut out = Vec::new();
+            rmpv::encode::write_value_ref(&mut out, other).map_err(|e| format!("bad `data`: {e}"))?;
+            Ok(Payload::Msgpack(Bytes::from(out)))
+        }
+    }
+}
+
+/// Writes `data` as a MessagePack value; JSON is transcoded.
+fn write_data(out: &mut Vec<u8>, payload: &Payload) {
+    // Writes into a Vec cannot fail.
+    match payload {
+        Payload::Msgpack(b) => out.extend_from_slice(b),
+        Payload::Text(b) => {
+            let _ = rmp::encode::write_str(out, std::str::from_utf8(b).unwrap_or_default());
+        }
+        Payload::Binary(b) => {
+            let _ = rmp::encode::write_bin(out, b);
+        }
+        Payload::Json(b) => transcode::json_to_msgpack(b, out),
+    }
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    let _ = rmp::encode::write_str(out, s);
+}
+
+fn write_uint(out: &mut Vec<u8>, n: u64) {
+    let _ = rmp::encode::write_uint(out, n);
+}
+
+/// The `message` frame for `msg` in MessagePack.
+pub fn message_frame(msg: &Message) -> Bytes {
+    let mut f = FrameBuilder::with_capacity(48 + msg.topic.as_str().len() + msg.payload.len());
+    let out = f.body();
+    let _ = rmp::encode::write_map_len(out, 5);
+    write_str(out, "type");
+    write_str(out, "message");
+    write_str(out, "topic");
+    write_str(out, msg.topic.as_str());
+    write_str(out, "seq");
+    write_uint(out, msg.seq);
+    write_str(out, "ts");
+    write_uint(out, msg.ts);
+    write_str(out, "data");
+    write_data(out, &msg.payload);
+    f.finish(OpCode::Binary)
+}
+
+/// A reply frame in MessagePack.
+pub fn reply_frame(reply: &Reply<'_>) -> Bytes {
+    let mut f = FrameBuilder::with_capacity(96);
+    let out = f.body();
+    match reply {
+        Reply::Ack { id, topic, seq } => {
+            let _ = rmp::encode::write_map_len(out, 2 + topic.is_some() as u32 + seq.is_some() as u32);
+            write_str(out, "type");
+            write_str(out, "ack");
+            write_str(out, "id");
+            write_uint(out, *id);
+            if let Some(t) = topic {
+                write_str(out, "topic");
+                write_str(out, t);
+            }
+            if let Some(s) = seq {
+                write_str(out, "seq");
+                write_uint(out, *s);
+            }
+        }
+        Reply::Error { id, code, message } => {
+            let _ = rmp::encode::write_map_len(out, 3 + id.is_some() as u32);
+            write_str(out, "type");
+            write_str(out, "error");
+            if let Some(id) = id {
+                write_str(out, "id");
+                write_uint(out, *id);
+            }
+            write_str(out, "code");
+            write_str(out, code.as_str());
+            write_str(out, "message");
+            write_str(out, message);
+        }
+        Reply::Pong { id } => {
+            let _ = rmp::encode::write_map_len(out, 1 + id.is_some() as u32);
+            write_str(out, "type");
+            write_str(out, "pong");
+            if let Some(id) = id {
+                write_str(out, "id");
+                write_uint(out, *id);
+            }
+        }
+        Reply::Gap { topic, from, to, reason } => {
+            let _ = rmp::encode::write_map_len(out, 5);
+            write_str(out, "type");
+            write_str(out, "gap");
+            write_str(out, "topic");
+            write_str(out, topic);
+            write_str(out, "from");
+            write_uint(out, *from);
+            write_str(out, "to");
+            write_uint(out, *to);
+            write_str(out, "reason");
+            write_str(out, reason.as_str());
+        }
+    }
+    f.finish(OpCode::Binary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::topic::TopicName;
+    use rmpv::Value;
+
+    fn encode(v: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, v).unwrap();
+        out
+    }
+
+    fn map(pairs: Vec<(&str, Value)>) -> Vec<u8> {
+        encode(&Value::Map(pairs.into_iter().map(|(k, v)| (Value::from(k), v)).collect()))
+    }
+
+    fn body(frame: &Bytes) -> Value {
+        let start = if frame[1] & 0x7f == 126 { 4 } else { 2 };
+        rmpv::decode::read_value(&mut &frame[start..]).unwrap()
+    }
+
+    #[test]
+    fn decodes_publish_with_binary_text_and_structured_data() {
+        let m = decode(&map(vec![
+            ("op", "publish".into()),
+            ("topic", "t".into()),
+            ("data", Value::Binary(vec![0, 255])),
+            ("id", 3.into()),
+        ]))
+        .unwrap();
+        assert_eq!(m, ClientMsg::Publish { id: Some(3), topic: "t".into(), data: Payload::Binary(Bytes::from_static(&[0, 255])) });
+        let m = decode(&map(vec![("op", "publish".into()), ("topic", "t".into()), ("data", "hi".into())])).unwrap();
+        assert_eq!(m, ClientMsg::Publish { id: None, topic: "t".into(), data: Payload::text("hi") });
+        let data = Value::Map(vec![("a".into(), 1.into())]);
+        let m = decode(&map(vec![("op", "publish".into()), ("topic", "t".into()), ("data", data.clone())])).unwrap();
+        assert_eq!(m, ClientMsg::Publish { id: None, topic: "t".into(), data: Payload::Msgpack(Bytes::from(encode(&data))) });
+    }
+
+    #[test]
+    fn errors_name_the_problem_and_keep_the_id() {
+        let e = decode(&[0x82, 0xa2]).unwrap_err();
+        assert!(e.error.message.starts_with("malformed MessagePack"), "{}", e.error.message);
+        let e = decode(&encode(&Value::from(5))).unwrap_err();
+        assert!(e.error.message.contains("map"));
+        let e = decode(&map(vec![("op", "nope".into()), ("id", 4.into())])).unwrap_err();
+        assert_eq!((e.id, e.error.code), (Some(4), ErrorCode::BadRequest));
+        let e = decode(&map(vec![("op", "subscribe".into()), ("topic", 5.into()), ("id", 4.into())])).unwrap_err();
+        assert!(e.error.message.contains("`topic` must be a string"));
+        let mut trailing = map(vec![("op", "ping".into())]);
+        trailing.push(0);
+        assert!(decode(&trailing).is_err());
+    }
+
+    #[test]
+    fn message_frames_keep_binary_binary() {
+        let m = Message::new(TopicName::parse("t").unwrap(), 7, 8, Payload::Binary(Bytes::from_static(&[1, 2])), None);
+        let v = body(&message_frame(&m));
+        assert_eq!(v["type"], Value::from("message"));
+        assert_eq!(v["seq"], Value::from(7));
+        assert_eq!(v["data"], Value::Binary(vec![1, 2]));
+    }
+
+    #[test]
+    fn json_data_is_transcoded_for_msgpack_subscribers() {
+        let m = Message::new(TopicName::parse("t").unwrap(), 1, 2, Payload::Json(Bytes::from_static(br#"{"a":[1,"x",true,null,1.5]}"#)), None);
+        let v = body(&message_frame(&m));
+        assert_eq!(
+            v["data"],
+            Value::Map(vec![("a".into(), Value::Array(vec![1.into(), "x".into(), true.into(), Value::Nil, 1.5.into()]))])
+        );
+    }
+
+    #[test]
+    fn replies_are_maps() {
+        let v = body(&reply_frame(&Reply::Error { id: Some(2), code: ErrorCode::BadTopic, message: "m" }));
+        assert_eq!(v["code"], Value::from("bad_topic"));
+        assert_eq!(v["id"], Value::from(2));
+    }
+}

@@ -1,0 +1,341 @@
+//! `Registry`: the sharded topic table, the wildcard index, and the one
+//! publish entry point.
+//!
+//! Publishing never matches patterns: each topic holds every subscriber
+//! that covers it, exact or wildcard, kept current when a subscription or a
+//! topic is created. A publish takes the topic's lock to assign the next
+//! seq, append history and push the message into each subscriber's
+//! [`SendQueue`] — pushes never wait, so the lock is short, and holding it
+//! keeps every subscriber's stream in seq order even with concurrent
+//! publishers. A topic with no subscribers and nothing retained is removed.
+//!
+//! Lock order, to stay deadlock-free: the pattern index, then a topic-table
+//! shard, then a topic. Nothing takes a shard while it holds a topic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use indexmap::IndexMap;
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::{Config, Policy, TopicSettings};
+use crate::history::History;
+use crate::protocol::{encode_reply, GapReason, Message, Payload, Reply, SessionId, Wire};
+use crate::queue::SendQueue;
+use crate::topic::{Filter, Pattern, TopicName};
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The message's seq in its topic.
+    pub seq: u64,
+    /// How many subscribers it was queued for.
+    pub subscribers: usize,
+}
+
+/// A snapshot of one topic, for the API and the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The topic.
+    pub name: TopicName,
+    /// Connections subscribed (exactly or by pattern).
+    pub subscribers: usize,
+    /// The last seq assigned.
+    pub seq: u64,
+    /// Messages retained for replay.
+    pub retained: usize,
+}
+
+/// All topics and subscriptions of one broker.
+pub struct Registry {
+    topics: DashMap<TopicName, Arc<Topic>>,
+    patterns: RwLock<HashMap<Pattern, Subscribers>>,
+    config: Arc<Config>,
+}
+
+/// Subscribers of one topic or pattern by connection. A connection covered by
+/// several of its own subscriptions (`a.b` and `a.*`) is held once, with a count.
+type Subscribers = IndexMap<SessionId, Subscriber>;
+
+#[derive(Debug, Clone)]
+struct Subscriber {
+    queue: Arc<SendQueue>,
+    /// How many of the connection's subscriptions cover this topic.
+    refs: u32,
+}
+
+struct Topic {
+    settings: TopicSettings,
+    state: Mutex<TopicState>,
+}
+
+struct TopicState {
+    seq: u64,
+    subscribers: Subscribers,
+    history: History,
+    /// Set when the topic leaves the table; whoever still holds it must look it up again.
+    removed: bool,
+}
+
+impl TopicState {
+    fn is_idle(&self) -> bool {
+        self.subscribers.is_empty() && self.history.is_empty()
+    }
+
+    fn add(&mut self, queue: &Arc<SendQueue>) {
+        self.subscribers
+            .entry(queue.session())
+            .and_modify(|s| s.refs += 1)
+            .or_insert_with(|| Subscriber { queue: Arc::clone(queue), refs: 1 });
+    }
+
+    fn remove(&mut self, session: SessionId) {
+        if let Some(s) = self.subscribers.get_mut(&session) {
+            s.refs -= 1;
+            if s.refs == 0 {
+                self.subscribers.swap_remove(&session);
+            }
+        }
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Registry {
+    /// An empty registry whose topics take their settings from `config`.
+    pub fn new(config: Arc<Config>) -> Self {
+        Registry {
+            topics: DashMap::new(),
+            patterns: RwLock::new(HashMap::new()),
+            config,
+        }
+    }
+
+    /// Assigns the next seq of `topic` and queues the message for every subscriber.
+    pub fn publish(&self, topic: &TopicName, payload: Payload, origin: Option<SessionId>) -> Published {
+        loop {
+            let t = self.topic(topic);
+            let mut st = t.state.lock();
+            if st.removed {
+                continue;
+            }
+            st.seq += 1;
+            let now = now_ms();
+            let msg = Arc::new(Message::new(topic.clone(), st.seq, now, payload, origin));
+            st.history.push(&msg, now);
+            let subscribers = fan_out(&st.subscribers, &msg, t.settings.policy);
+            let idle = st.is_idle();
+            drop(st);
+            if idle {
+                self.reap(topic);
+            }
+            return Published { seq: msg.seq, subscribers };
+        }
+    }
+
+    /// Subscribes `queue` to `filter`. For an exact topic, `on_subscribed` gets the
+    /// topic's current seq while the topic is locked (so an ack sent from it precedes
+    /// every message after that seq); then the replay after `since` (with a `gap` notice
+    /// for what is gone) or the last value is queued, then the live stream follows.
+    pub fn subscribe(
+        &self,
+        filter: &Filter,
+        queue: &Arc<SendQueue>,
+        since: Option<u64>,
+        on_subscribed: impl FnOnce(Option<u64>),
+    ) {
+        match filter {
+            Filter::Exact(name) => loop {
+                let t = self.topic(name);
+                let mut st = t.state.lock();
+                if st.removed {
+                    continue;
+                }
+                on_subscribed(Some(st.seq));
+                replay(name, &st, queue, since, t.settings.policy);
+                st.add(queue);
+                return;
+            },
+            Filter::Pattern(pattern) => {
+                let mut patterns = self.patterns.write();
+                let subs = patterns.entry(pattern.clone()).or_default();
+                subs.insert(queue.session(), Subscriber { queue: Arc::clone(queue), refs: 1 });
+                on_subscribed(None);
+                for entry in self.topics.iter() {
+                    if pattern.matches(entry.key()) {
+                        let mut st = entry.value().state.lock();
+                        if !st.removed {
+                            replay(entry.key(), &st, queue, None, entry.value().settings.policy);
+                            st.add(queue);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drops one subscription of `session` made with `filter`.
+    pub fn unsubscribe(&self, filter: &Filter, session: SessionId) {
+        match filter {
+            Filter::Exact(name) => {
+                let Some(t) = self.topics.get(name).map(|t| Arc::clone(t.value())) else {
+                    return;
+                };
+                let mut st = t.state.lock();
+                st.remove(session);
+                let idle = st.is_idle();
+                drop(st);
+                if idle {
+                    self.reap(name);
+                }
+            }
+            Filter::Pattern(pattern) => {
+                let mut patterns = self.patterns.write();
+                if let Some(subs) = patterns.get_mut(pattern) {
+                    subs.swap_remove(&session);
+                    if subs.is_empty() {
+                        patterns.remove(pattern);
+                    }
+                }
+                let mut idle = Vec::new();
+                for entry in self.topics.iter() {
+                    if pattern.matches(entry.key()) {
+                        let mut st = entry.value().state.lock();
+                        st.remove(session);
+                        if st.is_idle() {
+                            idle.push(entry.key().clone());
+                        }
+                    }
+                }
+                // Reaping takes shard write locks: only after the iteration let go of its read locks.
+                for name in idle {
+                    self.reap(&name);
+                }
+            }
+        }
+    }
+
+    /// Drops expired history everywhere and removes topics left idle. Run periodically.
+    pub fn sweep(&self) {
+        let now = now_ms();
+        self.topics.retain(|_, t| {
+            let mut st = t.state.lock();
+            st.history.expire(now);
+            if st.is_idle() {
+                st.removed = true;
+                return false;
+            }
+            true
+        });
+    }
+
+    /// How many topics exist.
+    pub fn topic_count(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// A snapshot of `name`, if it exists.
+    pub fn topic_info(&self, name: &TopicName) -> Option<TopicInfo> {
+        let t = self.topics.get(name).map(|t| Arc::clone(t.value()))?;
+        let st = t.state.lock();
+        Some(TopicInfo {
+            name: name.clone(),
+            subscribers: st.subscribers.len(),
+            seq: st.seq,
+            retained: st.history.len(),
+        })
+    }
+
+    /// The topic, created (with every matching pattern subscriber) if it does not exist.
+    fn topic(&self, name: &TopicName) -> Arc<Topic> {
+        if let Some(t) = self.topics.get(name) {
+            return Arc::clone(t.value());
+        }
+        let patterns = self.patterns.read();
+        let entry = self.topics.entry(name.clone()).or_insert_with(|| {
+            let settings = self.config.topic_settings(name);
+            let mut subscribers = Subscribers::new();
+            for (pattern, subs) in patterns.iter() {
+                if pattern.matches(name) {
+                    for s in subs.values() {
+                        subscribers
+                            .entry(s.queue.session())
+                            .and_modify(|e| e.refs += 1)
+                            .or_insert_with(|| s.clone());
+                    }
+                }
+            }
+            Arc::new(Topic {
+                state: Mutex::new(TopicState {
+                    seq: 0,
+                    subscribers,
+                    history: History::new(&settings),
+                    removed: false,
+                }),
+                settings,
+            })
+        });
+        Arc::clone(entry.value())
+    }
+
+    /// Removes `name` if it is idle.
+    fn reap(&self, name: &TopicName) {
+        self.topics.remove_if(name, |_, t| {
+            let mut st = t.state.lock();
+            if st.is_idle() {
+                st.removed = true;
+                return true;
+            }
+            false
+        });
+    }
+}
+
+/// Queues `msg` for every subscriber; returns how many got it.
+fn fan_out(subscribers: &Subscribers, msg: &Arc<Message>, policy: Policy) -> usize {
+    let mut delivered = 0;
+    for sub in subscribers.values() {
+        if sub.queue.skips(msg) {
+            continue;
+        }
+        sub.queue.push_message(msg, policy);
+        delivered += 1;
+    }
+    delivered
+}
+
+/// Queues what a new subscriber gets before the live stream: the replay after
+/// `since` (a `gap` first if some is gone) or, without `since`, the last value.
+fn replay(name: &TopicName, st: &TopicState, queue: &SendQueue, since: Option<u64>, policy: Policy) {
+    let messages = match since {
+        Some(since) => {
+            let replay = st.history.replay(since, st.seq);
+            // Raw sockets carry payloads only: they cannot be told about a gap.
+            if let (Some((from, to)), false) = (replay.gap, queue.wire() == Wire::Raw) {
+                queue.push_reply(gap_frame(queue, name, from, to));
+            }
+            replay.messages
+        }
+        None => st.history.last_value().cloned().into_iter().collect(),
+    };
+    for m in &messages {
+        queue.push_message(m, policy);
+    }
+}
+
+fn gap_frame(queue: &SendQueue, topic: &TopicName, from: u64, to: u64) -> bytes::Bytes {
+    encode_reply(
+        queue.wire(),
+        &Reply::Gap {
+            topic: topic.as_str(),
+            from,
+            to,
+            reason: GapReason::History,
+        },
+    )
+}

@@ -1,0 +1,161 @@
+//! The accept loop, connection limits, HTTP routing, and the drain on
+//! shutdown. `run` is what `main` and the integration tests both call.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+
+use crate::broker::{Broker, ConnectionSlot, Refusal};
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::transport::{error_response, http_api, text_response, ws, Body};
+
+/// How often expired history is dropped and idle topics removed.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Serves on `listener` until `shutdown` resolves, then drains: not ready, no new
+/// connections, every WebSocket closed with 1001 after its queue is flushed, all
+/// within `server.shutdown_timeout`.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future) -> Result<(), ServerError> {
+    let broker = Broker::new(Arc::new(config));
+    serve(listener, Arc::clone(&broker), shutdown).await
+}
+
+/// As [`run`], with a broker the caller keeps a handle on.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future) -> Result<(), ServerError> {
+    info!(addr = %listener.local_addr()?, "listening");
+    let sweeper = tokio::spawn(sweep(Arc::clone(&broker)));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, remote)) => accept(&broker, stream, remote),
+                Err(e) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    info!(connections = broker.connections(), "draining");
+    broker.drain();
+    let clean = broker.shutdown.wait(broker.config.server.shutdown_timeout).await;
+    if !clean {
+        warn!(left = broker.shutdown.running(), "shutdown timeout reached with connections still open");
+    }
+    sweeper.abort();
+    info!("stopped");
+    Ok(())
+}
+
+async fn sweep(broker: Arc<Broker>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        broker.registry.sweep();
+    }
+}
+
+fn accept(broker: &Arc<Broker>, stream: TcpStream, remote: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    match broker.admit(remote.ip()) {
+        Ok(slot) => {
+            let b = Arc::clone(broker);
+            broker.shutdown.spawn(serve_connection(b, stream, remote, slot));
+        }
+        Err(refusal) => {
+            debug!(%remote, ?refusal, "connection refused");
+            tokio::spawn(refuse(stream, refusal));
+        }
+    }
+}
+
+/// Answers a connection over the limits with a short HTTP error and closes it.
+async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+    let (status, text) = match refusal {
+        Refusal::TooManyConnections => ("503 Service Unavailable", "too many connections (server.max_connections)"),
+        Refusal::TooManyFromIp => ("429 Too Many Requests", "too many connections from this address (server.max_connections_per_ip)"),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(response.as_bytes())).await;
+}
+
+async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, remote: SocketAddr, slot: ConnectionSlot) {
+    let slot = Arc::new(slot);
+    let b = Arc::clone(&broker);
+    let service = service_fn(move |req| {
+        let (b, slot) = (Arc::clone(&b), Arc::clone(&slot));
+        async move { Ok::<_, std::convert::Infallible>(route(b, req, slot, remote).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(broker.config.server.handshake_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                debug!(%remote, error = %e, "http connection ended");
+            }
+        }
+        _ = broker.shutdown.triggered() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+async fn route(broker: Arc<Broker>, req: Request<hyper::body::Incoming>, slot: Arc<ConnectionSlot>, remote: SocketAddr) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    match (&method, path.as_str()) {
+        (_, "/ws") => ws::upgrade(&broker, req, None, slot, remote),
+        (_, p) if p.starts_with("/ws/t/") => {
+            let topic = p["/ws/t/".len()..].to_owned();
+            ws::upgrade(&broker, req, Some(&topic), slot, remote)
+        }
+        (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok"),
+        (&Method::GET, "/readyz") => {
+            if broker.is_ready() {
+                text_response(StatusCode::OK, "ready")
+            } else {
+                text_response(StatusCode::SERVICE_UNAVAILABLE, "draining")
+            }
+        }
+        (&Method::POST, "/api/publish") => http_api::publish_batch(broker, req).await,
+        (&Method::POST, p) if p.starts_with("/api/publish/") => {
+            let topic = p["/api/publish/".len()..].to_owned();
+            http_api::publish(broker, req, &topic).await
+        }
+        (&Method::GET, p) if p.starts_with("/api/topics/") => http_api::topic_info(&broker, &p["/api/topics/".len()..]),
+        (_, "/healthz" | "/readyz" | "/api/publish") => {
+            error_response(StatusCode::METHOD_NOT_ALLOWED, "bad_request", &format!("{method} is not allowed on {path}"))
+        }
+        _ => error_response(StatusCode::NOT_FOUND, "not_found", &format!("no route for {method} {path}")),
+    }
+}
+
+/// Binds the configured address.
+pub async fn bind(config: &Config) -> Result<TcpListener, crate::error::ConfigError> {
+    let addr = config.listen_addr()?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| crate::error::ConfigError::invalid("server.listen", format!("cannot listen on {addr}: {e}")))
+}

@@ -1,0 +1,185 @@
+//! One connection: its subscriptions, how it answers requests, and its
+//! writer loop. Nothing here knows how frames arrive (see `transport`).
+//!
+//! Replies go through the same [`SendQueue`] as messages, so they are
+//! ordered with them and written in the same vectored writes.
+
+pub mod writer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::broker::Broker;
+use crate::error::{ErrorCode, RequestError};
+use crate::protocol::{self, ClientMsg, Payload, Reply, SessionId, Wire};
+use crate::queue::{QueueLimits, SendQueue};
+use crate::registry::Published;
+use crate::topic::{Filter, TopicName};
+
+/// One client connection's state.
+pub struct Session {
+    id: SessionId,
+    queue: Arc<SendQueue>,
+    broker: Arc<Broker>,
+    /// Subscriptions by the text the client used, so unsubscribe finds them.
+    subscriptions: HashMap<String, Filter>,
+}
+
+impl Session {
+    /// A session with an empty queue for the given wire format.
+    pub fn new(broker: Arc<Broker>, wire: Wire, echo: bool) -> Self {
+        let id = broker.next_session_id();
+        let q = &broker.config.queue;
+        let limits = QueueLimits {
+            max_messages: q.max_messages,
+            max_bytes: q.max_bytes,
+        };
+        Session {
+            id,
+            queue: Arc::new(SendQueue::new(id, wire, echo, limits)),
+            broker,
+            subscriptions: HashMap::new(),
+        }
+    }
+
+    /// The connection id.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// The queue the writer drains.
+    pub fn queue(&self) -> &Arc<SendQueue> {
+        &self.queue
+    }
+
+    /// Decodes and carries out one request, queueing its reply.
+    pub fn handle_request(&mut self, frame: &[u8]) {
+        let wire = self.queue.wire();
+        match protocol::decode(wire, frame) {
+            Ok(msg) => self.handle(msg),
+            Err(e) => self.reply_error(e.id, &e.error),
+        }
+    }
+
+    /// Tells the client its frame was of the wrong kind for this connection.
+    pub fn reject_frame(&mut self, message: &str) {
+        self.reply_error(None, &RequestError::bad_request(message));
+    }
+
+    fn handle(&mut self, msg: ClientMsg) {
+        match msg {
+            ClientMsg::Subscribe { id, topic, since } => {
+                if let Err(e) = self.subscribe(&topic, since, id) {
+                    self.reply_error(id, &e);
+                }
+            }
+            ClientMsg::Unsubscribe { id, topic } => match self.unsubscribe(&topic) {
+                Ok(()) => self.ack(id, Some(&topic), None),
+                Err(e) => self.reply_error(id, &e),
+            },
+            ClientMsg::Publish { id, topic, data } => match self.publish(&topic, data) {
+                Ok(p) => self.ack(id, Some(&topic), Some(p.seq)),
+                Err(e) => self.reply_error(id, &e),
+            },
+            ClientMsg::Ping { id } => self.reply(&Reply::Pong { id }),
+            ClientMsg::Auth { id, .. } => {
+                // With `auth.mode = none` every connection may do everything: the token is not needed.
+                self.ack(id, None, None)
+            }
+            ClientMsg::Presence { id, topic } => {
+                let e = RequestError::bad_request(format!("presence is not enabled for topic `{topic}`"));
+                self.reply_error(id, &e)
+            }
+        }
+    }
+
+    /// Subscribes to `text` (a topic or pattern); the ack carries the topic's current seq.
+    pub fn subscribe(&mut self, text: &str, since: Option<u64>, id: Option<u64>) -> Result<(), RequestError> {
+        let filter = Filter::parse(text)?;
+        if since.is_some() && matches!(filter, Filter::Pattern(_)) {
+            return Err(RequestError::bad_request(format!(
+                "`since` needs an exact topic; `{text}` is a pattern and seqs are per topic"
+            )));
+        }
+        if self.subscriptions.contains_key(text) {
+            self.ack(id, Some(text), None);
+            return Ok(());
+        }
+        let max = self.broker.config.limits.max_subscriptions_per_connection;
+        if self.subscriptions.len() >= max {
+            return Err(RequestError::new(
+                ErrorCode::TooManySubscriptions,
+                format!("this connection holds {max} subscriptions, the most allowed; unsubscribe first"),
+            ));
+        }
+        let queue = Arc::clone(&self.queue);
+        self.broker.registry.subscribe(&filter, &self.queue, since, |seq| {
+            if let Some(id) = id {
+                queue.push_reply(protocol::encode_reply(
+                    queue.wire(),
+                    &Reply::Ack {
+                        id,
+                        topic: Some(text),
+                        seq,
+                    },
+                ));
+            }
+        });
+        self.subscriptions.insert(text.to_owned(), filter);
+        Ok(())
+    }
+
+    fn unsubscribe(&mut self, text: &str) -> Result<(), RequestError> {
+        let filter = self.subscriptions.remove(text).ok_or_else(|| {
+            RequestError::new(ErrorCode::NotFound, format!("not subscribed to `{text}`"))
+        })?;
+        self.broker.registry.unsubscribe(&filter, self.id);
+        Ok(())
+    }
+
+    /// Publishes `data` to `topic` on behalf of this connection.
+    pub fn publish(&mut self, topic: &str, data: Payload) -> Result<Published, RequestError> {
+        let name = TopicName::parse(topic)?;
+        self.publish_to(&name, data)
+    }
+
+    /// Publishes to an already-validated topic (raw sockets).
+    pub fn publish_to(&mut self, topic: &TopicName, data: Payload) -> Result<Published, RequestError> {
+        if topic.is_system() {
+            return Err(RequestError::new(
+                ErrorCode::Forbidden,
+                format!("`{topic}` is a broker topic ($...); clients cannot publish to it"),
+            ));
+        }
+        Ok(self.broker.registry.publish(topic, data, Some(self.id)))
+    }
+
+    fn ack(&self, id: Option<u64>, topic: Option<&str>, seq: Option<u64>) {
+        if let Some(id) = id {
+            self.reply(&Reply::Ack { id, topic, seq });
+        }
+    }
+
+    fn reply_error(&self, id: Option<u64>, e: &RequestError) {
+        self.reply(&Reply::Error {
+            id,
+            code: e.code,
+            message: &e.message,
+        });
+    }
+
+    fn reply(&self, reply: &Reply<'_>) {
+        // Raw sockets carry payloads only; they get no replies.
+        if self.queue.wire() != Wire::Raw {
+            self.queue.push_reply(protocol::encode_reply(self.queue.wire(), reply));
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for filter in self.subscriptions.values() {
+            self.broker.registry.unsubscribe(filter, self.id);
+        }
+    }
+}

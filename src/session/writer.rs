@@ -1,0 +1,203 @@
+//! The writer loop of one connection: waits for its queue, takes everything
+//! queued, and writes it with vectored writes (many frames per system call);
+//! sends pings, closes idle connections, and sends the close frame last.
+//!
+//! Nothing else writes to the socket, and no lock is held while writing.
+
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+use crate::protocol::frame::{self, OpCode};
+use crate::protocol::{encode_reply, GapReason, Reply, Wire};
+use crate::queue::{Drained, Entry, Gap, SendQueue};
+use crate::shutdown::Shutdown;
+
+/// Most buffers handed to one `writev` (Linux allows 1024).
+const MAX_IOVECS: usize = 512;
+
+/// How long a close frame may take to go out after an abort.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The writer's timing settings.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Ping period; zero: none.
+    pub ping_interval: Duration,
+    /// Close after this long without a frame from the client; zero: never.
+    pub idle_timeout: Duration,
+    /// Wait this long after waking before draining, to batch; zero: none.
+    pub flush_interval: Duration,
+}
+
+/// How the writer ended.
+#[derive(Debug)]
+pub enum WriterEnd {
+    /// The close frame was sent.
+    Closed,
+    /// The connection was dropped (write error, or an abort in the middle of a frame).
+    Dropped(io::Error),
+}
+
+/// Runs until the queue's close frame is written or the socket fails.
+/// `activity` counts frames the reader got; it going still is what idle means.
+pub async fn run<W: AsyncWrite + Unpin>(
+    queue: Arc<SendQueue>,
+    mut io: W,
+    config: WriterConfig,
+    activity: Arc<AtomicU64>,
+    shutdown: Shutdown,
+) -> WriterEnd {
+    let mut drained = Drained::default();
+    let mut pings = (!config.ping_interval.is_zero()).then(|| {
+        let mut i = tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+        i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        i
+    });
+    let mut seen = activity.load(Ordering::Relaxed);
+    let mut last_active = Instant::now();
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = queue.ready() => {}
+            _ = shutdown.triggered(), if !draining => {
+                draining = true;
+                queue.close(frame::close(1001, "server shutting down"), true);
+            }
+            _ = tick(&mut pings) => {
+                let now_seen = activity.load(Ordering::Relaxed);
+                if now_seen != seen {
+                    seen = now_seen;
+                    last_active = Instant::now();
+                } else if !config.idle_timeout.is_zero() && last_active.elapsed() >= config.idle_timeout {
+                    queue.close(frame::close(1001, "idle timeout"), false);
+                }
+                queue.push_control(frame::encode(OpCode::Ping, b""));
+            }
+        }
+        if !config.flush_interval.is_zero() && !queue.is_closed() {
+            tokio::time::sleep(config.flush_interval).await;
+        }
+        queue.drain(&mut drained);
+        if let Err(end) = write_drained(&mut io, &queue, &drained).await {
+            return end;
+        }
+        drained.entries.clear();
+        if let Some(close) = drained.close.take() {
+            return finish(&mut io, &close).await;
+        }
+    }
+}
+
+async fn tick(pings: &mut Option<Interval>) {
+    match pings {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes the close frame and half-closes, so the client reads it before EOF.
+async fn finish<W: AsyncWrite + Unpin>(io: &mut W, close: &Bytes) -> WriterEnd {
+    let sent = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+        io.write_all(close).await?;
+        io.shutdown().await
+    })
+    .await;
+    match sent {
+        Ok(Ok(())) => WriterEnd::Closed,
+        Ok(Err(e)) => WriterEnd::Dropped(e),
+        Err(_) => WriterEnd::Dropped(io::Error::new(io::ErrorKind::TimedOut, "close frame not written in time")),
+    }
+}
+
+/// Writes one drained batch, with `gap` notices placed before the first later message
+/// of their topic. Gives up at once if the queue is aborted (a slow consumer is cut).
+async fn write_drained<W: AsyncWrite + Unpin>(io: &mut W, queue: &SendQueue, drained: &Drained) -> Result<(), WriterEnd> {
+    let wire = queue.wire();
+    let gap_frames: Vec<(usize, Bytes)> = place_gaps(&drained.entries, &drained.gaps, wire);
+    let mut bufs: Vec<&[u8]> = Vec::with_capacity(drained.entries.len() + gap_frames.len());
+    let mut gaps = gap_frames.iter().peekable();
+    for (i, entry) in drained.entries.iter().enumerate() {
+        while let Some((_, g)) = gaps.next_if(|(at, _)| *at == i) {
+            bufs.push(g);
+        }
+        let b = entry.bytes(wire);
+        if !b.is_empty() {
+            bufs.push(b);
+        }
+    }
+    bufs.extend(gaps.map(|(_, g)| &g[..]));
+    let (mut idx, mut off) = (0usize, 0usize);
+    while idx < bufs.len() {
+        let iov: Vec<IoSlice<'_>> = bufs[idx..]
+            .iter()
+            .take(MAX_IOVECS)
+            .enumerate()
+            .map(|(k, b)| IoSlice::new(if k == 0 { &b[off..] } else { b }))
+            .collect();
+        let written = tokio::select! {
+            biased;
+            _ = queue.aborted() => {
+                if off == 0 {
+                    return Ok(());
+                }
+                return Err(WriterEnd::Dropped(io::Error::other("aborted in the middle of a frame")));
+            }
+            r = io.write_vectored(&iov) => r,
+        };
+        let mut n = match written {
+            Ok(0) => return Err(WriterEnd::Dropped(io::ErrorKind::WriteZero.into())),
+            Ok(n) => n,
+            Err(e) => return Err(WriterEnd::Dropped(e)),
+        };
+        while n > 0 {
+            let left = bufs[idx].len() - off;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// For each gap, the entry index it goes before (`entries.len()`: at the end) and its frame.
+fn place_gaps(entries: &std::collections::VecDeque<Entry>, gaps: &[Gap], wire: Wire) -> Vec<(usize, Bytes)> {
+    // Raw sockets carry payloads only: they cannot be told about a gap.
+    if gaps.is_empty() || wire == Wire::Raw {
+        return Vec::new();
+    }
+    let mut placed: Vec<(usize, Bytes)> = gaps
+        .iter()
+        .map(|g| {
+            let at = entries
+                .iter()
+                .position(|e| matches!(e, Entry::Message(m) if m.topic == g.topic && m.seq > g.to))
+                .unwrap_or(entries.len());
+            let frame = encode_reply(
+                wire,
+                &Reply::Gap {
+                    topic: g.topic.as_str(),
+                    from: g.from,
+                    to: g.to,
+                    reason: GapReason::SlowConsumer,
+                },
+            );
+            (at, frame)
+        })
+        .collect();
+    placed.sort_by_key(|(at, _)| *at);
+    placed
+}

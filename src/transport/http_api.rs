@@ -1,0 +1,259 @@
+//! The HTTP API: publish one message (`POST /api/publish/{topic}`) or a
+//! batch (`POST /api/publish`), and topic snapshots (`GET /api/topics/{topic}`).
+//!
+//! The body's `Content-Type` says what the data is: `application/json`,
+//! `application/msgpack`, `text/plain` (a string) or
+//! `application/octet-stream` (bytes).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::{header, Request, Response, StatusCode};
+use rmpv::ValueRef;
+use serde_json::value::RawValue;
+
+use super::{error_response, json_response, Body};
+use crate::broker::Broker;
+use crate::error::{ErrorCode, RequestError};
+use crate::protocol::{json, Payload};
+use crate::registry::Published;
+use crate::topic::TopicName;
+
+/// The kinds of body a publish accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    Msgpack,
+    Text,
+    Binary,
+}
+
+fn body_kind<B>(req: &Request<B>) -> Result<BodyKind, RequestError> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match ct.as_str() {
+        "application/json" => Ok(BodyKind::Json),
+        "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack" => Ok(BodyKind::Msgpack),
+        "text/plain" => Ok(BodyKind::Text),
+        "application/octet-stream" => Ok(BodyKind::Binary),
+        other => Err(RequestError::bad_request(format!(
+            "Content-Type `{other}` is not supported; use application/json, application/msgpack, text/plain or application/octet-stream"
+        ))),
+    }
+}
+
+/// Reads the body, refusing more than `limit` bytes.
+async fn read_body(req: Request<hyper::body::Incoming>, limit: usize) -> Result<Bytes, RequestError> {
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(RequestError::new(
+            ErrorCode::TooLarge,
+            format!("body over {limit} bytes (limits.max_message_bytes)"),
+        )),
+        Err(e) => Err(RequestError::bad_request(format!("could not read the body: {e}"))),
+    }
+}
+
+/// Turns a body into a payload, checking it is what its type says.
+fn payload(kind: BodyKind, body: Bytes) -> Result<Payload, RequestError> {
+    match kind {
+        BodyKind::Json => {
+            let text = std::str::from_utf8(&body).map_err(|_| RequestError::bad_request("JSON body is not UTF-8"))?;
+            let raw: &RawValue =
+                serde_json::from_str(text).map_err(|e| RequestError::bad_request(format!("malformed JSON body: {e}")))?;
+            json::payload(raw.get().trim()).map_err(RequestError::bad_request)
+        }
+        BodyKind::Msgpack => msgpack_payload(&body),
+        BodyKind::Text => match std::str::from_utf8(&body) {
+            Ok(_) => Ok(Payload::Text(body)),
+            Err(_) => Err(RequestError::bad_request("text/plain body is not valid UTF-8")),
+        },
+        BodyKind::Binary => Ok(Payload::Binary(body)),
+    }
+}
+
+fn msgpack_payload(body: &[u8]) -> Result<Payload, RequestError> {
+    let mut rest = body;
+    let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, 64)
+        .map_err(|e| RequestError::bad_request(format!("malformed MessagePack body: {e}")))?;
+    if !rest.is_empty() {
+        return Err(RequestError::bad_request("malformed MessagePack body: bytes after the value"));
+    }
+    msgpack_value(&value, body)
+}
+
+fn msgpack_value(value: &ValueRef<'_>, encoded: &[u8]) -> Result<Payload, RequestError> {
+    Ok(match value {
+        ValueRef::String(s) => Payload::text(
+            s.as_str()
+                .ok_or_else(|| RequestError::bad_request("MessagePack str is not valid UTF-8"))?,
+        ),
+        ValueRef::Binary(b) => Payload::Binary(Bytes::copy_from_slice(b)),
+        _ => Payload::Msgpack(Bytes::copy_from_slice(encoded)),
+    })
+}
+
+fn published_json(topic: &str, p: Published) -> serde_json::Value {
+    serde_json::json!({ "topic": topic, "seq": p.seq, "subscribers": p.subscribers })
+}
+
+fn error_json(e: &RequestError) -> serde_json::Value {
+    serde_json::json!({ "code": e.code.as_str(), "message": e.message })
+}
+
+fn request_error(e: &RequestError) -> Response<Body> {
+    let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    error_response(status, e.code.as_str(), &e.message)
+}
+
+/// Publishes to `topic` after checking it (clients cannot publish to `$` topics).
+fn publish_one(broker: &Broker, topic: &str, payload: Payload) -> Result<Published, RequestError> {
+    let name = TopicName::parse(topic)?;
+    if name.is_system() {
+        return Err(RequestError::new(
+            ErrorCode::Forbidden,
+            format!("`{name}` is a broker topic ($...); clients cannot publish to it"),
+        ));
+    }
+    Ok(broker.registry.publish(&name, payload, None))
+}
+
+/// `POST /api/publish/{topic}`.
+pub async fn publish(broker: Arc<Broker>, req: Request<hyper::body::Incoming>, topic: &str) -> Response<Body> {
+    let result = async {
+        let kind = body_kind(&req)?;
+        let body = read_body(req, broker.config.limits.max_message_bytes).await?;
+        publish_one(&broker, topic, payload(kind, body)?)
+    }
+    .await;
+    match result {
+        Ok(p) => json_response(StatusCode::OK, published_json(topic, p).to_string().into_bytes()),
+        Err(e) => request_error(&e),
+    }
+}
+
+/// `POST /api/publish`: a JSON or MessagePack array of `{topic, data}`; one answer per item.
+pub async fn publish_batch(broker: Arc<Broker>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let result = async {
+        let kind = body_kind(&req)?;
+        // A batch may carry many messages: allow a generous multiple of one message's limit.
+        let limit = broker.config.limits.max_message_bytes.saturating_mul(16);
+        let body = read_body(req, limit).await?;
+        match kind {
+            BodyKind::Json => batch_json(&broker, &body),
+            BodyKind::Msgpack => batch_msgpack(&broker, &body),
+            _ => Err(RequestError::bad_request(
+                "a batch body must be application/json or application/msgpack: an array of {topic, data}",
+            )),
+        }
+    }
+    .await;
+    match result {
+        Ok(items) => json_response(StatusCode::OK, serde_json::Value::Array(items).to_string().into_bytes()),
+        Err(e) => request_error(&e),
+    }
+}
+
+fn batch_json(broker: &Broker, body: &[u8]) -> Result<Vec<serde_json::Value>, RequestError> {
+    #[derive(serde::Deserialize)]
+    struct Item<'a> {
+        #[serde(borrow)]
+        topic: Option<&'a RawValue>,
+        #[serde(borrow)]
+        data: Option<&'a RawValue>,
+    }
+    let items: Vec<Item<'_>> = serde_json::from_slice(body)
+        .map_err(|e| RequestError::bad_request(format!("batch must be a JSON array of {{topic, data}} objects: {e}")))?;
+    Ok(items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let one = || -> Result<(String, Published), RequestError> {
+                let topic: String = item
+                    .topic
+                    .and_then(|t| serde_json::from_str(t.get()).ok())
+                    .ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a string `topic`")))?;
+                let data = item
+                    .data
+                    .ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a `data` field")))?;
+                let payload = json::payload(data.get()).map_err(RequestError::bad_request)?;
+                let p = publish_one(broker, &topic, payload)?;
+                Ok((topic, p))
+            };
+            match one() {
+                Ok((topic, p)) => published_json(&topic, p),
+                Err(e) => serde_json::json!({ "error": error_json(&e) }),
+            }
+        })
+        .collect())
+}
+
+fn batch_msgpack(broker: &Broker, body: &[u8]) -> Result<Vec<serde_json::Value>, RequestError> {
+    let mut rest = body;
+    let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, 64)
+        .map_err(|e| RequestError::bad_request(format!("malformed MessagePack batch: {e}")))?;
+    let ValueRef::Array(items) = value else {
+        return Err(RequestError::bad_request("batch must be a MessagePack array of {topic, data} maps"));
+    };
+    Ok(items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let one = || -> Result<(String, Published), RequestError> {
+                let ValueRef::Map(fields) = item else {
+                    return Err(RequestError::bad_request(format!("item {i}: must be a map of {{topic, data}}")));
+                };
+                let field = |name: &str| {
+                    fields
+                        .iter()
+                        .find(|(k, _)| matches!(k, ValueRef::String(s) if s.as_str() == Some(name)))
+                        .map(|(_, v)| v)
+                };
+                let topic = match field("topic") {
+                    Some(ValueRef::String(s)) => s.as_str().map(str::to_owned),
+                    _ => None,
+                }
+                .ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a string `topic`")))?;
+                let data = field("data").ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a `data` field")))?;
+                let mut encoded = Vec::new();
+                rmpv::encode::write_value_ref(&mut encoded, data)
+                    .map_err(|e| RequestError::bad_request(format!("item {i}: bad `data`: {e}")))?;
+                let p = publish_one(broker, &topic, msgpack_value(data, &encoded)?)?;
+                Ok((topic, p))
+            };
+            match one() {
+                Ok((topic, p)) => published_json(&topic, p),
+                Err(e) => serde_json::json!({ "error": error_json(&e) }),
+            }
+        })
+        .collect())
+}
+
+/// `GET /api/topics/{topic}`: subscribers, last seq and retained count.
+pub fn topic_info(broker: &Broker, topic: &str) -> Response<Body> {
+    let name = match TopicName::parse(topic) {
+        Ok(n) => n,
+        Err(e) => return request_error(&e.into()),
+    };
+    match broker.registry.topic_info(&name) {
+        Some(info) => {
+            let body = serde_json::json!({
+                "topic": info.name.as_str(),
+                "subscribers": info.subscribers,
+                "seq": info.seq,
+                "retained": info.retained,
+            });
+            json_response(StatusCode::OK, body.to_string().into_bytes())
+        }
+        None => error_response(StatusCode::NOT_FOUND, "not_found", &format!("topic `{topic}` has no subscribers and nothing retained")),
+    }
+}

@@ -1,0 +1,39 @@
+//! The ways into the broker, one file per way: WebSocket (`ws`, with its
+//! message reader in `ws_read`), and the HTTP API (`http_api`).
+
+pub mod http_api;
+pub mod ws;
+pub mod ws_read;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+
+/// The response body type every handler returns.
+pub type Body = Full<Bytes>;
+
+/// A JSON response with `status`.
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A JSON error response: `{"code":..,"message":..}`.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "code": code, "message": message });
+    json_response(status, body.to_string().into_bytes())
+}
+
+/// A plain-text response with `status`.
+pub fn text_response(status: StatusCode, text: &str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::copy_from_slice(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}

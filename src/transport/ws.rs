@@ -1,0 +1,335 @@
+//! WebSocket: the upgrade (with the checks fastwebsockets leaves to us),
+//! then one connection's life: a reader loop here, the writer task from
+//! `session::writer`, and a clean close handshake at the end.
+//!
+//! `/ws` speaks the request protocol (JSON or MessagePack); `/ws/t/{topic}`
+//! is a raw topic socket: every frame received is published to the topic,
+//! every message of the topic is sent as exactly its payload.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, Instrument};
+
+use super::ws_read::{Incoming, MessageReader, ReadEnd};
+use super::{text_response, Body};
+use crate::broker::{Broker, ConnectionSlot};
+use crate::protocol::frame::{self, OpCode};
+use crate::protocol::{Payload, Wire};
+use crate::session::writer::{self, WriterConfig};
+use crate::session::Session;
+use crate::topic::TopicName;
+
+/// How long, after a close frame, the client has to finish the close handshake.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// The RFC 6455 GUID that turns a key into an accept value.
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// What a WebSocket connection asked for in its URL.
+#[derive(Debug, Clone)]
+pub struct WsParams {
+    /// Wire format.
+    pub wire: Wire,
+    /// Raw socket topic.
+    pub topic: Option<TopicName>,
+    /// Raw sockets: get one's own messages back.
+    pub echo: bool,
+    /// Replay history after this seq first.
+    pub since: Option<u64>,
+}
+
+/// Parses `/ws` or `/ws/t/{topic}` query parameters; errors are 400 texts.
+pub fn params(path_topic: Option<&str>, query: Option<&str>, headers: &HeaderMap) -> Result<WsParams, String> {
+    let mut p = WsParams {
+        wire: Wire::Json,
+        topic: None,
+        echo: false,
+        since: None,
+    };
+    if let Some(t) = path_topic {
+        p.wire = Wire::Raw;
+        p.topic = Some(TopicName::parse(t).map_err(|e| e.to_string())?);
+    } else if let Some(proto) = chosen_subprotocol(headers) {
+        p.wire = if proto == "fanout.msgpack" { Wire::Msgpack } else { Wire::Json };
+    }
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match &*k {
+            "format" if path_topic.is_none() => {
+                p.wire = match &*v {
+                    "json" => Wire::Json,
+                    "msgpack" => Wire::Msgpack,
+                    other => return Err(format!("format `{other}` is unknown; use format=json or format=msgpack")),
+                }
+            }
+            "echo" => p.echo = parse_bool("echo", &v)?,
+            "since" => {
+                p.since = Some(v.parse().map_err(|_| format!("since `{v}` is not a non-negative integer"))?);
+            }
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(format!("{name} `{other}` is not a boolean; use true or false")),
+    }
+}
+
+/// The subprotocol we pick from `Sec-WebSocket-Protocol`, if the client offered ours.
+fn chosen_subprotocol(headers: &HeaderMap) -> Option<&'static str> {
+    let offered = headers.get_all(header::SEC_WEBSOCKET_PROTOCOL);
+    offered
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|p| match p {
+            "fanout.json" => Some("fanout.json"),
+            "fanout.msgpack" => Some("fanout.msgpack"),
+            _ => None,
+        })
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Checks the upgrade request (RFC 6455 §4.2.1); the error is a 400 text.
+fn check_upgrade<B>(req: &Request<B>) -> Result<String, String> {
+    if req.method() != hyper::Method::GET {
+        return Err(format!("a WebSocket upgrade must use GET, not {}", req.method()));
+    }
+    let h = req.headers();
+    if !header_has_token(h, header::CONNECTION, "upgrade") {
+        return Err("missing `Connection: Upgrade`; connect with a WebSocket client".into());
+    }
+    if !header_has_token(h, header::UPGRADE, "websocket") {
+        return Err("missing `Upgrade: websocket`; connect with a WebSocket client".into());
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return Err("Sec-WebSocket-Version must be 13".into());
+    }
+    let key = h
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or("missing Sec-WebSocket-Key")?
+        .to_str()
+        .map_err(|_| "Sec-WebSocket-Key is not ASCII")?;
+    match base64::engine::general_purpose::STANDARD.decode(key.trim()) {
+        Ok(k) if k.len() == 16 => Ok(key.trim().to_owned()),
+        _ => Err("Sec-WebSocket-Key must be 16 bytes in base64".into()),
+    }
+}
+
+fn accept_key(key: &str) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(WS_GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
+/// Answers an upgrade request and, once upgraded, runs the connection as a tracked task.
+pub fn upgrade(
+    broker: &Arc<Broker>,
+    mut req: Request<hyper::body::Incoming>,
+    path_topic: Option<&str>,
+    slot: Arc<ConnectionSlot>,
+    remote: std::net::SocketAddr,
+) -> Response<Body> {
+    let key = match check_upgrade(&req) {
+        Ok(k) => k,
+        Err(reason) => return text_response(StatusCode::BAD_REQUEST, &reason),
+    };
+    let params = match params(path_topic, req.uri().query(), req.headers()) {
+        Ok(p) => p,
+        Err(reason) => return text_response(StatusCode::BAD_REQUEST, &reason),
+    };
+    if broker.shutdown.is_triggered() {
+        return text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
+    }
+    let subprotocol = chosen_subprotocol(req.headers());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let b = Arc::clone(broker);
+    let span = tracing::info_span!("conn", session_id = tracing::field::Empty, %remote, transport = "ws");
+    broker.shutdown.spawn(
+        async move {
+            match on_upgrade.await {
+                Ok(upgraded) => run_upgraded(b, upgraded, params).await,
+                Err(e) => debug!(error = %e, "upgrade failed"),
+            }
+            drop(slot);
+        }
+        .instrument(span),
+    );
+    let mut res = Response::new(Body::default());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept_key(&key)) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(p) = subprotocol {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
+    }
+    res
+}
+
+/// Splits the upgraded socket; a plain TCP socket is unwrapped so the writer's
+/// vectored writes reach the kernel directly.
+async fn run_upgraded(broker: Arc<Broker>, upgraded: hyper::upgrade::Upgraded, params: WsParams) {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let (read, write) = parts.io.into_inner().into_split();
+            let read = std::io::Cursor::new(parts.read_buf).chain(read);
+            run(broker, read, write, params).await
+        }
+        Err(upgraded) => {
+            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+            run(broker, read, write, params).await
+        }
+    }
+}
+
+/// Runs one WebSocket connection to its end.
+pub async fn run<R, W>(broker: Arc<Broker>, mut read: R, write: W, params: WsParams)
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let mut session = Session::new(Arc::clone(&broker), params.wire, params.echo);
+    tracing::Span::current().record("session_id", session.id().0);
+    debug!("connected");
+    let queue = Arc::clone(session.queue());
+    if let Some(topic) = &params.topic {
+        if let Err(e) = session.subscribe(topic.as_str(), params.since, None) {
+            queue.close(frame::close(1008, &e.message), false);
+        }
+    }
+    let activity = Arc::new(AtomicU64::new(0));
+    let writer_done = CancellationToken::new();
+    let s = &broker.config.server;
+    let config = WriterConfig {
+        ping_interval: s.ping_interval,
+        idle_timeout: s.idle_timeout,
+        flush_interval: broker.config.queue.flush_interval,
+    };
+    let writer = {
+        let (queue, activity, done, shutdown) =
+            (Arc::clone(&queue), Arc::clone(&activity), writer_done.clone(), broker.shutdown.clone());
+        tokio::spawn(
+            async move {
+                let end = writer::run(queue, write, config, activity, shutdown).await;
+                debug!(?end, "writer ended");
+                done.cancel();
+            }
+            .in_current_span(),
+        )
+    };
+    let mut reader = MessageReader::new(&mut read, broker.config.limits.max_message_bytes);
+    let end = tokio::select! {
+        end = read_loop(&mut reader, &mut session, &params, &activity) => Some(end),
+        _ = writer_done.cancelled() => None,
+    };
+    drop(reader);
+    match end {
+        Some(ReadEnd::Violation(code, reason)) => {
+            debug!(code, %reason, "protocol violation");
+            queue.close(frame::close(code, &reason), false);
+        }
+        Some(ReadEnd::Gone) => queue.close(Bytes::new(), false),
+        None => {}
+    }
+    // Let the writer send its close frame, then read until the client's EOF so the
+    // close handshake completes and the kernel does not answer unread data with a reset.
+    let _ = tokio::time::timeout(CLOSE_LINGER, writer_done.cancelled()).await;
+    let _ = tokio::time::timeout(CLOSE_LINGER, discard_until_eof(&mut read)).await;
+    writer.abort();
+    drop(session);
+    debug!("disconnected");
+}
+
+/// Reads until the client closes, answering its requests, pings and close.
+async fn read_loop<R: AsyncRead + Unpin>(
+    reader: &mut MessageReader<R>,
+    session: &mut Session,
+    params: &WsParams,
+    activity: &AtomicU64,
+) -> ReadEnd {
+    match read_messages(reader, session, params, activity).await {
+        Ok(never) => match never {},
+        Err(end) => end,
+    }
+}
+
+async fn read_messages<R: AsyncRead + Unpin>(
+    reader: &mut MessageReader<R>,
+    session: &mut Session,
+    params: &WsParams,
+    activity: &AtomicU64,
+) -> Result<std::convert::Infallible, ReadEnd> {
+    let queue = Arc::clone(session.queue());
+    loop {
+        queue.reply_room().await;
+        let incoming = reader.next().await?;
+        activity.fetch_add(1, Ordering::Relaxed);
+        match (incoming, params.wire) {
+            (Incoming::Ping(payload), _) => {
+                queue.push_control(frame::encode(OpCode::Pong, &payload));
+            }
+            (Incoming::Pong, _) => {}
+            (Incoming::Close(code), _) => {
+                queue.close(frame::close(code, ""), false);
+                return Err(ReadEnd::Gone);
+            }
+            (Incoming::Text(t), Wire::Raw) => raw_publish(session, params, Payload::Text(t))?,
+            (Incoming::Binary(b), Wire::Raw) => raw_publish(session, params, Payload::Binary(b))?,
+            (Incoming::Text(t), Wire::Json) => session.handle_request(&t),
+            (Incoming::Binary(b), Wire::Msgpack) => session.handle_request(&b),
+            (Incoming::Binary(_), Wire::Json) => {
+                session.reject_frame("binary frame on a JSON connection; send text frames or connect with format=msgpack")
+            }
+            (Incoming::Text(_), Wire::Msgpack) => {
+                session.reject_frame("text frame on a MessagePack connection; send binary frames or connect with format=json")
+            }
+        }
+    }
+}
+
+/// Publishes a raw socket's frame; a refusal can only be told with a close (1008).
+fn raw_publish(session: &mut Session, params: &WsParams, payload: Payload) -> Result<(), ReadEnd> {
+    if let Some(topic) = &params.topic {
+        session
+            .publish_to(topic, payload)
+            .map_err(|e| ReadEnd::Violation(1008, e.message))?;
+    }
+    Ok(())
+}
+
+async fn discard_until_eof<R: AsyncRead + Unpin>(read: &mut R) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = read.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Reads complete WebSocket messages from a client, enforcing what
+//! fastwebsockets leaves to the server: masked client frames, fragment
+//! sequencing, UTF-8 across fragments (failing fast), the total message
+//! size, control frame sizes, and close frame validity. Each violation
+//! becomes the close code RFC 6455 asks for.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// What the reader got.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A complete text message (valid UTF-8).
+    Text(Bytes),
+    /// A complete binary message.
+    Binary(Bytes),
+    /// A ping; answer with a pong carrying the payload.
+    Ping(Bytes),
+    /// A pong (only proves the client is alive).
+    Pong,
+    /// The client closes; answer with this code.
+    Close(u16),
+}
+
+/// Why reading stopped.
+#[derive(Debug)]
+pub enum ReadEnd {
+    /// The client broke the protocol: close with this code and reason.
+    Violation(u16, String),
+    /// The connection ended without a close handshake.
+    Gone,
+}
+
+impl ReadEnd {
+    fn protocol(reason: impl Into<String>) -> Self {
+        ReadEnd::Violation(1002, reason.into())
+    }
+}
+
+/// A message being collected from fragments.
+struct Partial {
+    text: bool,
+    data: BytesMut,
+    /// Bytes of `data` known to be valid UTF-8.
+    valid: usize,
+}
+
+/// One frame off the wire, unmasked.
+struct Frame {
+    fin: bool,
+    opcode: OpCode,
+    payload: BytesMut,
+}
+
+/// Frame opcodes (RFC 6455 §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpCode {
+    Continuation,
+    Text,
+    Binary,
+    Close,
+    Ping,
+    Pong,
+}
+
+/// Reads frames and assembles messages. Frames are parsed here rather than by
+/// fastwebsockets' reader because it hides whether a frame was masked and
+/// reserves a frame's declared length before checking it against our limit;
+/// its SIMD unmasking is still used.
+pub struct MessageReader<R> {
+    read: R,
+    buf: BytesMut,
+    max_message_bytes: usize,
+    partial: Option<Partial>,
+}
+
+/// Read buffer size; grown only for a frame that needs more.
+const READ_BUF: usize = 4096;
+
+impl<R: AsyncRead + Unpin> MessageReader<R> {
+    /// A reader that refuses messages over `max_message_bytes` with 1009.
+    pub fn new(read: R, max_message_bytes: usize) -> Self {
+        MessageReader {
+            read,
+            buf: BytesMut::new(),
+            max_message_bytes,
+            partial: None,
+        }
+    }
+
+    /// The next complete message or control frame. Cancel-safe between frames only:
+    /// drop the reader rather than reuse it after cancelling.
+    pub async fn next(&mut self) -> Result<Incoming, ReadEnd> {
+        loop {
+            let frame = self.frame().await?;
+            if let Some(incoming) = self.accept(frame)? {
+                return Ok(incoming);
+            }
+        }
+    }
+
+    /// Makes sure at least `n` bytes are buffered.
+    async fn fill(&mut self, n: usize) -> Result<(), ReadEnd> {
+        while self.buf.len() < n {
+            if self.buf.capacity() - self.buf.len() < READ_BUF.min(n - self.buf.len()).max(1) {
+                self.buf.reserve(READ_BUF.max(n - self.buf.len()));
+            }
+            match self.read.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return Err(ReadEnd::Gone),
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn frame(&mut self) -> Result<Frame, ReadEnd> {
+        self.fill(2).await?;
+        let (b0, b1) = (self.buf[0], self.buf[1]);
+        if b0 & 0x70 != 0 {
+            return Err(ReadEnd::protocol("reserved bits set without an extension"));
+        }
+        let opcode = match b0 & 0x0f {
+            0x0 => OpCode::Continuation,
+            0x1 => OpCode::Text,
+            0x2 => OpCode::Binary,
+            0x8 => OpCode::Close,
+            0x9 => OpCode::Ping,
+            0xA => OpCode::Pong,
+            other => return Err(ReadEnd::protocol(format!("unknown opcode {other:#x}"))),
+        };
+        let fin = b0 & 0x80 != 0;
+        let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
+        if control && !fin {
+            return Err(ReadEnd::protocol("fragmented control frame"));
+        }
+        if b1 & 0x80 == 0 {
+            return Err(ReadEnd::protocol("client frames must be masked"));
+        }
+        let extra = match b1 & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        self.fill(2 + extra + 4).await?;
+        let len = match extra {
+            0 => u64::from(b1 & 0x7f),
+            2 => u64::from(u16::from_be_bytes([self.buf[2], self.buf[3]])),
+            _ => u64::from_be_bytes(self.buf[2..10].try_into().unwrap_or([0xff; 8])),
+        };
+        if control && len > 125 {
+            return Err(ReadEnd::protocol("control frame payload over 125 bytes"));
+        }
+        // Checked before anything is buffered, so a huge declared length costs nothing.
+        if len > self.max_message_bytes as u64 {
+            return Err(ReadEnd::Violation(1009, format!("message over {} bytes", self.max_message_bytes)));
+        }
+        let len = len as usize;
+        let head = 2 + extra + 4;
+        let mask: [u8; 4] = self.buf[head - 4..head].try_into().unwrap_or_default();
+        self.fill(head + len).await?;
+        let _ = self.buf.split_to(head);
+        let mut payload = self.buf.split_to(len);
+        fastwebsockets::unmask(&mut payload, mask);
+        Ok(Frame { fin, opcode, payload })
+    }
+
+    fn accept(&mut self, frame: Frame) -> Result<Option<Incoming>, ReadEnd> {
+        match frame.opcode {
+            OpCode::Ping | OpCode::Pong | OpCode::Close if frame.payload.len() > 125 => {
+                Err(ReadEnd::protocol("control frame payload over 125 bytes"))
+            }
+            OpCode::Ping => Ok(Some(Incoming::Ping(Bytes::copy_from_slice(&frame.payload)))),
+            OpCode::Pong => Ok(Some(Incoming::Pong)),
+            OpCode::Close => close_code(&frame.payload).map(|c| Some(Incoming::Close(c))),
+            OpCode::Text | OpCode::Binary => {
+                if self.partial.is_some() {
+                    return Err(ReadEnd::protocol("a new message started before the previous one finished"));
+                }
+                let text = frame.opcode == OpCode::Text;
+                if frame.fin {
+                    if text && std::str::from_utf8(&frame.payload).is_err() {
+                        return Err(ReadEnd::Violation(1007, "text message is not valid UTF-8".into()));
+                    }
+                    // A copy, so a retained message does not pin the whole read buffer.
+                    let data = Bytes::copy_from_slice(&frame.payload);
+                    return Ok(Some(if text { Incoming::Text(data) } else { Incoming::Binary(data) }));
+                }
+                self.partial = Some(Partial {
+                    text,
+                    data: BytesMut::new(),
+                    valid: 0,
+                });
+                self.extend(&frame.payload, false)
+            }
+            OpCode::Continuation => {
+                if self.partial.is_none() {
+                    return Err(ReadEnd::protocol("continuation frame with no message to continue"));
+                }
+                self.extend(&frame.payload, frame.fin)
+            }
+        }
+    }
+
+    fn extend(&mut self, payload: &[u8], fin: bool) -> Result<Option<Incoming>, ReadEnd> {
+        let max = self.max_message_bytes;
+        let Some(p) = self.partial.as_mut() else {
+            return Ok(None);
+        };
+        if p.data.len() + payload.len() > max {
+            return Err(ReadEnd::Violation(1009, format!("message over {max} bytes")));
+        }
+        p.data.extend_from_slice(payload);
+        if p.text {
+            // Check as we go, so invalid text fails on the fragment that carries it.
+            match std::str::from_utf8(&p.data[p.valid..]) {
+                Ok(_) => p.valid = p.data.len(),
+                Err(e) if e.error_len().is_none() && !fin => p.valid += e.valid_up_to(),
+                Err(_) => return Err(ReadEnd::Violation(1007, "text message is not valid UTF-8".into())),
+            }
+        }
+        if !fin {
+            return Ok(None);
+        }
+        let Some(p) = self.partial.take() else {
+            return Ok(None);
+        };
+        let data = p.data.freeze();
+        Ok(Some(if p.text { Incoming::Text(data) } else { Incoming::Binary(data) }))
+    }
+}
+
+/// The code to answer a client's close frame with, or the violation it commits.
+fn close_code(payload: &[u8]) -> Result<u16, ReadEnd> {
+    match payload.len() {
+        0 => Ok(1000),
+        1 => Err(ReadEnd::protocol("close frame with a 1-byte payload")),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            if std::str::from_utf8(&payload[2..]).is_err() {
+                return Err(ReadEnd::Violation(1007, "close reason is not valid UTF-8".into()));
+            }
+            // RFC 6455 §7.4: codes a peer may send.
+            let allowed = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
+            if !allowed {
+                return Err(ReadEnd::protocol(format!("close code {code} is not allowed")));
+            }
+            Ok(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+        let mut out = vec![(fin as u8) << 7 | opcode];
+        let mask = [1u8, 2, 3, 4];
+        let m = if masked { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => out.push(m | n as u8),
+            n if n < 65536 => {
+                out.push(m | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(m | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            out.extend_from_slice(&mask);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        } else {
+            out.extend_from_slice(payload);
+        }
+        out
+    }
+
+    async fn read_all(bytes: Vec<u8>, max: usize) -> Vec<Result<String, (u16, String)>> {
+        let mut r = MessageReader::new(std::io::Cursor::new(bytes), max);
+        let mut out = Vec::new();
+        loop {
+            match r.next().await {
+                Ok(Incoming::Text(t)) => out.push(Ok(format!("text:{}", String::from_utf8_lossy(&t)))),
+                Ok(Incoming::Binary(b)) => out.push(Ok(format!("binary:{}", b.len()))),
+                Ok(Incoming::Ping(_)) => out.push(Ok("ping".into())),
+                Ok(Incoming::Pong) => out.push(Ok("pong".into())),
+                Ok(Incoming::Close(c)) => out.push(Ok(format!("close:{c}"))),
+                Err(ReadEnd::Violation(c, r)) => {
+                    out.push(Err((c, r)));
+                    break;
+                }
+                Err(ReadEnd::Gone) => break,
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn fragments_are_collected_with_interleaved_control_frames() {
+        let mut b = frame(false, 1, b"hel", true);
+        b.extend(frame(true, 9, b"", true));
+        b.extend(frame(true, 0, b"lo", true));
+        let got = read_all(b, 100).await;
+        assert_eq!(got, vec![Ok("ping".into()), Ok("text:hello".into())]);
+    }
+
+    #[tokio::test]
+    async fn unmasked_frames_are_a_protocol_error() {
+        let got = read_all(frame(true, 1, b"x", false), 100).await;
+        assert_eq!(got[0].as_ref().unwrap_err().0, 1002);
+    }
+
+    #[tokio::test]
+    async fn messages_over_the_limit_get_1009_even_in_fragments() {
+        let got = read_all(frame(true, 2, &[0; 101], true), 100).await;
+        assert_eq!(got[0].as_ref().unwrap_err().0, 1009);
+        let mut b = frame(false, 2, &[0; 60], true);
+        b.extend(frame(true, 0, &[0; 60], true));
+        let got = read_all(b, 100).await;
+        assert_eq!(got[0].as_ref().unwrap_err().0, 1009);
+        let got = read_all(frame(true, 2, &[0; 100], true), 100).await;
+        assert_eq!(got, vec![Ok("binary:100".into())]);
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_gets_1007_split_code_points_are_fine() {
+        let got = read_all(frame(true, 1, &[0xff], true), 100).await;
+        assert_eq!(got[0].as_ref().unwrap_err().0, 1007);
+        let e = "é".as_bytes();
+        let mut b = frame(false, 1, &e[..1], true);
+        b.extend(frame(true, 0, &e[1..], true));
+        assert_eq!(read_all(b, 100).await, vec![Ok("text:é".into())]);
+        let mut b = frame(false, 1, b"ok", true);
+        b.extend(frame(false, 0, &[0xc0, 0x80], true));
+        let got = read_all(b, 100).await;
+        assert_eq!(got[0].as_ref().unwrap_err().0, 1007);
+    }
+
+    #[tokio::test]
+    async fn bad_sequences_and_control_frames_are_protocol_errors() {
+        for bytes in [
+            frame(true, 0, b"x", true),
+            [frame(false, 1, b"a", true), frame(true, 1, b"b", true)].concat(),
+            frame(false, 9, b"", true),
+            frame(true, 10, &[0; 126], true),
+            frame(true, 8, &[0x03], true),
+            frame(true, 8, &999u16.to_be_bytes(), true),
+            frame(true, 3, b"", true),
+        ] {
+            let got = read_all(bytes, 1000).await;
+            assert_eq!(got.last().unwrap().as_ref().unwrap_err().0, 1002, "{got:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn close_codes_are_echoed() {
+        let mut payload = 4000u16.to_be_bytes().to_vec();
+        payload.extend_from_slice(b"bye");
+        assert_eq!(read_all(frame(true, 8, &payload, true), 100).await, vec![Ok("close:4000".into())]);
+        assert_eq!(read_all(frame(true, 8, b"", true), 100).await, vec![Ok("close:1000".into())]);
+    }
+}
