@@ -31,7 +31,7 @@ pub struct Config {
     /// Default history per topic.
     pub history: HistoryConfig,
     /// Per-pattern topic rules, first match wins.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<TopicRule>,
     /// Logging.
     pub log: LogConfig,

@@ -43,7 +43,7 @@ pub struct WsParams {
     pub wire: Wire,
     /// Raw socket topic.
     pub topic: Option<TopicName>,
-    /// Raw sockets: get one's own messages back.
+    /// Get one's own messages back (default: yes on `/ws`, no on raw sockets).
     pub echo: bool,
     /// Replay history after this seq first.
     pub since: Option<u64>,
@@ -51,10 +51,12 @@ pub struct WsParams {
 
 /// Parses `/ws` or `/ws/t/{topic}` query parameters; errors are 400 texts.
 pub fn params(path_topic: Option<&str>, query: Option<&str>, headers: &HeaderMap) -> Result<WsParams, String> {
+    // A `/ws` client gets its own messages on topics it subscribed to (as in NATS);
+    // a raw socket does not by default (a chat page shows its own line itself).
     let mut p = WsParams {
         wire: Wire::Json,
         topic: None,
-        echo: false,
+        echo: path_topic.is_none(),
         since: None,
     };
     if let Some(t) = path_topic {
