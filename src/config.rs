@@ -94,7 +94,9 @@ impl TryFrom<String> for Policy {
             "drop_newest" => Ok(Policy::DropNewest),
             "conflate" => Ok(Policy::Conflate),
             "disconnect" => Ok(Policy::Disconnect),
-            _ => Err(format!("`{s}` is not a policy; use drop_oldest, drop_newest, conflate or disconnect")),
+            _ => Err(format!(
+                "`{s}` is not a policy; use drop_oldest, drop_newest, conflate or disconnect"
+            )),
         }
     }
 }
@@ -205,8 +207,8 @@ impl Config {
             .into_iter()
             .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
             .collect();
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml));
         builder = match path {
             Some(p) => {
                 if !p.exists() {
@@ -217,7 +219,11 @@ impl Config {
                 }
                 builder.add_source(config::File::from(p).format(config::FileFormat::Toml))
             }
-            None => builder.add_source(config::File::with_name("config.toml").format(config::FileFormat::Toml).required(false)),
+            None => builder.add_source(
+                config::File::with_name("config.toml")
+                    .format(config::FileFormat::Toml)
+                    .required(false),
+            ),
         };
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
@@ -260,7 +266,10 @@ impl Config {
                 format!("{} is over the 64 MiB maximum", self.limits.max_message_bytes),
             ));
         }
-        positive("limits.max_subscriptions_per_connection", self.limits.max_subscriptions_per_connection)?;
+        positive(
+            "limits.max_subscriptions_per_connection",
+            self.limits.max_subscriptions_per_connection,
+        )?;
         positive("queue.max_messages", self.queue.max_messages)?;
         positive("queue.max_bytes", self.queue.max_bytes)?;
         for (i, rule) in self.topics.iter().enumerate() {
@@ -275,7 +284,10 @@ impl Config {
         self.server.listen.parse().map_err(|_| {
             ConfigError::invalid(
                 "server.listen",
-                format!("`{}` is not an address; use IP:PORT such as 127.0.0.1:8080", self.server.listen),
+                format!(
+                    "`{}` is not an address; use IP:PORT such as 127.0.0.1:8080",
+                    self.server.listen
+                ),
             )
         })
     }
@@ -307,7 +319,8 @@ impl Default for Config {
             .add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml))
             .build();
         // The embedded file is checked by a unit test, so this cannot fail at run time.
-        raw.and_then(|r| r.try_deserialize()).expect("the embedded config.toml is valid")
+        raw.and_then(|r| r.try_deserialize())
+            .expect("the embedded config.toml is valid")
     }
 }
 
@@ -341,7 +354,9 @@ mod duration {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!("`{text}` is not a duration ({e}); use forms like \"500ms\", \"10s\", \"5m\""))
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration ({e}); use forms like \"500ms\", \"10s\", \"5m\""
+            ))
         })
     }
 }
@@ -415,7 +430,10 @@ mod tests {
     fn file_then_env_override_the_defaults() {
         let c = load(
             "[queue]\npolicy = \"conflate\"\n[server]\nlisten = \"127.0.0.1:9000\"\n",
-            &[("FANOUT__SERVER__LISTEN", "127.0.0.1:9001"), ("FANOUT__QUEUE__MAX_MESSAGES", "7")],
+            &[
+                ("FANOUT__SERVER__LISTEN", "127.0.0.1:9001"),
+                ("FANOUT__QUEUE__MAX_MESSAGES", "7"),
+            ],
         )
         .unwrap();
         assert_eq!(c.queue.policy, Policy::Conflate);
@@ -434,16 +452,23 @@ mod tests {
     #[test]
     fn bad_values_name_the_key_and_the_allowed_values() {
         let e = load("[queue]\npolicy = \"drop_all\"\n", &[]).unwrap_err().to_string();
-        assert!(e.contains("drop_all") && e.contains("drop_oldest") && e.contains("conflate"), "{e}");
+        assert!(
+            e.contains("drop_all") && e.contains("drop_oldest") && e.contains("conflate"),
+            "{e}"
+        );
         let e = load("[server]\nlisten = \"localhost\"\n", &[]).unwrap_err().to_string();
         assert!(e.contains("server.listen"), "{e}");
-        let e = load("[server]\nidle_timeout = \"soon\"\n", &[]).unwrap_err().to_string();
+        let e = load("[server]\nidle_timeout = \"soon\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("idle_timeout") && e.contains("soon"), "{e}");
         let e = load("[queue]\nmax_messages = 0\n", &[]).unwrap_err().to_string();
         assert!(e.contains("queue.max_messages"), "{e}");
         let e = load("[[topics]]\npattern = \"a..b\"\n", &[]).unwrap_err().to_string();
         assert!(e.contains("topics[0].pattern"), "{e}");
-        let e = load("[server]\nidle_timeout = \"5s\"\nping_interval = \"10s\"\n", &[]).unwrap_err().to_string();
+        let e = load("[server]\nidle_timeout = \"5s\"\nping_interval = \"10s\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("server.idle_timeout"), "{e}");
     }
 

@@ -114,11 +114,22 @@ mod tests {
     use crate::topic::TopicName;
 
     fn settings(size: usize, ttl_ms: u64, last_value: bool) -> TopicSettings {
-        TopicSettings { history_size: size, ttl: Duration::from_millis(ttl_ms), last_value, policy: Policy::DropOldest }
+        TopicSettings {
+            history_size: size,
+            ttl: Duration::from_millis(ttl_ms),
+            last_value,
+            policy: Policy::DropOldest,
+        }
     }
 
     fn msg(seq: u64, ts: u64) -> Arc<Message> {
-        Arc::new(Message::new(TopicName::parse("t").unwrap(), seq, ts, Payload::text("x"), None))
+        Arc::new(Message::new(
+            TopicName::parse("t").unwrap(),
+            seq,
+            ts,
+            Payload::text("x"),
+            None,
+        ))
     }
 
     fn seqs(r: &Replay) -> Vec<u64> {

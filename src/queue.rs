@@ -74,7 +74,7 @@ pub struct Gap {
 pub enum Pushed {
     /// Queued.
     Queued,
-    /// Queued in place of an older message of the same topic (`conflate`).
+    /// Queued, under backpressure, in place of an older message of the same topic (`conflate`).
     Conflated,
     /// Queued after dropping older messages (`drop_oldest`).
     DroppedOldest,
@@ -197,7 +197,8 @@ impl SendQueue {
             return Pushed::Closed;
         }
         let was_empty = st.entries.is_empty();
-        if policy == Policy::Conflate {
+        // Under backpressure (a full queue), conflation replaces this topic's queued message.
+        if policy == Policy::Conflate && st.is_full(len, &self.limits) {
             if let Some(pushed) = st.conflate(msg, len) {
                 return pushed;
             }
@@ -408,11 +409,25 @@ mod tests {
     use crate::protocol::Payload;
 
     fn queue(max_messages: usize) -> SendQueue {
-        SendQueue::new(SessionId(1), Wire::Raw, true, QueueLimits { max_messages, max_bytes: 1 << 20 })
+        SendQueue::new(
+            SessionId(1),
+            Wire::Raw,
+            true,
+            QueueLimits {
+                max_messages,
+                max_bytes: 1 << 20,
+            },
+        )
     }
 
     fn msg(topic: &str, seq: u64) -> Arc<Message> {
-        Arc::new(Message::new(TopicName::parse(topic).unwrap(), seq, 0, Payload::text(format!("{seq}")), None))
+        Arc::new(Message::new(
+            TopicName::parse(topic).unwrap(),
+            seq,
+            0,
+            Payload::text(format!("{seq}")),
+            None,
+        ))
     }
 
     fn seqs(q: &SendQueue) -> (Vec<u64>, Vec<(String, u64, u64)>) {
@@ -450,8 +465,8 @@ mod tests {
     }
 
     #[test]
-    fn conflate_keeps_one_newest_message_per_topic() {
-        let q = queue(100);
+    fn conflate_keeps_one_newest_message_per_topic_under_backpressure() {
+        let q = queue(2);
         for s in 1..=5 {
             q.push_message(&msg("a", s), Policy::Conflate);
             q.push_message(&msg("b", s), Policy::Conflate);
@@ -459,6 +474,15 @@ mod tests {
         let (seqs, gaps) = seqs(&q);
         assert_eq!(seqs, vec![5, 5]);
         assert_eq!(gaps, vec![("a".into(), 1, 4), ("b".into(), 1, 4)]);
+    }
+
+    #[test]
+    fn conflate_loses_nothing_while_the_queue_has_room() {
+        let q = queue(10);
+        for s in 1..=5 {
+            q.push_message(&msg("a", s), Policy::Conflate);
+        }
+        assert_eq!(seqs(&q), (vec![1, 2, 3, 4, 5], vec![]));
     }
 
     #[test]
@@ -508,7 +532,15 @@ mod tests {
 
     #[test]
     fn byte_limit_counts_frames() {
-        let q = SendQueue::new(SessionId(1), Wire::Raw, true, QueueLimits { max_messages: 100, max_bytes: 8 });
+        let q = SendQueue::new(
+            SessionId(1),
+            Wire::Raw,
+            true,
+            QueueLimits {
+                max_messages: 100,
+                max_bytes: 8,
+            },
+        );
         // Each frame is 2 header bytes + 1 payload byte.
         for s in 1..=5 {
             q.push_message(&msg("t", s), Policy::DropOldest);
@@ -530,9 +562,29 @@ mod tests {
 
     #[test]
     fn own_messages_are_skipped_without_echo() {
-        let q = SendQueue::new(SessionId(7), Wire::Raw, false, QueueLimits { max_messages: 1, max_bytes: 1 });
-        let own = Message::new(TopicName::parse("t").unwrap(), 1, 0, Payload::text("x"), Some(SessionId(7)));
-        let other = Message::new(TopicName::parse("t").unwrap(), 1, 0, Payload::text("x"), Some(SessionId(8)));
+        let q = SendQueue::new(
+            SessionId(7),
+            Wire::Raw,
+            false,
+            QueueLimits {
+                max_messages: 1,
+                max_bytes: 1,
+            },
+        );
+        let own = Message::new(
+            TopicName::parse("t").unwrap(),
+            1,
+            0,
+            Payload::text("x"),
+            Some(SessionId(7)),
+        );
+        let other = Message::new(
+            TopicName::parse("t").unwrap(),
+            1,
+            0,
+            Payload::text("x"),
+            Some(SessionId(8)),
+        );
         assert!(q.skips(&own));
         assert!(!q.skips(&other));
     }

@@ -88,7 +88,10 @@ impl TopicState {
         self.subscribers
             .entry(queue.session())
             .and_modify(|s| s.refs += 1)
-            .or_insert_with(|| Subscriber { queue: Arc::clone(queue), refs: 1 });
+            .or_insert_with(|| Subscriber {
+                queue: Arc::clone(queue),
+                refs: 1,
+            });
     }
 
     fn remove(&mut self, session: SessionId) {
@@ -103,7 +106,9 @@ impl TopicState {
 
 /// Unix time in milliseconds.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Registry {
@@ -134,7 +139,10 @@ impl Registry {
             if idle {
                 self.reap(topic);
             }
-            return Published { seq: msg.seq, subscribers };
+            return Published {
+                seq: msg.seq,
+                subscribers,
+            };
         }
     }
 
@@ -164,7 +172,13 @@ impl Registry {
             Filter::Pattern(pattern) => {
                 let mut patterns = self.patterns.write();
                 let subs = patterns.entry(pattern.clone()).or_default();
-                subs.insert(queue.session(), Subscriber { queue: Arc::clone(queue), refs: 1 });
+                subs.insert(
+                    queue.session(),
+                    Subscriber {
+                        queue: Arc::clone(queue),
+                        refs: 1,
+                    },
+                );
                 on_subscribed(None);
                 for entry in self.topics.iter() {
                     if pattern.matches(entry.key()) {
@@ -338,4 +352,96 @@ fn gap_frame(queue: &SendQueue, topic: &TopicName, from: u64, to: u64) -> bytes:
             reason: GapReason::History,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{Drained, Entry, QueueLimits};
+
+    fn queue(id: u64, wire: Wire) -> Arc<SendQueue> {
+        let limits = QueueLimits {
+            max_messages: 100,
+            max_bytes: 1 << 20,
+        };
+        Arc::new(SendQueue::new(SessionId(id), wire, true, limits))
+    }
+
+    fn frames(q: &SendQueue) -> Vec<(u64, *const u8)> {
+        let mut d = Drained::default();
+        q.drain(&mut d);
+        d.entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Message(m) => Some((m.seq, e.bytes(q.wire()).as_ptr())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn subscribers_of_one_format_share_one_encoded_frame() {
+        let r = Registry::new(Arc::new(Config::default()));
+        let topic = TopicName::parse("t").unwrap();
+        let (a, b, c) = (queue(1, Wire::Json), queue(2, Wire::Json), queue(3, Wire::Msgpack));
+        for q in [&a, &b, &c] {
+            r.subscribe(&Filter::Exact(topic.clone()), q, None, |_| {});
+        }
+        let p = r.publish(&topic, Payload::text("hello"), None);
+        assert_eq!(p, Published { seq: 1, subscribers: 3 });
+        let (fa, fb, fc) = (frames(&a), frames(&b), frames(&c));
+        assert_eq!(fa[0].0, 1);
+        assert_eq!(
+            fa[0].1, fb[0].1,
+            "no per-subscriber copy: both point at the same buffer"
+        );
+        assert_ne!(fa[0].1, fc[0].1, "another format has its own frame");
+    }
+
+    #[test]
+    fn publish_assigns_gap_free_seqs_and_counts_subscribers() {
+        let r = Registry::new(Arc::new(Config::default()));
+        let topic = TopicName::parse("a.b").unwrap();
+        let q = queue(1, Wire::Raw);
+        r.subscribe(&Filter::parse("a.*").unwrap(), &q, None, |_| {});
+        for i in 1..=3 {
+            assert_eq!(
+                r.publish(&topic, Payload::text("x"), None),
+                Published { seq: i, subscribers: 1 }
+            );
+        }
+        r.unsubscribe(&Filter::parse("a.*").unwrap(), SessionId(1));
+        assert_eq!(r.publish(&topic, Payload::text("x"), None).subscribers, 0);
+    }
+
+    #[test]
+    fn since_replays_history_with_a_gap_notice_for_what_is_gone() {
+        let mut config = Config::default();
+        config.history.size = 2;
+        let r = Registry::new(Arc::new(config));
+        let topic = TopicName::parse("h").unwrap();
+        for _ in 0..5 {
+            r.publish(&topic, Payload::text("x"), None);
+        }
+        let q = queue(1, Wire::Json);
+        let mut acked = None;
+        r.subscribe(&Filter::Exact(topic.clone()), &q, Some(1), |seq| acked = seq);
+        assert_eq!(acked, Some(5));
+        let mut d = Drained::default();
+        q.drain(&mut d);
+        let kinds: Vec<String> = d
+            .entries
+            .iter()
+            .map(|e| match e {
+                Entry::Message(m) => format!("m{}", m.seq),
+                Entry::Reply(b) => String::from_utf8_lossy(&b[2..]).to_string(),
+                _ => "other".into(),
+            })
+            .collect();
+        assert_eq!(
+            kinds[0],
+            r#"{"type":"gap","topic":"h","from":2,"to":3,"reason":"history"}"#
+        );
+        assert_eq!(&kinds[1..], ["m4", "m5"]);
+    }
 }

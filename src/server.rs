@@ -53,7 +53,10 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     broker.drain();
     let clean = broker.shutdown.wait(broker.config.server.shutdown_timeout).await;
     if !clean {
-        warn!(left = broker.shutdown.running(), "shutdown timeout reached with connections still open");
+        warn!(
+            left = broker.shutdown.running(),
+            "shutdown timeout reached with connections still open"
+        );
     }
     sweeper.abort();
     info!("stopped");
@@ -85,8 +88,14 @@ fn accept(broker: &Arc<Broker>, stream: TcpStream, remote: SocketAddr) {
 /// Answers a connection over the limits with a short HTTP error and closes it.
 async fn refuse(mut stream: TcpStream, refusal: Refusal) {
     let (status, text) = match refusal {
-        Refusal::TooManyConnections => ("503 Service Unavailable", "too many connections (server.max_connections)"),
-        Refusal::TooManyFromIp => ("429 Too Many Requests", "too many connections from this address (server.max_connections_per_ip)"),
+        Refusal::TooManyConnections => (
+            "503 Service Unavailable",
+            "too many connections (server.max_connections)",
+        ),
+        Refusal::TooManyFromIp => (
+            "429 Too Many Requests",
+            "too many connections from this address (server.max_connections_per_ip)",
+        ),
     };
     let response = format!(
         "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
@@ -122,7 +131,12 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, remote: Socket
     }
 }
 
-async fn route(broker: Arc<Broker>, req: Request<hyper::body::Incoming>, slot: Arc<ConnectionSlot>, remote: SocketAddr) -> Response<Body> {
+async fn route(
+    broker: Arc<Broker>,
+    req: Request<hyper::body::Incoming>,
+    slot: Arc<ConnectionSlot>,
+    remote: SocketAddr,
+) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     match (&method, path.as_str()) {
@@ -145,10 +159,16 @@ async fn route(broker: Arc<Broker>, req: Request<hyper::body::Incoming>, slot: A
             http_api::publish(broker, req, &topic).await
         }
         (&Method::GET, p) if p.starts_with("/api/topics/") => http_api::topic_info(&broker, &p["/api/topics/".len()..]),
-        (_, "/healthz" | "/readyz" | "/api/publish") => {
-            error_response(StatusCode::METHOD_NOT_ALLOWED, "bad_request", &format!("{method} is not allowed on {path}"))
-        }
-        _ => error_response(StatusCode::NOT_FOUND, "not_found", &format!("no route for {method} {path}")),
+        (_, "/healthz" | "/readyz" | "/api/publish") => error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "bad_request",
+            &format!("{method} is not allowed on {path}"),
+        ),
+        _ => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no route for {method} {path}"),
+        ),
     }
 }
 

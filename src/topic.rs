@@ -204,7 +204,14 @@ mod tests {
 
     #[test]
     fn valid_topics_parse() {
-        for name in ["quotes.NASDAQ.AAPL", "scores.nba.game-42", "a", "chat.room1", "u:1@x", "$sys.stats"] {
+        for name in [
+            "quotes.NASDAQ.AAPL",
+            "scores.nba.game-42",
+            "a",
+            "chat.room1",
+            "u:1@x",
+            "$sys.stats",
+        ] {
             assert_eq!(topic(name).as_str(), name);
         }
         assert!(topic("$sys.stats").is_system());

@@ -107,11 +107,16 @@ async fn json_and_msgpack_clients_exchange_the_same_data() {
     let mut buf = Vec::new();
     rmpv::encode::write_value(&mut buf, &req).unwrap();
     m.send_binary(&buf).await;
-    let Got::Binary(raw) = m.next().await else { panic!("binary frame") };
+    let Got::Binary(raw) = m.next().await else {
+        panic!("binary frame")
+    };
     let v = rmpv::decode::read_value(&mut &raw[..]).unwrap();
     assert_eq!(v["data"], rmpv::Value::Binary(vec![0, 1, 255]));
     let got = j.recv().await;
-    assert_eq!((got["data"].as_str(), got["encoding"].as_str()), (Some("AAH/"), Some("base64")));
+    assert_eq!(
+        (got["data"].as_str(), got["encoding"].as_str()),
+        (Some("AAH/"), Some("base64"))
+    );
     b.stop().await;
 }
 
@@ -120,12 +125,15 @@ async fn the_subprotocol_selects_msgpack() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let b = spawn_broker().await;
     let mut req = b.ws_url("/ws").into_client_request().unwrap();
-    req.headers_mut().insert("sec-websocket-protocol", "fanout.msgpack".parse().unwrap());
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "fanout.msgpack".parse().unwrap());
     let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
     assert_eq!(resp.headers()["sec-websocket-protocol"], "fanout.msgpack");
     use futures_util::{SinkExt, StreamExt};
     let ping = rmp_serde::to_vec_named(&json!({"op": "ping", "id": 1})).unwrap();
-    ws.send(tokio_tungstenite::tungstenite::Message::Binary(ping.into())).await.unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(ping.into()))
+        .await
+        .unwrap();
     let reply = ws.next().await.unwrap().unwrap();
     assert_eq!(msgpack_to_json(&reply.into_data()), json!({"type": "pong", "id": 1}));
     b.stop().await;
@@ -145,7 +153,11 @@ async fn raw_sockets_send_exact_payloads_and_skip_their_own_without_echo() {
     let w = watcher.recv().await;
     assert_eq!(w["data"], "hi bob");
     echo.send_binary(&[1, 2, 3]).await;
-    assert_eq!(echo.next().await, Got::Binary(vec![1, 2, 3]), "echo=true gets its own message");
+    assert_eq!(
+        echo.next().await,
+        Got::Binary(vec![1, 2, 3]),
+        "echo=true gets its own message"
+    );
     assert_eq!(bob.next().await, Got::Binary(vec![1, 2, 3]));
     // Alice did not get her own text: the next thing she sees is the binary.
     assert_eq!(alice.next().await, Got::Binary(vec![1, 2, 3]));
@@ -171,7 +183,14 @@ async fn http_publish_reaches_websocket_subscribers_in_every_content_type() {
     assert_eq!(status, 200);
     assert_eq!(j.recv().await["data"], "plain words");
     assert_eq!(raw.next().await, Got::Text("plain words".into()));
-    let (status, _) = http(b.addr, "POST", "/api/publish/h.t", Some("application/octet-stream"), &[9, 8]).await;
+    let (status, _) = http(
+        b.addr,
+        "POST",
+        "/api/publish/h.t",
+        Some("application/octet-stream"),
+        &[9, 8],
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(j.recv().await["encoding"], "base64");
     assert_eq!(raw.next().await, Got::Binary(vec![9, 8]));
@@ -218,7 +237,8 @@ async fn seqs_have_no_gaps_under_four_concurrent_publishers() {
         tasks.push(tokio::spawn(async move {
             let mut c = connect(&url).await;
             for i in 0..per {
-                c.send(json!({"op": "publish", "topic": "race", "data": {"p": p, "i": i}})).await;
+                c.send(json!({"op": "publish", "topic": "race", "data": {"p": p, "i": i}}))
+                    .await;
             }
             c.publish("race", json!("done")).await
         }));
@@ -230,7 +250,11 @@ async fn seqs_have_no_gaps_under_four_concurrent_publishers() {
         if let Some(p) = m["data"]["p"].as_u64() {
             let i = m["data"]["i"].as_u64().unwrap();
             let prev = last_by_publisher[p as usize].replace(i);
-            assert_eq!(prev.map_or(0, |x| x + 1), i, "each publisher's messages keep their order");
+            assert_eq!(
+                prev.map_or(0, |x| x + 1),
+                i,
+                "each publisher's messages keep their order"
+            );
         }
     }
     for t in tasks {
@@ -256,7 +280,8 @@ async fn topics_are_removed_when_the_last_subscriber_leaves_and_nothing_is_retai
     }
     assert_eq!(b.broker.registry.topic_count(), 100);
     for i in 0..100 {
-        c.send(json!({"op": "unsubscribe", "topic": format!("churn.{i}"), "id": 3})).await;
+        c.send(json!({"op": "unsubscribe", "topic": format!("churn.{i}"), "id": 3}))
+            .await;
         assert_eq!(c.recv().await["type"], "ack");
     }
     assert_eq!(b.broker.registry.topic_count(), 0);
@@ -266,7 +291,11 @@ async fn topics_are_removed_when_the_last_subscriber_leaves_and_nothing_is_retai
     c.close().await;
     let deadline = tokio::time::Instant::now() + WAIT;
     while b.broker.registry.topic_count() > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "topics left: {}", b.broker.registry.topic_count());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "topics left: {}",
+            b.broker.registry.topic_count()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     b.stop().await;

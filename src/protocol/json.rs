@@ -67,7 +67,11 @@ pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
             serde_json::from_str::<u64>(r.get()).map_err(|_| bad(id, "`since` must be a non-negative integer".into()))
         })
         .transpose()?;
-    let data = env.data.map(|raw| payload(raw.get())).transpose().map_err(|m| bad(id, m))?;
+    let data = env
+        .data
+        .map(|raw| payload(raw.get()))
+        .transpose()
+        .map_err(|m| bad(id, m))?;
     Fields {
         op: string(env.op, "op")?,
         id,
@@ -154,7 +158,12 @@ pub fn reply_frame(reply: &Reply<'_>) -> Bytes {
                 let _ = write!(out, ",\"id\":{id}");
             }
         }
-        Reply::Gap { topic, from, to, reason } => {
+        Reply::Gap {
+            topic,
+            from,
+            to,
+            reason,
+        } => {
             out.extend_from_slice(b"{\"type\":\"gap\",\"topic\":");
             write_str(out, topic);
             let _ = write!(out, ",\"from\":{from},\"to\":{to},\"reason\":\"{}\"", reason.as_str());
@@ -180,29 +189,60 @@ mod tests {
     fn decodes_each_op() {
         assert_eq!(
             decode(br#"{"op":"subscribe","topic":"q.*","since":120,"id":1}"#).unwrap(),
-            ClientMsg::Subscribe { id: Some(1), topic: "q.*".into(), since: Some(120) }
+            ClientMsg::Subscribe {
+                id: Some(1),
+                topic: "q.*".into(),
+                since: Some(120)
+            }
         );
         assert_eq!(
             decode(br#"{"op":"unsubscribe","topic":"q.*"}"#).unwrap(),
-            ClientMsg::Unsubscribe { id: None, topic: "q.*".into() }
+            ClientMsg::Unsubscribe {
+                id: None,
+                topic: "q.*".into()
+            }
         );
         assert_eq!(
             decode(br#"{"op":"publish","topic":"c","data":{"user":"a"},"id":3}"#).unwrap(),
-            ClientMsg::Publish { id: Some(3), topic: "c".into(), data: Payload::Json(Bytes::from_static(br#"{"user":"a"}"#)) }
+            ClientMsg::Publish {
+                id: Some(3),
+                topic: "c".into(),
+                data: Payload::Json(Bytes::from_static(br#"{"user":"a"}"#))
+            }
         );
-        assert_eq!(decode(br#"{"op":"ping","id":4}"#).unwrap(), ClientMsg::Ping { id: Some(4) });
+        assert_eq!(
+            decode(br#"{"op":"ping","id":4}"#).unwrap(),
+            ClientMsg::Ping { id: Some(4) }
+        );
         assert_eq!(
             decode(br#"{"op":"auth","token":"x"}"#).unwrap(),
-            ClientMsg::Auth { id: None, token: "x".into() }
+            ClientMsg::Auth {
+                id: None,
+                token: "x".into()
+            }
         );
     }
 
     #[test]
     fn string_data_becomes_text_and_null_stays_json() {
         let m = decode(br#"{"op":"publish","topic":"c","data":"h\u00e9"}"#).unwrap();
-        assert_eq!(m, ClientMsg::Publish { id: None, topic: "c".into(), data: Payload::text("hé") });
+        assert_eq!(
+            m,
+            ClientMsg::Publish {
+                id: None,
+                topic: "c".into(),
+                data: Payload::text("hé")
+            }
+        );
         let m = decode(br#"{"op":"publish","topic":"c","data":null}"#).unwrap();
-        assert_eq!(m, ClientMsg::Publish { id: None, topic: "c".into(), data: Payload::Json(Bytes::from_static(b"null")) });
+        assert_eq!(
+            m,
+            ClientMsg::Publish {
+                id: None,
+                topic: "c".into(),
+                data: Payload::Json(Bytes::from_static(b"null"))
+            }
+        );
     }
 
     #[test]
@@ -232,7 +272,13 @@ mod tests {
     #[test]
     fn message_frames_carry_topic_seq_ts_and_data() {
         let topic = TopicName::parse("quotes.X").unwrap();
-        let m = Message::new(topic.clone(), 121, 99, Payload::Json(Bytes::from_static(b"{\"p\":1.5}")), None);
+        let m = Message::new(
+            topic.clone(),
+            121,
+            99,
+            Payload::Json(Bytes::from_static(b"{\"p\":1.5}")),
+            None,
+        );
         assert_eq!(
             body(&message_frame(&m)),
             serde_json::json!({"type":"message","topic":"quotes.X","seq":121,"ts":99,"data":{"p":1.5}})
@@ -241,18 +287,40 @@ mod tests {
         assert_eq!(body(&message_frame(&m))["data"], "a\"b");
         let m = Message::new(topic, 1, 2, Payload::Binary(Bytes::from_static(&[0xff, 0])), None);
         let v = body(&message_frame(&m));
-        assert_eq!((v["data"].as_str(), v["encoding"].as_str()), (Some("/wA="), Some("base64")));
+        assert_eq!(
+            (v["data"].as_str(), v["encoding"].as_str()),
+            (Some("/wA="), Some("base64"))
+        );
     }
 
     #[test]
     fn replies_encode_every_field() {
-        let v = body(&reply_frame(&Reply::Ack { id: 1, topic: Some("a.*"), seq: Some(5) }));
+        let v = body(&reply_frame(&Reply::Ack {
+            id: 1,
+            topic: Some("a.*"),
+            seq: Some(5),
+        }));
         assert_eq!(v, serde_json::json!({"type":"ack","id":1,"topic":"a.*","seq":5}));
-        let v = body(&reply_frame(&Reply::Error { id: Some(3), code: ErrorCode::Forbidden, message: "no \"way\"" }));
-        assert_eq!(v, serde_json::json!({"type":"error","id":3,"code":"forbidden","message":"no \"way\""}));
+        let v = body(&reply_frame(&Reply::Error {
+            id: Some(3),
+            code: ErrorCode::Forbidden,
+            message: "no \"way\"",
+        }));
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"error","id":3,"code":"forbidden","message":"no \"way\""})
+        );
         let v = body(&reply_frame(&Reply::Pong { id: None }));
         assert_eq!(v, serde_json::json!({"type":"pong"}));
-        let v = body(&reply_frame(&Reply::Gap { topic: "t", from: 3, to: 9, reason: GapReason::SlowConsumer }));
-        assert_eq!(v, serde_json::json!({"type":"gap","topic":"t","from":3,"to":9,"reason":"slow_consumer"}));
+        let v = body(&reply_frame(&Reply::Gap {
+            topic: "t",
+            from: 3,
+            to: 9,
+            reason: GapReason::SlowConsumer,
+        }));
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"gap","topic":"t","from":3,"to":9,"reason":"slow_consumer"})
+        );
     }
 }

@@ -20,7 +20,10 @@ pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
     let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, MAX_DEPTH)
         .map_err(|e| bad(None, format!("malformed MessagePack: {e}")))?;
     if !rest.is_empty() {
-        return Err(bad(None, "malformed MessagePack: bytes left after the request map".into()));
+        return Err(bad(
+            None,
+            "malformed MessagePack: bytes left after the request map".into(),
+        ));
     }
     let ValueRef::Map(entries) = value else {
         return Err(bad(None, "request must be a MessagePack map with an `op` field".into()));
@@ -32,7 +35,10 @@ pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
             .map(|(_, v)| v)
     };
     let id = match field("id") {
-        Some(v) => Some(v.as_u64().ok_or_else(|| bad(None, "`id` must be a non-negative integer".into()))?),
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| bad(None, "`id` must be a non-negative integer".into()))?,
+        ),
         None => None,
     };
     let string = |name: &str| -> Result<Option<String>, DecodeError> {
@@ -45,7 +51,10 @@ pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
             .map_err(|()| bad(id, format!("`{name}` must be a string")))
     };
     let since = field("since")
-        .map(|v| v.as_u64().ok_or_else(|| bad(id, "`since` must be a non-negative integer".into())))
+        .map(|v| {
+            v.as_u64()
+                .ok_or_else(|| bad(id, "`since` must be a non-negative integer".into()))
+        })
         .transpose()?;
     let data = field("data").map(payload).transpose().map_err(|m| bad(id, m))?;
     Fields {
@@ -158,7 +167,12 @@ pub fn reply_frame(reply: &Reply<'_>) -> Bytes {
                 write_uint(out, *id);
             }
         }
-        Reply::Gap { topic, from, to, reason } => {
+        Reply::Gap {
+            topic,
+            from,
+            to,
+            reason,
+        } => {
             let _ = rmp::encode::write_map_len(out, 5);
             write_str(out, "type");
             write_str(out, "gap");
@@ -189,7 +203,9 @@ mod tests {
     }
 
     fn map(pairs: Vec<(&str, Value)>) -> Vec<u8> {
-        encode(&Value::Map(pairs.into_iter().map(|(k, v)| (Value::from(k), v)).collect()))
+        encode(&Value::Map(
+            pairs.into_iter().map(|(k, v)| (Value::from(k), v)).collect(),
+        ))
     }
 
     fn body(frame: &Bytes) -> Value {
@@ -206,23 +222,63 @@ mod tests {
             ("id", 3.into()),
         ]))
         .unwrap();
-        assert_eq!(m, ClientMsg::Publish { id: Some(3), topic: "t".into(), data: Payload::Binary(Bytes::from_static(&[0, 255])) });
-        let m = decode(&map(vec![("op", "publish".into()), ("topic", "t".into()), ("data", "hi".into())])).unwrap();
-        assert_eq!(m, ClientMsg::Publish { id: None, topic: "t".into(), data: Payload::text("hi") });
+        assert_eq!(
+            m,
+            ClientMsg::Publish {
+                id: Some(3),
+                topic: "t".into(),
+                data: Payload::Binary(Bytes::from_static(&[0, 255]))
+            }
+        );
+        let m = decode(&map(vec![
+            ("op", "publish".into()),
+            ("topic", "t".into()),
+            ("data", "hi".into()),
+        ]))
+        .unwrap();
+        assert_eq!(
+            m,
+            ClientMsg::Publish {
+                id: None,
+                topic: "t".into(),
+                data: Payload::text("hi")
+            }
+        );
         let data = Value::Map(vec![("a".into(), 1.into())]);
-        let m = decode(&map(vec![("op", "publish".into()), ("topic", "t".into()), ("data", data.clone())])).unwrap();
-        assert_eq!(m, ClientMsg::Publish { id: None, topic: "t".into(), data: Payload::Msgpack(Bytes::from(encode(&data))) });
+        let m = decode(&map(vec![
+            ("op", "publish".into()),
+            ("topic", "t".into()),
+            ("data", data.clone()),
+        ]))
+        .unwrap();
+        assert_eq!(
+            m,
+            ClientMsg::Publish {
+                id: None,
+                topic: "t".into(),
+                data: Payload::Msgpack(Bytes::from(encode(&data)))
+            }
+        );
     }
 
     #[test]
     fn errors_name_the_problem_and_keep_the_id() {
         let e = decode(&[0x82, 0xa2]).unwrap_err();
-        assert!(e.error.message.starts_with("malformed MessagePack"), "{}", e.error.message);
+        assert!(
+            e.error.message.starts_with("malformed MessagePack"),
+            "{}",
+            e.error.message
+        );
         let e = decode(&encode(&Value::from(5))).unwrap_err();
         assert!(e.error.message.contains("map"));
         let e = decode(&map(vec![("op", "nope".into()), ("id", 4.into())])).unwrap_err();
         assert_eq!((e.id, e.error.code), (Some(4), ErrorCode::BadRequest));
-        let e = decode(&map(vec![("op", "subscribe".into()), ("topic", 5.into()), ("id", 4.into())])).unwrap_err();
+        let e = decode(&map(vec![
+            ("op", "subscribe".into()),
+            ("topic", 5.into()),
+            ("id", 4.into()),
+        ]))
+        .unwrap_err();
         assert!(e.error.message.contains("`topic` must be a string"));
         let mut trailing = map(vec![("op", "ping".into())]);
         trailing.push(0);
@@ -231,7 +287,13 @@ mod tests {
 
     #[test]
     fn message_frames_keep_binary_binary() {
-        let m = Message::new(TopicName::parse("t").unwrap(), 7, 8, Payload::Binary(Bytes::from_static(&[1, 2])), None);
+        let m = Message::new(
+            TopicName::parse("t").unwrap(),
+            7,
+            8,
+            Payload::Binary(Bytes::from_static(&[1, 2])),
+            None,
+        );
         let v = body(&message_frame(&m));
         assert_eq!(v["type"], Value::from("message"));
         assert_eq!(v["seq"], Value::from(7));
@@ -240,17 +302,30 @@ mod tests {
 
     #[test]
     fn json_data_is_transcoded_for_msgpack_subscribers() {
-        let m = Message::new(TopicName::parse("t").unwrap(), 1, 2, Payload::Json(Bytes::from_static(br#"{"a":[1,"x",true,null,1.5]}"#)), None);
+        let m = Message::new(
+            TopicName::parse("t").unwrap(),
+            1,
+            2,
+            Payload::Json(Bytes::from_static(br#"{"a":[1,"x",true,null,1.5]}"#)),
+            None,
+        );
         let v = body(&message_frame(&m));
         assert_eq!(
             v["data"],
-            Value::Map(vec![("a".into(), Value::Array(vec![1.into(), "x".into(), true.into(), Value::Nil, 1.5.into()]))])
+            Value::Map(vec![(
+                "a".into(),
+                Value::Array(vec![1.into(), "x".into(), true.into(), Value::Nil, 1.5.into()])
+            )])
         );
     }
 
     #[test]
     fn replies_are_maps() {
-        let v = body(&reply_frame(&Reply::Error { id: Some(2), code: ErrorCode::BadTopic, message: "m" }));
+        let v = body(&reply_frame(&Reply::Error {
+            id: Some(2),
+            code: ErrorCode::BadTopic,
+            message: "m",
+        }));
         assert_eq!(v["code"], Value::from("bad_topic"));
         assert_eq!(v["id"], Value::from(2));
     }

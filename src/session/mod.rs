@@ -130,9 +130,10 @@ impl Session {
     }
 
     fn unsubscribe(&mut self, text: &str) -> Result<(), RequestError> {
-        let filter = self.subscriptions.remove(text).ok_or_else(|| {
-            RequestError::new(ErrorCode::NotFound, format!("not subscribed to `{text}`"))
-        })?;
+        let filter = self
+            .subscriptions
+            .remove(text)
+            .ok_or_else(|| RequestError::new(ErrorCode::NotFound, format!("not subscribed to `{text}`")))?;
         self.broker.registry.unsubscribe(&filter, self.id);
         Ok(())
     }

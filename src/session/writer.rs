@@ -114,13 +114,20 @@ async fn finish<W: AsyncWrite + Unpin>(io: &mut W, close: &Bytes) -> WriterEnd {
     match sent {
         Ok(Ok(())) => WriterEnd::Closed,
         Ok(Err(e)) => WriterEnd::Dropped(e),
-        Err(_) => WriterEnd::Dropped(io::Error::new(io::ErrorKind::TimedOut, "close frame not written in time")),
+        Err(_) => WriterEnd::Dropped(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "close frame not written in time",
+        )),
     }
 }
 
 /// Writes one drained batch, with `gap` notices placed before the first later message
 /// of their topic. Gives up at once if the queue is aborted (a slow consumer is cut).
-async fn write_drained<W: AsyncWrite + Unpin>(io: &mut W, queue: &SendQueue, drained: &Drained) -> Result<(), WriterEnd> {
+async fn write_drained<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    queue: &SendQueue,
+    drained: &Drained,
+) -> Result<(), WriterEnd> {
     let wire = queue.wire();
     let gap_frames: Vec<(usize, Bytes)> = place_gaps(&drained.entries, &drained.gaps, wire);
     let mut bufs: Vec<&[u8]> = Vec::with_capacity(drained.entries.len() + gap_frames.len());

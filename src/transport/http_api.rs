@@ -68,8 +68,8 @@ fn payload(kind: BodyKind, body: Bytes) -> Result<Payload, RequestError> {
     match kind {
         BodyKind::Json => {
             let text = std::str::from_utf8(&body).map_err(|_| RequestError::bad_request("JSON body is not UTF-8"))?;
-            let raw: &RawValue =
-                serde_json::from_str(text).map_err(|e| RequestError::bad_request(format!("malformed JSON body: {e}")))?;
+            let raw: &RawValue = serde_json::from_str(text)
+                .map_err(|e| RequestError::bad_request(format!("malformed JSON body: {e}")))?;
             json::payload(raw.get().trim()).map_err(RequestError::bad_request)
         }
         BodyKind::Msgpack => msgpack_payload(&body),
@@ -86,7 +86,9 @@ fn msgpack_payload(body: &[u8]) -> Result<Payload, RequestError> {
     let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, 64)
         .map_err(|e| RequestError::bad_request(format!("malformed MessagePack body: {e}")))?;
     if !rest.is_empty() {
-        return Err(RequestError::bad_request("malformed MessagePack body: bytes after the value"));
+        return Err(RequestError::bad_request(
+            "malformed MessagePack body: bytes after the value",
+        ));
     }
     msgpack_value(&value, body)
 }
@@ -171,8 +173,9 @@ fn batch_json(broker: &Broker, body: &[u8]) -> Result<Vec<serde_json::Value>, Re
         #[serde(borrow)]
         data: Option<&'a RawValue>,
     }
-    let items: Vec<Item<'_>> = serde_json::from_slice(body)
-        .map_err(|e| RequestError::bad_request(format!("batch must be a JSON array of {{topic, data}} objects: {e}")))?;
+    let items: Vec<Item<'_>> = serde_json::from_slice(body).map_err(|e| {
+        RequestError::bad_request(format!("batch must be a JSON array of {{topic, data}} objects: {e}"))
+    })?;
     Ok(items
         .into_iter()
         .enumerate()
@@ -202,7 +205,9 @@ fn batch_msgpack(broker: &Broker, body: &[u8]) -> Result<Vec<serde_json::Value>,
     let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, 64)
         .map_err(|e| RequestError::bad_request(format!("malformed MessagePack batch: {e}")))?;
     let ValueRef::Array(items) = value else {
-        return Err(RequestError::bad_request("batch must be a MessagePack array of {topic, data} maps"));
+        return Err(RequestError::bad_request(
+            "batch must be a MessagePack array of {topic, data} maps",
+        ));
     };
     Ok(items
         .iter()
@@ -210,7 +215,9 @@ fn batch_msgpack(broker: &Broker, body: &[u8]) -> Result<Vec<serde_json::Value>,
         .map(|(i, item)| {
             let one = || -> Result<(String, Published), RequestError> {
                 let ValueRef::Map(fields) = item else {
-                    return Err(RequestError::bad_request(format!("item {i}: must be a map of {{topic, data}}")));
+                    return Err(RequestError::bad_request(format!(
+                        "item {i}: must be a map of {{topic, data}}"
+                    )));
                 };
                 let field = |name: &str| {
                     fields
@@ -223,7 +230,8 @@ fn batch_msgpack(broker: &Broker, body: &[u8]) -> Result<Vec<serde_json::Value>,
                     _ => None,
                 }
                 .ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a string `topic`")))?;
-                let data = field("data").ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a `data` field")))?;
+                let data = field("data")
+                    .ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a `data` field")))?;
                 let mut encoded = Vec::new();
                 rmpv::encode::write_value_ref(&mut encoded, data)
                     .map_err(|e| RequestError::bad_request(format!("item {i}: bad `data`: {e}")))?;
@@ -254,6 +262,10 @@ pub fn topic_info(broker: &Broker, topic: &str) -> Response<Body> {
             });
             json_response(StatusCode::OK, body.to_string().into_bytes())
         }
-        None => error_response(StatusCode::NOT_FOUND, "not_found", &format!("topic `{topic}` has no subscribers and nothing retained")),
+        None => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("topic `{topic}` has no subscribers and nothing retained"),
+        ),
     }
 }

@@ -63,7 +63,11 @@ pub fn params(path_topic: Option<&str>, query: Option<&str>, headers: &HeaderMap
         p.wire = Wire::Raw;
         p.topic = Some(TopicName::parse(t).map_err(|e| e.to_string())?);
     } else if let Some(proto) = chosen_subprotocol(headers) {
-        p.wire = if proto == "fanout.msgpack" { Wire::Msgpack } else { Wire::Json };
+        p.wire = if proto == "fanout.msgpack" {
+            Wire::Msgpack
+        } else {
+            Wire::Json
+        };
     }
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*k {
@@ -71,12 +75,19 @@ pub fn params(path_topic: Option<&str>, query: Option<&str>, headers: &HeaderMap
                 p.wire = match &*v {
                     "json" => Wire::Json,
                     "msgpack" => Wire::Msgpack,
-                    other => return Err(format!("format `{other}` is unknown; use format=json or format=msgpack")),
+                    other => {
+                        return Err(format!(
+                            "format `{other}` is unknown; use format=json or format=msgpack"
+                        ))
+                    }
                 }
             }
             "echo" => p.echo = parse_bool("echo", &v)?,
             "since" => {
-                p.since = Some(v.parse().map_err(|_| format!("since `{v}` is not a non-negative integer"))?);
+                p.since = Some(
+                    v.parse()
+                        .map_err(|_| format!("since `{v}` is not a non-negative integer"))?,
+                );
             }
             _ => {}
         }
@@ -236,8 +247,12 @@ where
         flush_interval: broker.config.queue.flush_interval,
     };
     let writer = {
-        let (queue, activity, done, shutdown) =
-            (Arc::clone(&queue), Arc::clone(&activity), writer_done.clone(), broker.shutdown.clone());
+        let (queue, activity, done, shutdown) = (
+            Arc::clone(&queue),
+            Arc::clone(&activity),
+            writer_done.clone(),
+            broker.shutdown.clone(),
+        );
         tokio::spawn(
             async move {
                 let end = writer::run(queue, write, config, activity, shutdown).await;
@@ -307,12 +322,10 @@ async fn read_messages<R: AsyncRead + Unpin>(
             (Incoming::Binary(b), Wire::Raw) => raw_publish(session, params, Payload::Binary(b))?,
             (Incoming::Text(t), Wire::Json) => session.handle_request(&t),
             (Incoming::Binary(b), Wire::Msgpack) => session.handle_request(&b),
-            (Incoming::Binary(_), Wire::Json) => {
-                session.reject_frame("binary frame on a JSON connection; send text frames or connect with format=msgpack")
-            }
-            (Incoming::Text(_), Wire::Msgpack) => {
-                session.reject_frame("text frame on a MessagePack connection; send binary frames or connect with format=json")
-            }
+            (Incoming::Binary(_), Wire::Json) => session
+                .reject_frame("binary frame on a JSON connection; send text frames or connect with format=msgpack"),
+            (Incoming::Text(_), Wire::Msgpack) => session
+                .reject_frame("text frame on a MessagePack connection; send binary frames or connect with format=json"),
         }
     }
 }

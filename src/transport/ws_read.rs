@@ -152,7 +152,10 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         }
         // Checked before anything is buffered, so a huge declared length costs nothing.
         if len > self.max_message_bytes as u64 {
-            return Err(ReadEnd::Violation(1009, format!("message over {} bytes", self.max_message_bytes)));
+            return Err(ReadEnd::Violation(
+                1009,
+                format!("message over {} bytes", self.max_message_bytes),
+            ));
         }
         let len = len as usize;
         let head = 2 + extra + 4;
@@ -174,7 +177,9 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             OpCode::Close => close_code(&frame.payload).map(|c| Some(Incoming::Close(c))),
             OpCode::Text | OpCode::Binary => {
                 if self.partial.is_some() {
-                    return Err(ReadEnd::protocol("a new message started before the previous one finished"));
+                    return Err(ReadEnd::protocol(
+                        "a new message started before the previous one finished",
+                    ));
                 }
                 let text = frame.opcode == OpCode::Text;
                 if frame.fin {
@@ -183,7 +188,11 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                     }
                     // A copy, so a retained message does not pin the whole read buffer.
                     let data = Bytes::copy_from_slice(&frame.payload);
-                    return Ok(Some(if text { Incoming::Text(data) } else { Incoming::Binary(data) }));
+                    return Ok(Some(if text {
+                        Incoming::Text(data)
+                    } else {
+                        Incoming::Binary(data)
+                    }));
                 }
                 self.partial = Some(Partial {
                     text,
@@ -225,7 +234,11 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             return Ok(None);
         };
         let data = p.data.freeze();
-        Ok(Some(if p.text { Incoming::Text(data) } else { Incoming::Binary(data) }))
+        Ok(Some(if p.text {
+            Incoming::Text(data)
+        } else {
+            Incoming::Binary(data)
+        }))
     }
 }
 
@@ -358,7 +371,13 @@ mod tests {
     async fn close_codes_are_echoed() {
         let mut payload = 4000u16.to_be_bytes().to_vec();
         payload.extend_from_slice(b"bye");
-        assert_eq!(read_all(frame(true, 8, &payload, true), 100).await, vec![Ok("close:4000".into())]);
-        assert_eq!(read_all(frame(true, 8, b"", true), 100).await, vec![Ok("close:1000".into())]);
+        assert_eq!(
+            read_all(frame(true, 8, &payload, true), 100).await,
+            vec![Ok("close:4000".into())]
+        );
+        assert_eq!(
+            read_all(frame(true, 8, b"", true), 100).await,
+            vec![Ok("close:1000".into())]
+        );
     }
 }

@@ -54,7 +54,12 @@ pub async fn spawn_broker_with(change: impl FnOnce(&mut Config)) -> TestBroker {
         .await
         .unwrap();
     });
-    TestBroker { addr, broker, stop: Some(stop), task }
+    TestBroker {
+        addr,
+        broker,
+        stop: Some(stop),
+        task,
+    }
 }
 
 impl TestBroker {
@@ -84,7 +89,10 @@ pub async fn connect(url: &str) -> Client {
         .await
         .expect("connect in time")
         .expect("connect");
-    Client { ws, msgpack: url.contains("format=msgpack") }
+    Client {
+        ws,
+        msgpack: url.contains("format=msgpack"),
+    }
 }
 
 /// What a client received.
@@ -98,6 +106,11 @@ pub enum Got {
 }
 
 impl Client {
+    /// Wraps a stream connected by the test itself (JSON protocol).
+    pub fn from_stream(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Client { ws, msgpack: false }
+    }
+
     /// Sends a request as JSON text or MessagePack, matching the connection's format.
     pub async fn send(&mut self, request: Value) {
         let m = if self.msgpack {
@@ -121,7 +134,9 @@ impl Client {
     /// The next data frame or close, skipping pings and pongs.
     pub async fn next(&mut self) -> Got {
         loop {
-            let m = tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame in time");
+            let m = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time");
             return match m {
                 Some(Ok(Message::Text(t))) => Got::Text(t.to_string()),
                 Some(Ok(Message::Binary(b))) => Got::Binary(b.to_vec()),
@@ -151,7 +166,8 @@ impl Client {
 
     /// Publishes and waits for the ack; returns its seq.
     pub async fn publish(&mut self, topic: &str, data: Value) -> u64 {
-        self.send(json!({"op": "publish", "topic": topic, "data": data, "id": 2})).await;
+        self.send(json!({"op": "publish", "topic": topic, "data": data, "id": 2}))
+            .await;
         let ack = self.recv().await;
         assert_eq!(ack["type"], "ack", "publish to {topic}: {ack}");
         ack["seq"].as_u64().unwrap()
@@ -190,9 +206,18 @@ pub fn msgpack_to_json(b: &[u8]) -> Value {
 }
 
 /// One HTTP/1.1 request over a fresh connection; returns the status and body.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
     if let Some(ct) = content_type {
         req.push_str(&format!("content-type: {ct}\r\n"));
     }
@@ -200,7 +225,10 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, content_type: Opti
     s.write_all(req.as_bytes()).await.unwrap();
     s.write_all(body).await.unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
     let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a full response");
     let head = String::from_utf8_lossy(&out[..split]).to_string();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
@@ -209,6 +237,13 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, content_type: Opti
 
 /// `http` with a JSON body and a JSON answer.
 pub async fn http_json(addr: SocketAddr, method: &str, path: &str, body: &Value) -> (u16, Value) {
-    let (status, b) = http(addr, method, path, Some("application/json"), body.to_string().as_bytes()).await;
+    let (status, b) = http(
+        addr,
+        method,
+        path,
+        Some("application/json"),
+        body.to_string().as_bytes(),
+    )
+    .await;
     (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
