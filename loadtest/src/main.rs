@@ -1,1 +1,165 @@
-fn main() {}
+//! `fanout-loadtest` command line: parses arguments, builds the scenario's
+//! plan, runs it and prints/writes the report. See `--help`.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use fanout_loadtest::cli::{Cli, Common, Scenario};
+use fanout_loadtest::engine::messages::RunOpts;
+use fanout_loadtest::plan::Plan;
+use fanout_loadtest::run::{run, RunConfig};
+use fanout_loadtest::scenario::{self, topics_exist, ScenarioError};
+use fanout_loadtest::{ipc, limits, report, steps};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+fn main() -> Result<()> {
+    limits::raise_nofile();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Scenario::Worker = cli.command {
+        return rt.block_on(ipc::serve_stdio()).context("worker");
+    }
+    let (common, plan, hold, storm) = build(cli.command)?;
+    let cfg = config(&common, plan, hold, storm)?;
+    let result = rt.block_on(run(cfg))?;
+    print!("{}", report::table::render(&result));
+    if let Some(path) = &common.json {
+        report::write_json(&result, path).with_context(|| format!("writing {}", path.display()))?;
+        println!("JSON report: {}", path.display());
+    }
+    if let Some(path) = &common.html {
+        report::write_html(&result, path).with_context(|| format!("writing {}", path.display()))?;
+        println!("HTML report: {}", path.display());
+    }
+    Ok(())
+}
+
+type Built = (Common, Plan, Option<Duration>, Option<(Duration, f64)>);
+
+fn build(command: Scenario) -> Result<Built> {
+    let topics = |c: &Common| topics_exist(c.protocol, &c.raw_path_template);
+    let needs_envelopes = |c: &Common, name: &'static str| {
+        if c.protocol.has_envelopes() {
+            Ok(())
+        } else {
+            Err(ScenarioError::NeedsEnvelopes(name))
+        }
+    };
+    Ok(match command {
+        Scenario::Fanout {
+            common,
+            publishers,
+            subscribers,
+        } => {
+            let plan = scenario::fanout("fanout", publishers, subscribers, 0, false, topics(&common))?;
+            (common, plan, None, None)
+        }
+        Scenario::Fanin {
+            common,
+            publishers,
+            subscribers,
+        } => {
+            let plan = scenario::fanout("fanin", publishers, subscribers, 0, false, topics(&common))?;
+            (common, plan, None, None)
+        }
+        Scenario::Slow {
+            common,
+            publishers,
+            subscribers,
+            slow_fraction,
+        } => {
+            if !(0.0..1.0).contains(&slow_fraction) {
+                bail!("--slow-fraction must be in [0, 1)");
+            }
+            let slow = (subscribers as f64 * slow_fraction).round() as usize;
+            let plan = scenario::fanout("slow", publishers, subscribers, slow, false, topics(&common))?;
+            (common, plan, None, None)
+        }
+        Scenario::Topics {
+            common,
+            topics,
+            groups,
+            publishers,
+            subscribers,
+            pattern_subscribers,
+            firehose_subscribers,
+        } => {
+            needs_envelopes(&common, "topics")?;
+            let plan = scenario::topics(
+                topics,
+                groups,
+                publishers,
+                subscribers,
+                pattern_subscribers,
+                firehose_subscribers,
+            )?;
+            (common, plan, None, None)
+        }
+        Scenario::Rooms { common, rooms, clients } => {
+            let plan = scenario::rooms(rooms, clients, topics(&common))?;
+            (common, plan, None, None)
+        }
+        Scenario::Connect {
+            common,
+            connections,
+            hold,
+        } => (common, scenario::connect(connections)?, Some(hold), None),
+        Scenario::Reconnect {
+            common,
+            publishers,
+            subscribers,
+            storm_interval,
+            storm_fraction,
+        } => {
+            needs_envelopes(&common, "reconnect")?;
+            let plan = scenario::fanout("reconnect", publishers, subscribers, 0, true, true)?;
+            (common, plan, None, Some((storm_interval, storm_fraction)))
+        }
+        Scenario::Worker => unreachable!("handled before"),
+    })
+}
+
+fn config(c: &Common, plan: Plan, hold: Option<Duration>, storm: Option<(Duration, f64)>) -> Result<RunConfig> {
+    if plan.conns.len() > c.max_connections {
+        bail!(
+            "{} connections exceed --max-connections {}",
+            plan.conns.len(),
+            c.max_connections
+        );
+    }
+    if c.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let rates = c
+        .rates
+        .iter()
+        .map(|r| steps::parse_rate(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (storm_interval, storm_fraction) = storm.unwrap_or((Duration::ZERO, 0.0));
+    Ok(RunConfig {
+        plan,
+        opts: RunOpts {
+            url: c.url.clone(),
+            protocol: c.protocol,
+            raw_path: c.raw_path_template.clone(),
+            payload_bytes: c.payload_bytes,
+            local_addrs: c.local_addrs,
+            connect_concurrency: c.connect_concurrency,
+            connect_timeout_ms: c.connect_timeout.as_millis() as u64,
+            storm_interval_ms: storm_interval.as_millis() as u64,
+            storm_fraction,
+        },
+        rates,
+        step_duration: c.step_duration,
+        drain: c.drain,
+        max_duration: c.duration,
+        p99_limit_ms: c.p99_limit.as_secs_f64() * 1e3,
+        keep_going: c.keep_going,
+        workers: c.workers,
+        settle: c.settle,
+        hold,
+        broker_pid: c.broker_pid,
+        allow_remote: c.allow_remote,
+        progress: std::io::stderr().is_terminal(),
+    })
+}

@@ -1,0 +1,137 @@
+//! Opening one connection of the plan: TCP + handshake, then (JSON and
+//! MessagePack) the subscribe requests and waiting for every ack.
+
+use super::messages::RunOpts;
+use crate::client::{ClientConfig, Message, WsClient, WsReader, WsWriter};
+use crate::plan::ConnSpec;
+use crate::protocol::{Frame, Incoming};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why a connection could not be opened.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    /// TCP connect or handshake failed.
+    #[error("connect: {0}")]
+    Connect(#[from] std::io::Error),
+    /// The server refused a subscription.
+    #[error("subscribe to {topic}: {reason}")]
+    Subscribe {
+        /// The topic or pattern.
+        topic: String,
+        /// The server's error text.
+        reason: String,
+    },
+    /// No answer in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// An open, subscribed connection.
+pub struct Opened {
+    /// Reading half.
+    pub reader: WsReader,
+    /// Writing half.
+    pub writer: WsWriter,
+    /// Messages that arrived while waiting for acks (process them first).
+    pub pending: Vec<Message>,
+    /// Topic sequence number from each subscribe ack, by topic.
+    pub ack_seq: HashMap<String, u64>,
+    /// Time to connect and complete the handshake.
+    pub connect_time: Duration,
+}
+
+/// The local address for connection `index` (127.0.0.1..=127.0.0.N).
+pub fn local_addr(index: usize, n: u32) -> Option<IpAddr> {
+    (n > 0).then(|| {
+        let host = (index as u32 % n) + 1;
+        IpAddr::V4(Ipv4Addr::new(127, (host >> 16) as u8, (host >> 8) as u8, host as u8))
+    })
+}
+
+/// Opens connection `spec`, subscribing with `since` (topic -> seq) when given.
+pub async fn open(
+    spec: &ConnSpec,
+    opts: &RunOpts,
+    local: Option<IpAddr>,
+    since: &HashMap<String, u64>,
+) -> Result<Opened, OpenError> {
+    let limit = Duration::from_millis(opts.connect_timeout_ms.max(1));
+    tokio::time::timeout(limit, open_inner(spec, opts, local, since))
+        .await
+        .map_err(|_| OpenError::Timeout(limit))?
+}
+
+async fn open_inner(
+    spec: &ConnSpec,
+    opts: &RunOpts,
+    local: Option<IpAddr>,
+    since: &HashMap<String, u64>,
+) -> Result<Opened, OpenError> {
+    let topic = spec.raw_topic();
+    let query = match since.get(topic) {
+        Some(n) if !opts.protocol.has_envelopes() => format!("since={n}"),
+        _ => String::new(),
+    };
+    let url = opts.protocol.url(&opts.url, &opts.raw_path, topic, &query);
+    let started = std::time::Instant::now();
+    let config = ClientConfig {
+        local_addr: local,
+        ..ClientConfig::default()
+    };
+    let client = WsClient::connect_with(&url, config).await?;
+    let connect_time = started.elapsed();
+    let (mut reader, writer) = client.into_split();
+    let mut pending = Vec::new();
+    let mut ack_seq = HashMap::new();
+    if opts.protocol.has_envelopes() && !spec.subscribe.is_empty() {
+        let mut waiting: HashMap<u64, &str> = HashMap::new();
+        for (k, t) in spec.subscribe.iter().enumerate() {
+            let id = k as u64 + 1;
+            match opts.protocol.subscribe(t, id, since.get(t).copied()) {
+                Some(Frame::Text(s)) => writer.queue_text(&s).await,
+                Some(Frame::Binary(b)) => writer.queue_binary(&b).await,
+                None => {}
+            }
+            waiting.insert(id, t);
+        }
+        writer.flush().await?;
+        while !waiting.is_empty() {
+            let msg = reader.next_message().await?;
+            match opts.protocol.parse(&msg) {
+                Incoming::Ack { id, seq } => {
+                    if let Some(t) = waiting.remove(&id) {
+                        ack_seq.insert(t.to_string(), seq.unwrap_or(0));
+                    }
+                }
+                Incoming::Error(reason) if !waiting.is_empty() && !matches!(msg, Message::Ping(_)) => {
+                    let topic = spec.subscribe.first().cloned().unwrap_or_default();
+                    return Err(OpenError::Subscribe { topic, reason });
+                }
+                _ => pending.push(msg),
+            }
+        }
+    }
+    Ok(Opened {
+        reader,
+        writer,
+        pending,
+        ack_seq,
+        connect_time,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_addrs_cycle() {
+        assert_eq!(local_addr(0, 0), None);
+        assert_eq!(local_addr(0, 3), Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(local_addr(5, 3), Some("127.0.0.3".parse().unwrap()));
+        assert_eq!(local_addr(299, 300), Some("127.0.1.44".parse().unwrap()));
+    }
+}

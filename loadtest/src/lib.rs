@@ -1,0 +1,29 @@
+//! `fanout-loadtest`: the load-test harness of the fanout broker.
+//!
+//! Modules, from the bottom up:
+//! - [`client`]: a small, fast WebSocket client (also used by the broker's tests);
+//! - [`payload`], [`clock`], [`stats`], [`protocol`]: what a message carries,
+//!   the shared time base and schedule, delivery accounting, wire formats;
+//! - [`plan`] and [`scenario`]: who connects, publishes and subscribes;
+//! - [`engine`] and [`ipc`]: workers running a plan, in-process or as
+//!   child processes;
+//! - [`steps`], [`procstat`], [`limits`]: step results, broker CPU/RSS,
+//!   up-front checks;
+//! - [`run`] and [`report`]: the coordinator and its outputs;
+//! - [`cli`]: command-line arguments.
+
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod engine;
+pub mod ipc;
+pub mod limits;
+pub mod payload;
+pub mod plan;
+pub mod procstat;
+pub mod protocol;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod stats;
+pub mod steps;

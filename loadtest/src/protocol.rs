@@ -1,0 +1,341 @@
+//! The three wire formats the harness speaks: `raw` topic sockets (or any
+//! generic broadcast server), and the broker's JSON and MessagePack
+//! envelopes. Builds outgoing frames and classifies incoming ones.
+
+use crate::client::Message;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// Which wire format to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Raw frames on `/ws/t/{topic}` (or any broadcast server).
+    Raw,
+    /// JSON envelopes on `/ws?format=json`.
+    Json,
+    /// MessagePack envelopes on `/ws?format=msgpack`.
+    Msgpack,
+}
+
+/// An outgoing frame: text or binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A text frame.
+    Text(String),
+    /// A binary frame.
+    Binary(Vec<u8>),
+}
+
+/// An incoming frame, classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    /// A published payload, with the broker's topic sequence when known.
+    Data {
+        /// The payload bytes (ours start with `p`).
+        payload: Cow<'a, [u8]>,
+        /// Topic the message was published to (JSON/MessagePack only).
+        topic: Option<Cow<'a, str>>,
+        /// The broker's per-topic sequence number (JSON/MessagePack only).
+        seq: Option<u64>,
+    },
+    /// A subscribe (or publish) acknowledgement.
+    Ack {
+        /// The request id.
+        id: u64,
+        /// The topic's current sequence number.
+        seq: Option<u64>,
+    },
+    /// A `gap` notice: messages `from..=to` were dropped.
+    Gap {
+        /// First missing seq.
+        from: u64,
+        /// Last missing seq.
+        to: u64,
+    },
+    /// An `error` reply.
+    Error(String),
+    /// Anything else (pong, join, leave, control frames...).
+    Other,
+}
+
+#[derive(Serialize)]
+struct OutMsg<'a> {
+    op: &'a str,
+    topic: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct InMsg<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default, borrow)]
+    topic: Option<Cow<'a, str>>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default)]
+    from: Option<u64>,
+    #[serde(default)]
+    to: Option<u64>,
+    #[serde(default, borrow)]
+    data: Option<Cow<'a, str>>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl Protocol {
+    /// The URL a connection uses: `raw` fills `{topic}` in `raw_path`,
+    /// the others use `/ws?format=...`.
+    pub fn url(&self, base: &str, raw_path: &str, topic: &str, query: &str) -> String {
+        let base = base.trim_end_matches('/');
+        let mut url = match self {
+            Protocol::Raw => format!("{base}{}", raw_path.replace("{topic}", topic)),
+            Protocol::Json => format!("{base}/ws?format=json"),
+            Protocol::Msgpack => format!("{base}/ws?format=msgpack"),
+        };
+        if !query.is_empty() {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str(query);
+        }
+        url
+    }
+
+    /// True when this format needs explicit subscribe requests.
+    pub fn has_envelopes(&self) -> bool {
+        !matches!(self, Protocol::Raw)
+    }
+
+    /// A subscribe request (`None` for raw: the URL is the subscription).
+    pub fn subscribe(&self, topic: &str, id: u64, since: Option<u64>) -> Option<Frame> {
+        let msg = OutMsg {
+            op: "subscribe",
+            topic,
+            data: None,
+            since,
+            id: Some(id),
+        };
+        self.envelope(&msg)
+    }
+
+    /// A publish of `payload` to `topic` (raw: the payload itself).
+    pub fn publish(&self, topic: &str, payload: &str) -> Frame {
+        match self {
+            Protocol::Raw => Frame::Text(payload.to_string()),
+            // Our payload is plain ASCII without quotes or backslashes.
+            Protocol::Json => Frame::Text(format!(r#"{{"op":"publish","topic":"{topic}","data":"{payload}"}}"#)),
+            Protocol::Msgpack => {
+                let msg = OutMsg {
+                    op: "publish",
+                    topic,
+                    data: Some(payload),
+                    since: None,
+                    id: None,
+                };
+                self.envelope(&msg).expect("msgpack has envelopes")
+            }
+        }
+    }
+
+    fn envelope(&self, msg: &OutMsg) -> Option<Frame> {
+        match self {
+            Protocol::Raw => None,
+            Protocol::Json => Some(Frame::Text(serde_json::to_string(msg).expect("serializable"))),
+            Protocol::Msgpack => Some(Frame::Binary(rmp_serde::to_vec_named(msg).expect("serializable"))),
+        }
+    }
+
+    /// Classifies a received message.
+    pub fn parse<'a>(&self, msg: &'a Message) -> Incoming<'a> {
+        let parsed: Option<InMsg<'a>> = match (self, msg) {
+            (Protocol::Raw, Message::Text(t)) => {
+                return Incoming::Data {
+                    payload: Cow::Borrowed(t.as_bytes()),
+                    topic: None,
+                    seq: None,
+                }
+            }
+            (Protocol::Raw, Message::Binary(b)) => {
+                return Incoming::Data {
+                    payload: Cow::Borrowed(b),
+                    topic: None,
+                    seq: None,
+                }
+            }
+            (Protocol::Json, Message::Text(t)) => {
+                if let Some(fast) = fast_json_message(t) {
+                    return fast;
+                }
+                serde_json::from_str(t).ok()
+            }
+            (Protocol::Msgpack, Message::Binary(b)) => rmp_serde::from_slice(b).ok(),
+            _ => return Incoming::Other,
+        };
+        let Some(m) = parsed else {
+            return Incoming::Error("unparseable server message".into());
+        };
+        match m.kind.as_ref() {
+            "message" => {
+                let payload = match m.data {
+                    Some(Cow::Borrowed(s)) => Cow::Borrowed(s.as_bytes()),
+                    Some(Cow::Owned(s)) => Cow::Owned(s.into_bytes()),
+                    None => Cow::Borrowed(&[][..]),
+                };
+                Incoming::Data {
+                    payload,
+                    topic: m.topic,
+                    seq: m.seq,
+                }
+            }
+            "ack" => Incoming::Ack {
+                id: m.id.unwrap_or(0),
+                seq: m.seq,
+            },
+            "gap" => Incoming::Gap {
+                from: m.from.unwrap_or(0),
+                to: m.to.unwrap_or(0),
+            },
+            "error" => Incoming::Error(format!(
+                "{}: {}",
+                m.code.unwrap_or_default(),
+                m.message.unwrap_or_default()
+            )),
+            _ => Incoming::Other,
+        }
+    }
+}
+
+/// Hot path for the broker's own JSON `message` envelopes (fields in the
+/// documented order, string `data` without escapes); anything else returns
+/// `None` and goes through serde.
+fn fast_json_message(t: &str) -> Option<Incoming<'_>> {
+    let rest = t.strip_prefix(r#"{"type":"message","topic":""#)?;
+    let end = rest.find('"')?;
+    let (topic, rest) = (&rest[..end], &rest[end + 1..]);
+    let rest = rest.strip_prefix(r#","seq":"#)?;
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    let seq: u64 = rest[..digits].parse().ok()?;
+    let start = rest.find(r#""data":""#)? + 8;
+    let data = &rest[start..];
+    let end = data.find('"')?;
+    if data[..end].contains('\\') || !data[end..].starts_with("\"}") {
+        return None;
+    }
+    let payload = Cow::Borrowed(&data.as_bytes()[..end]);
+    Some(Incoming::Data {
+        payload,
+        topic: Some(Cow::Borrowed(topic)),
+        seq: Some(seq),
+    })
+}
+
+/// NATS-style matching: `*` is exactly one token, `>` one or more trailing.
+pub fn topic_matches(pattern: &str, topic: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut t = topic.split('.');
+    loop {
+        match (p.next(), t.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_like_nats() {
+        assert!(topic_matches("a.b", "a.b"));
+        assert!(!topic_matches("a.b", "a.b.c"));
+        assert!(topic_matches("a.*", "a.b"));
+        assert!(!topic_matches("a.*", "a.b.c"));
+        assert!(topic_matches("a.>", "a.b.c"));
+        assert!(!topic_matches("a.>", "a"));
+        assert!(topic_matches("*.b.>", "x.b.c"));
+    }
+
+    #[test]
+    fn json_roundtrip_of_envelopes() {
+        let p = Protocol::Json;
+        assert_eq!(
+            p.subscribe("t.a", 1, Some(5)),
+            Some(Frame::Text(
+                r#"{"op":"subscribe","topic":"t.a","since":5,"id":1}"#.into()
+            ))
+        );
+        let Frame::Text(publ) = p.publish("t.a", "p1:0:2:3:xx") else {
+            panic!()
+        };
+        let v: serde_json::Value = serde_json::from_str(&publ).unwrap();
+        assert_eq!(v["data"], "p1:0:2:3:xx");
+        let m = Message::Text(r#"{"type":"message","topic":"t.a","seq":121,"ts":1,"data":"p1:0:2:3:"}"#.into());
+        assert_eq!(
+            p.parse(&m),
+            Incoming::Data {
+                payload: Cow::Borrowed(&b"p1:0:2:3:"[..]),
+                topic: Some("t.a".into()),
+                seq: Some(121)
+            }
+        );
+        let m = Message::Text(r#"{"type":"gap","topic":"t","from":101,"to":110,"reason":"slow_consumer"}"#.into());
+        assert_eq!(p.parse(&m), Incoming::Gap { from: 101, to: 110 });
+        // Other field orders and escapes fall back to serde.
+        let m = Message::Text(r#"{"seq":5,"type":"message","topic":"t.a","data":"a\"b"}"#.into());
+        assert!(matches!(p.parse(&m), Incoming::Data { seq: Some(5), .. }));
+        let m = Message::Text(r#"{"type":"ack","id":1,"topic":"T","seq":7}"#.into());
+        assert_eq!(p.parse(&m), Incoming::Ack { id: 1, seq: Some(7) });
+    }
+
+    #[test]
+    fn msgpack_roundtrip_of_envelopes() {
+        let p = Protocol::Msgpack;
+        let Frame::Binary(b) = p.publish("t.a", "p1:0:2:3:") else {
+            panic!()
+        };
+        let v: serde_json::Value = rmp_serde::from_slice(&b).unwrap();
+        assert_eq!(v["op"], "publish");
+        #[derive(Serialize)]
+        struct M<'a> {
+            r#type: &'a str,
+            topic: &'a str,
+            seq: u64,
+            data: &'a str,
+        }
+        let bytes = rmp_serde::to_vec_named(&M {
+            r#type: "message",
+            topic: "t",
+            seq: 3,
+            data: "p1:0:2:3:",
+        })
+        .unwrap();
+        let msg = Message::Binary(bytes);
+        assert!(matches!(p.parse(&msg), Incoming::Data { seq: Some(3), .. }));
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            Protocol::Raw.url("ws://h:1/", "/ws/t/{topic}", "a.b", ""),
+            "ws://h:1/ws/t/a.b"
+        );
+        assert_eq!(
+            Protocol::Raw.url("ws://h:1", "/", "a.b", "since=3"),
+            "ws://h:1/?since=3"
+        );
+        assert_eq!(Protocol::Json.url("ws://h:1", "/", "a", ""), "ws://h:1/ws?format=json");
+    }
+}
