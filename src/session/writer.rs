@@ -31,7 +31,8 @@ pub struct WriterConfig {
     pub ping_interval: Duration,
     /// Close after this long without a frame from the client; zero: never.
     pub idle_timeout: Duration,
-    /// Wait this long after waking before draining, to batch; zero: none.
+    /// Least time between two writes: a writer woken sooner waits out the rest, so
+    /// frames that arrive meanwhile share one system call. Zero: write at once.
     pub flush_interval: Duration,
 }
 
@@ -62,6 +63,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
     let mut seen = activity.load(Ordering::Relaxed);
     let mut last_active = Instant::now();
     let mut draining = false;
+    let mut last_write: Option<Instant> = None;
     loop {
         tokio::select! {
             biased;
@@ -81,12 +83,18 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 queue.push_control(frame::encode(OpCode::Ping, b""));
             }
         }
-        if !config.flush_interval.is_zero() && !queue.is_closed() {
-            tokio::time::sleep(config.flush_interval).await;
+        // Batch only under load: after a quiet spell the first frame goes out at once.
+        if let Some(at) = last_write.map(|t| t + config.flush_interval) {
+            if at > Instant::now() && !queue.is_closed() {
+                tokio::time::sleep_until(at).await;
+            }
         }
         queue.drain(&mut drained);
         if let Err(end) = write_drained(&mut io, &queue, &drained).await {
             return end;
+        }
+        if !config.flush_interval.is_zero() {
+            last_write = Some(Instant::now());
         }
         drained.entries.clear();
         if let Some(close) = drained.close.take() {

@@ -253,14 +253,14 @@ where
             writer_done.clone(),
             broker.shutdown.clone(),
         );
-        tokio::spawn(
-            async move {
-                let end = writer::run(queue, write, config, activity, shutdown).await;
-                debug!(?end, "writer ended");
-                done.cancel();
-            }
-            .in_current_span(),
-        )
+        let session_id = session.id().0;
+        // Not instrumented with the connection span: entering a span on every poll of
+        // the busiest task costs more than its one log line is worth.
+        tokio::spawn(async move {
+            let end = writer::run(queue, write, config, activity, shutdown).await;
+            debug!(session_id, ?end, "writer ended");
+            done.cancel();
+        })
     };
     let mut reader = MessageReader::new(&mut read, broker.config.limits.max_message_bytes);
     let end = tokio::select! {
