@@ -13,9 +13,11 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use crate::metrics::WriterStats;
 use crate::protocol::frame::{self, OpCode};
 use crate::protocol::{encode_reply, GapReason, Reply, Wire};
 use crate::queue::{Drained, Entry, Gap, SendQueue};
+use crate::registry::now_ms;
 use crate::shutdown::Shutdown;
 
 /// Most buffers handed to one `writev` (Linux allows 1024).
@@ -62,6 +64,8 @@ pub async fn run<W: AsyncWrite + Unpin>(
     let mut seen = activity.load(Ordering::Relaxed);
     let mut last_active = Instant::now();
     let mut draining = false;
+    // Counted per batch in plain counters, added to the shared metrics once a second.
+    let mut stats = queue.metrics().map(|m| WriterStats::new(m));
     loop {
         tokio::select! {
             biased;
@@ -80,6 +84,11 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 }
                 queue.push_control(frame::encode(OpCode::Ping, b""));
             }
+            _ = flush_due(stats.as_ref().and_then(WriterStats::due)) => {
+                if let Some(s) = &mut stats {
+                    s.flush();
+                }
+            }
         }
         if !config.flush_interval.is_zero() && !queue.is_closed() {
             tokio::time::sleep(config.flush_interval).await;
@@ -88,10 +97,36 @@ pub async fn run<W: AsyncWrite + Unpin>(
         if let Err(end) = write_drained(&mut io, &queue, &drained).await {
             return end;
         }
+        if let Some(s) = &mut stats {
+            record_batch(s, &drained, queue.wire());
+        }
         drained.entries.clear();
         if let Some(close) = drained.close.take() {
             return finish(&mut io, &close).await;
         }
+    }
+}
+
+async fn flush_due(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Adds one written batch to the writer's counts: messages, bytes, and the oldest
+/// message's publish time for the delivery latency.
+fn record_batch(stats: &mut WriterStats, drained: &Drained, wire: Wire) {
+    let (mut messages, mut bytes, mut oldest) = (0u64, 0u64, None::<u64>);
+    for entry in &drained.entries {
+        bytes += entry.bytes(wire).len() as u64;
+        if let Entry::Message(m) = entry {
+            messages += 1;
+            oldest = Some(oldest.map_or(m.ts, |o| o.min(m.ts)));
+        }
+    }
+    if bytes > 0 {
+        stats.record_batch(messages, bytes, oldest, now_ms());
     }
 }
 
