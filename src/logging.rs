@@ -6,7 +6,7 @@
 //! what makes "tokens never appear in logs" hold for code not yet written.
 
 use std::borrow::Cow;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -28,6 +28,8 @@ pub fn init(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a terminal: journald and collectors get plain text.
+        .with_ansi(io::stdout().is_terminal())
         .with_writer(RedactingStdout);
     match format {
         LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
