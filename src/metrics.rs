@@ -218,6 +218,14 @@ impl Metrics {
         self.protocol_errors.with_label_values(&[kind]).inc();
     }
 
+    /// Counts a connection of `transport` as open until the returned guard drops.
+    pub fn connection_opened(&self, transport: &str) -> OpenConnection {
+        self.connections_total.with_label_values(&[transport]).inc();
+        let gauge = self.connections.with_label_values(&[transport]);
+        gauge.inc();
+        OpenConnection(gauge)
+    }
+
     /// The Prometheus text exposition of every metric in the registry.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -232,6 +240,16 @@ impl Metrics {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// One open connection in `fanout_connections`; leaving the gauge when dropped.
+#[derive(Debug)]
+pub struct OpenConnection(IntGauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -208,6 +208,8 @@ async fn refuse(mut stream: TcpStream, refusal: Refusal) {
 }
 
 async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, remote: SocketAddr, slot: ConnectionSlot) {
+    // Until the request is answered or the connection upgrades (then the session counts it).
+    let _open = broker.metrics.as_ref().map(|m| m.connection_opened("http"));
     let slot = Arc::new(slot);
     let b = Arc::clone(&broker);
     let service = service_fn(move |req| {
