@@ -42,7 +42,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future) -
 /// As [`run`], with a broker the caller keeps a handle on.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future) -> Result<(), ServerError> {
     let metrics_listener = match broker.config.metrics.listen_addr() {
-        Ok(Some(addr)) if broker.metrics.is_some() => Some(TcpListener::bind(addr).await?),
+        Ok(Some(addr)) if broker.metrics.is_some() => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::MetricsListen { addr, source })?,
+        ),
         _ => None,
     };
     let metrics_server = metrics_listener.map(|l| {
