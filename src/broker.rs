@@ -1,22 +1,38 @@
 //! `Broker`: the state every connection shares — settings, the registry,
-//! the shutdown signal, readiness and connection accounting.
+//! the shutdown signal, readiness, connection accounting and metrics.
+//!
+//! Settings come in two kinds. [`Broker::config`] is what the process
+//! started with: read it only for keys that need a restart (the listen
+//! addresses, the log format, whether metrics are on). [`Broker::settings`]
+//! is the current configuration, replaced by a reload (SIGHUP): read it for
+//! everything else, when a connection starts or a request arrives.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
+use crate::connections::ConnectionTable;
+use crate::metrics::{Metrics, MetricsError};
 use crate::protocol::SessionId;
 use crate::registry::Registry;
 use crate::shutdown::Shutdown;
 
 /// Shared state of one running broker.
 pub struct Broker {
-    /// The settings it runs with.
+    /// The settings it started with; only for keys that need a restart (see the module doc).
     pub config: Arc<Config>,
+    /// The current settings: `config` until a reload replaces them.
+    settings: RwLock<Arc<Config>>,
+    /// Every metric; `None` with `metrics.enabled = false`.
+    pub metrics: Option<Arc<Metrics>>,
+    /// Every open session, for `GET /api/connections`.
+    pub connections: ConnectionTable,
+    /// Where the separate metrics listener is bound, once it is.
+    pub metrics_addr: OnceLock<SocketAddr>,
     /// Topics and subscriptions.
     pub registry: Registry,
     /// The stop signal and connection tracker.
@@ -41,12 +57,14 @@ pub enum Refusal {
 pub struct ConnectionSlot {
     broker: Arc<Broker>,
     ip: IpAddr,
+    /// Whether this slot counts toward its IP's limit (the limit may change by reload).
+    per_ip: bool,
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.broker.open.fetch_sub(1, Ordering::Relaxed);
-        if self.broker.config.server.max_connections_per_ip > 0 {
+        if self.per_ip {
             let mut per_ip = self.broker.per_ip.lock();
             if let Some(n) = per_ip.get_mut(&self.ip) {
                 *n -= 1;
@@ -59,17 +77,43 @@ impl Drop for ConnectionSlot {
 }
 
 impl Broker {
-    /// A broker with no topics and no connections.
+    /// A broker with no topics and no connections, its metrics in a registry of its own.
     pub fn new(config: Arc<Config>) -> Arc<Self> {
-        Arc::new(Broker {
+        // A fresh registry cannot already hold our metric names.
+        Self::with_registry(config, prometheus::Registry::new()).expect("a fresh registry takes every metric")
+    }
+
+    /// As [`Broker::new`], registering the metrics into `registry` (when metrics are on).
+    pub fn with_registry(config: Arc<Config>, registry: prometheus::Registry) -> Result<Arc<Self>, MetricsError> {
+        let metrics = match config.metrics.enabled {
+            true => Some(Arc::new(Metrics::new(registry)?)),
+            false => None,
+        };
+        Ok(Arc::new(Broker {
             registry: Registry::new(Arc::clone(&config)),
+            settings: RwLock::new(Arc::clone(&config)),
+            metrics,
+            connections: ConnectionTable::new(),
+            metrics_addr: OnceLock::new(),
             config,
             shutdown: Shutdown::new(),
             next_session: AtomicU64::new(1),
             ready: AtomicBool::new(true),
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
-        })
+        }))
+    }
+
+    /// The current settings (see the module doc for which keys apply live).
+    pub fn settings(&self) -> Arc<Config> {
+        Arc::clone(&self.settings.read())
+    }
+
+    /// Replaces the current settings (a reload); new connections and topics use them.
+    pub fn apply(&self, config: Config) {
+        let config = Arc::new(config);
+        self.registry.set_config(Arc::clone(&config));
+        *self.settings.write() = config;
     }
 
     /// A fresh connection id.
@@ -80,6 +124,11 @@ impl Broker {
     /// Whether the broker accepts new work (`/readyz`).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Answers `/readyz` with 503 from now on (the first step of a drain).
+    pub fn set_unready(&self) {
+        self.ready.store(false, Ordering::Relaxed);
     }
 
     /// Starts draining: not ready, and every connection is told to finish.
@@ -95,12 +144,13 @@ impl Broker {
 
     /// Takes a connection slot for `ip`, or says which limit refuses it.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
-        let max = self.config.server.max_connections;
+        let settings = self.settings();
+        let max = settings.server.max_connections;
         if self.open.fetch_add(1, Ordering::Relaxed) >= max {
             self.open.fetch_sub(1, Ordering::Relaxed);
             return Err(Refusal::TooManyConnections);
         }
-        let per_ip_max = self.config.server.max_connections_per_ip;
+        let per_ip_max = settings.server.max_connections_per_ip;
         if per_ip_max > 0 {
             let mut per_ip = self.per_ip.lock();
             let n = per_ip.entry(ip).or_insert(0);
@@ -114,6 +164,7 @@ impl Broker {
         Ok(ConnectionSlot {
             broker: Arc::clone(self),
             ip,
+            per_ip: per_ip_max > 0,
         })
     }
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub topics: Vec<TopicRule>,
     /// Logging.
     pub log: LogConfig,
+    /// Prometheus metrics.
+    pub metrics: MetricsConfig,
 }
 
 /// `[server]`.
@@ -59,6 +61,10 @@ pub struct ServerConfig {
     /// How long a drain may take.
     #[serde(with = "duration")]
     pub shutdown_timeout: Duration,
+    /// On a stop signal, how long to keep serving with `/readyz` at 503 before
+    /// closing connections, so load balancers stop sending new clients first.
+    #[serde(with = "duration")]
+    pub drain_delay: Duration,
 }
 
 /// `[limits]`.
@@ -177,6 +183,34 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Whether metrics are kept and served at `/metrics`.
+    pub enabled: bool,
+    /// A separate address for `/metrics` (and the probes); empty: the main listener.
+    pub listen: String,
+}
+
+impl MetricsConfig {
+    /// The separate metrics address, if one is set.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.listen.is_empty() {
+            return Ok(None);
+        }
+        self.listen.parse().map(Some).map_err(|_| {
+            ConfigError::invalid(
+                "metrics.listen",
+                format!(
+                    "`{}` is not an address; use IP:PORT such as 0.0.0.0:9090, or \"\" to serve /metrics on server.listen",
+                    self.listen
+                ),
+            )
+        })
+    }
+}
+
 /// The settings one topic gets from the rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSettings {
@@ -246,6 +280,7 @@ impl Config {
     /// Checks every value against what it allows.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.metrics.listen_addr()?;
         let s = &self.server;
         positive("server.max_connections", s.max_connections)?;
         if !s.ping_interval.is_zero() && !s.idle_timeout.is_zero() && s.idle_timeout <= s.ping_interval {

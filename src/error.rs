@@ -161,4 +161,12 @@ pub enum ServerError {
     /// Binding or accepting on the listen address failed.
     #[error("listener error: {0}")]
     Io(#[from] std::io::Error),
+    /// The separate metrics address could not be bound.
+    #[error("cannot listen on {addr} (metrics.listen): {source}; pick a free port, or set metrics.listen = \"\" to serve /metrics on server.listen")]
+    MetricsListen {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
 }

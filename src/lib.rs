@@ -11,17 +11,26 @@
 //! - [`session`]: one connection's subscriptions and its writer loop.
 //! - [`transport`]: WebSocket (`/ws`, `/ws/t/{topic}`) and the HTTP API.
 //! - [`server`]: accept loop, routing, limits, drain; [`broker`]: shared state.
-//! - Leaves anyone may use: [`config`], [`error`], [`shutdown`].
+//! - [`connections`]: the table of open sessions an operator can list.
+//! - Operations: [`logging`] (redacting log output), [`reload`] (SIGHUP),
+//!   [`signals`] (stop, second stop, reload), [`notify`] (systemd).
+//! - Leaves anyone may use: [`config`], [`error`], [`metrics`], [`shutdown`].
 
 pub mod broker;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod history;
+pub mod logging;
+pub mod metrics;
+pub mod notify;
 pub mod protocol;
 pub mod queue;
 pub mod registry;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod shutdown;
+pub mod signals;
 pub mod topic;
 pub mod transport;

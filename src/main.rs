@@ -1,11 +1,14 @@
 //! The `fanout` daemon: parses flags, loads settings, starts logging, and
-//! runs the server until SIGTERM or SIGINT.
+//! runs the server until SIGTERM or SIGINT (a second one exits at once;
+//! SIGHUP reloads the configuration).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fanout::config::{Config, LogFormat};
+use fanout::config::Config;
+use fanout::reload::Reloader;
 
 /// A WebSocket pub/sub broker for live feeds.
 #[derive(Parser)]
@@ -41,24 +44,21 @@ fn main() -> anyhow::Result<()> {
         eprintln!("configuration is valid");
         return Ok(());
     }
-    init_logging(config.log.format);
+    fanout::logging::init(config.log.format);
+    let reloader = Reloader {
+        path: cli.config.clone(),
+        listen: cli.listen.clone(),
+    };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?
         .block_on(async {
             let listener = fanout::server::bind(&config).await?;
-            fanout::server::run(listener, config, fanout::shutdown::os_signal()).await?;
+            let broker = fanout::broker::Broker::with_registry(Arc::new(config), prometheus::Registry::new())?;
+            let signals = fanout::signals::Signals::new().context("cannot handle signals")?;
+            let stop = fanout::signals::watch(signals, Arc::clone(&broker), reloader);
+            fanout::server::serve(listener, broker, stop).await?;
             Ok(())
         })
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
 }

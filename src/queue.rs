@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::config::Policy;
+use crate::metrics::{DropReason, Metrics};
 use crate::protocol::{Message, SessionId, Wire};
 use crate::topic::TopicName;
 
@@ -114,6 +115,8 @@ pub struct SendQueue {
     abort: Notify,
     /// Wakes a reader waiting for the reply backlog to shrink.
     drained: Notify,
+    /// Where drops are counted, and where the writer adds its batches; `None`: metrics off.
+    metrics: Option<Arc<Metrics>>,
 }
 
 #[derive(Debug)]
@@ -160,7 +163,19 @@ impl SendQueue {
             ready: Notify::new(),
             abort: Notify::new(),
             drained: Notify::new(),
+            metrics: None,
         }
+    }
+
+    /// The same queue, counting its drops (and its writer's batches) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics this queue reports to, if metrics are on.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// The connection this queue feeds.
@@ -200,6 +215,8 @@ impl SendQueue {
         // Under backpressure (a full queue), conflation replaces this topic's queued message.
         if policy == Policy::Conflate && st.is_full(len, &self.limits) {
             if let Some(pushed) = st.conflate(msg, len) {
+                drop(st);
+                self.count_dropped(DropReason::Conflated, policy, 1);
                 return pushed;
             }
         }
@@ -208,15 +225,29 @@ impl SendQueue {
             match policy {
                 Policy::DropNewest => {
                     st.record_gap(&msg.topic, msg.seq);
+                    drop(st);
+                    self.count_dropped(DropReason::QueueFull, policy, 1);
                     return Pushed::DroppedNewest;
                 }
                 Policy::Disconnect => {
+                    // The new message and everything queued are lost with the connection.
+                    let lost = st.messages as u64 + 1;
                     drop(st);
                     self.close(crate::protocol::frame::close(1008, "slow consumer"), false);
+                    if let Some(m) = &self.metrics {
+                        m.slow_consumer_disconnects.inc();
+                    }
+                    self.count_dropped(DropReason::Disconnected, policy, lost);
                     return Pushed::Disconnected;
                 }
                 Policy::DropOldest | Policy::Conflate => {
+                    let before = st.dropped;
                     while st.is_full(len, &self.limits) && st.drop_oldest() {}
+                    let lost = st.dropped - before;
+                    if let Some(m) = &self.metrics {
+                        // Rare path (the queue is full); the lock is short either way.
+                        m.count_dropped(DropReason::QueueFull, policy, lost);
+                    }
                     outcome = Pushed::DroppedOldest;
                 }
             }
@@ -233,6 +264,13 @@ impl SendQueue {
             self.ready.notify_one();
         }
         outcome
+    }
+
+    /// Counts `n` lost messages, if metrics are on (the rare path).
+    fn count_dropped(&self, reason: DropReason, policy: Policy, n: u64) {
+        if let Some(m) = &self.metrics {
+            m.count_dropped(reason, policy, n);
+        }
     }
 
     /// Queues a reply (never dropped). Returns false if the connection is closing.

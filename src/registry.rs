@@ -52,7 +52,8 @@ pub struct TopicInfo {
 pub struct Registry {
     topics: DashMap<TopicName, Arc<Topic>>,
     patterns: RwLock<HashMap<Pattern, Subscribers>>,
-    config: Arc<Config>,
+    /// Where new topics take their settings from; replaced by a reload.
+    config: RwLock<Arc<Config>>,
 }
 
 /// Subscribers of one topic or pattern by connection. A connection covered by
@@ -117,8 +118,14 @@ impl Registry {
         Registry {
             topics: DashMap::new(),
             patterns: RwLock::new(HashMap::new()),
-            config,
+            config: RwLock::new(config),
         }
+    }
+
+    /// Takes topic settings from `config` from now on. Existing topics keep theirs
+    /// until they are removed (no subscribers and nothing retained).
+    pub fn set_config(&self, config: Arc<Config>) {
+        *self.config.write() = config;
     }
 
     /// Assigns the next seq of `topic` and queues the message for every subscriber.
@@ -272,7 +279,7 @@ impl Registry {
         }
         let patterns = self.patterns.read();
         let entry = self.topics.entry(name.clone()).or_insert_with(|| {
-            let settings = self.config.topic_settings(name);
+            let settings = self.config.read().topic_settings(name);
             let mut subscribers = Subscribers::new();
             for (pattern, subs) in patterns.iter() {
                 if pattern.matches(name) {

@@ -1,5 +1,14 @@
 //! The accept loop, connection limits, HTTP routing, and the drain on
 //! shutdown. `run` is what `main` and the integration tests both call.
+//!
+//! The drain, step by step: `/readyz` turns 503 at once (and systemd hears
+//! `STOPPING=1`); for `server.drain_delay` everything else is still served,
+//! so load balancers polling `/readyz` move new clients away first; then
+//! every WebSocket flushes its queue and gets close 1001, and the process
+//! waits up to `server.shutdown_timeout` for them. While it waits the
+//! listener answers plain HTTP only — probes and `/metrics` as usual, 503
+//! for everything else, one request per connection — so a probe sees 503
+//! rather than a refused connection.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,12 +21,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::broker::{Broker, ConnectionSlot, Refusal};
 use crate::config::Config;
 use crate::error::ServerError;
-use crate::transport::{error_response, http_api, text_response, ws, Body};
+use crate::transport::{admin, error_response, http_api, text_response, ws, Body};
 
 /// How often expired history is dropped and idle topics removed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -32,26 +41,58 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future) -
 
 /// As [`run`], with a broker the caller keeps a handle on.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future) -> Result<(), ServerError> {
+    let metrics_listener = match broker.config.metrics.listen_addr() {
+        Ok(Some(addr)) if broker.metrics.is_some() => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::MetricsListen { addr, source })?,
+        ),
+        _ => None,
+    };
+    let metrics_server = metrics_listener.map(|l| {
+        if let Ok(addr) = l.local_addr() {
+            let _ = broker.metrics_addr.set(addr);
+            info!(%addr, "metrics listening");
+        }
+        tokio::spawn(serve_metrics(l, Arc::clone(&broker)))
+    });
     info!(addr = %listener.local_addr()?, "listening");
+    crate::notify::ready();
     let sweeper = tokio::spawn(sweep(Arc::clone(&broker)));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, remote)) => accept(&broker, stream, remote),
-                Err(e) => {
-                    // Out of descriptors or similar: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+            accepted = listener.accept() => on_accept(&broker, accepted, false).await,
             _ = &mut shutdown => break,
         }
     }
-    drop(listener);
-    info!(connections = broker.connections(), "draining");
+    broker.set_unready();
+    crate::notify::stopping();
+    let settings = broker.settings();
+    info!(
+        connections = broker.connections(),
+        delay = %humantime::format_duration(settings.server.drain_delay),
+        "draining: /readyz answers 503"
+    );
+    let delay = tokio::time::sleep(settings.server.drain_delay);
+    tokio::pin!(delay);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => on_accept(&broker, accepted, false).await,
+            _ = &mut delay => break,
+        }
+    }
+    info!(connections = broker.connections(), "closing connections");
     broker.drain();
-    let clean = broker.shutdown.wait(broker.config.server.shutdown_timeout).await;
+    let finished = broker.shutdown.wait(settings.server.shutdown_timeout);
+    tokio::pin!(finished);
+    let clean = loop {
+        tokio::select! {
+            clean = &mut finished => break clean,
+            accepted = listener.accept() => on_accept(&broker, accepted, true).await,
+        }
+    };
+    drop(listener);
     if !clean {
         warn!(
             left = broker.shutdown.running(),
@@ -59,8 +100,66 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
         );
     }
     sweeper.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     info!("stopped");
     Ok(())
+}
+
+async fn on_accept(broker: &Arc<Broker>, accepted: std::io::Result<(TcpStream, SocketAddr)>, draining: bool) {
+    match accepted {
+        Ok((stream, remote)) => accept(broker, stream, remote, draining),
+        Err(e) => {
+            // Out of descriptors or similar: back off instead of spinning.
+            warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The separate metrics listener (`metrics.listen`): `/metrics` and the probes only.
+async fn serve_metrics(listener: TcpListener, broker: Arc<Broker>) {
+    loop {
+        let Ok((stream, remote)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let b = Arc::clone(&broker);
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let b = Arc::clone(&b);
+                async move {
+                    let res = match (req.method(), req.uri().path()) {
+                        (&Method::GET, "/metrics") => admin::metrics(&b),
+                        (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok"),
+                        (&Method::GET, "/readyz") => readiness(&b),
+                        (m, p) => error_response(
+                            StatusCode::NOT_FOUND,
+                            "not_found",
+                            &format!("no route for {m} {p} on the metrics listener; it serves /metrics, /healthz and /readyz"),
+                        ),
+                    };
+                    Ok::<_, std::convert::Infallible>(res)
+                }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                debug!(%remote, error = %e, "metrics connection ended");
+            }
+        });
+    }
+}
+
+fn readiness(broker: &Broker) -> Response<Body> {
+    if broker.is_ready() {
+        text_response(StatusCode::OK, "ready")
+    } else {
+        text_response(StatusCode::SERVICE_UNAVAILABLE, "draining")
+    }
 }
 
 async fn sweep(broker: Arc<Broker>) {
@@ -71,12 +170,20 @@ async fn sweep(broker: Arc<Broker>) {
     }
 }
 
-fn accept(broker: &Arc<Broker>, stream: TcpStream, remote: SocketAddr) {
+fn accept(broker: &Arc<Broker>, stream: TcpStream, remote: SocketAddr, draining: bool) {
     let _ = stream.set_nodelay(true);
     match broker.admit(remote.ip()) {
         Ok(slot) => {
             let b = Arc::clone(broker);
-            broker.shutdown.spawn(serve_connection(b, stream, remote, slot));
+            let span = tracing::info_span!("conn", %remote, transport = "http");
+            if draining {
+                // Not tracked: a probe during the drain must not hold the exit back.
+                tokio::spawn(serve_draining(b, stream, remote, slot).instrument(span));
+            } else {
+                broker
+                    .shutdown
+                    .spawn(serve_connection(b, stream, remote, slot).instrument(span));
+            }
         }
         Err(refusal) => {
             debug!(%remote, ?refusal, "connection refused");
@@ -105,6 +212,8 @@ async fn refuse(mut stream: TcpStream, refusal: Refusal) {
 }
 
 async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, remote: SocketAddr, slot: ConnectionSlot) {
+    // Until the request is answered or the connection upgrades (then the session counts it).
+    let _open = broker.metrics.as_ref().map(|m| m.connection_opened("http"));
     let slot = Arc::new(slot);
     let b = Arc::clone(&broker);
     let service = service_fn(move |req| {
@@ -113,7 +222,7 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, remote: Socket
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(broker.config.server.handshake_timeout)
+        .header_read_timeout(broker.settings().server.handshake_timeout)
         .max_buf_size(64 * 1024)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
@@ -131,6 +240,27 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, remote: Socket
     }
 }
 
+/// A connection accepted while draining: one request, answered by [`route`] (which
+/// refuses everything but the probes and metrics), then closed.
+async fn serve_draining(broker: Arc<Broker>, stream: TcpStream, remote: SocketAddr, slot: ConnectionSlot) {
+    let slot = Arc::new(slot);
+    let timeout = broker.settings().server.handshake_timeout;
+    let service = service_fn(move |req| {
+        let (b, slot) = (Arc::clone(&broker), Arc::clone(&slot));
+        async move { Ok::<_, std::convert::Infallible>(route(b, req, slot, remote).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(timeout, conn).await {
+        Ok(Err(e)) => debug!(%remote, error = %e, "http connection ended"),
+        Err(_) => debug!(%remote, "http connection timed out while draining"),
+        Ok(Ok(())) => {}
+    }
+}
+
 async fn route(
     broker: Arc<Broker>,
     req: Request<hyper::body::Incoming>,
@@ -139,6 +269,12 @@ async fn route(
 ) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    // The query may carry `?token=`: redacted here, and again by the log writer.
+    debug!(%method, uri = %crate::logging::redact(&req.uri().to_string()), "request");
+    let probe = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
+    if broker.shutdown.is_triggered() && !probe {
+        return text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
+    }
     match (&method, path.as_str()) {
         (_, "/ws") => ws::upgrade(&broker, req, None, slot, remote),
         (_, p) if p.starts_with("/ws/t/") => {
@@ -146,20 +282,16 @@ async fn route(
             ws::upgrade(&broker, req, Some(&topic), slot, remote)
         }
         (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok"),
-        (&Method::GET, "/readyz") => {
-            if broker.is_ready() {
-                text_response(StatusCode::OK, "ready")
-            } else {
-                text_response(StatusCode::SERVICE_UNAVAILABLE, "draining")
-            }
-        }
+        (&Method::GET, "/readyz") => readiness(&broker),
+        (&Method::GET, "/metrics") => admin::metrics(&broker),
+        (&Method::GET, "/api/connections") => admin::connections(&broker, req.uri().query()),
         (&Method::POST, "/api/publish") => http_api::publish_batch(broker, req).await,
         (&Method::POST, p) if p.starts_with("/api/publish/") => {
             let topic = p["/api/publish/".len()..].to_owned();
             http_api::publish(broker, req, &topic).await
         }
         (&Method::GET, p) if p.starts_with("/api/topics/") => http_api::topic_info(&broker, &p["/api/topics/".len()..]),
-        (_, "/healthz" | "/readyz" | "/api/publish") => error_response(
+        (_, "/healthz" | "/readyz" | "/metrics" | "/api/connections" | "/api/publish") => error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "bad_request",
             &format!("{method} is not allowed on {path}"),

@@ -7,9 +7,11 @@
 pub mod writer;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::broker::Broker;
+use crate::connections::{Listed, Peer};
 use crate::error::{ErrorCode, RequestError};
 use crate::protocol::{self, ClientMsg, Payload, Reply, SessionId, Wire};
 use crate::queue::{QueueLimits, SendQueue};
@@ -23,22 +25,48 @@ pub struct Session {
     broker: Arc<Broker>,
     /// Subscriptions by the text the client used, so unsubscribe finds them.
     subscriptions: HashMap<String, Filter>,
+    /// This session's row in the broker's connection table.
+    listed: Arc<Listed>,
+    /// `fanout_messages_published_total` for this transport, looked up once.
+    published: Option<prometheus::IntCounter>,
 }
 
 impl Session {
-    /// A session with an empty queue for the given wire format.
+    /// A session with an empty queue for the given wire format, from an unknown peer.
     pub fn new(broker: Arc<Broker>, wire: Wire, echo: bool) -> Self {
-        let id = broker.next_session_id();
-        let q = &broker.config.queue;
-        let limits = QueueLimits {
-            max_messages: q.max_messages,
-            max_bytes: q.max_bytes,
+        let peer = Peer {
+            remote: None,
+            transport: "ws",
         };
+        Self::with_peer(broker, wire, echo, peer)
+    }
+
+    /// A session for `peer`, listed in the connection table and counted in the metrics.
+    /// Queue limits are the current settings' (a reload applies to later sessions).
+    pub fn with_peer(broker: Arc<Broker>, wire: Wire, echo: bool, peer: Peer) -> Self {
+        let id = broker.next_session_id();
+        let settings = broker.settings();
+        let limits = QueueLimits {
+            max_messages: settings.queue.max_messages,
+            max_bytes: settings.queue.max_bytes,
+        };
+        let queue = Arc::new(SendQueue::new(id, wire, echo, limits).with_metrics(broker.metrics.clone()));
+        if let Some(m) = &broker.metrics {
+            m.connections.with_label_values(&[peer.transport]).inc();
+            m.connections_total.with_label_values(&[peer.transport]).inc();
+        }
+        let listed = broker.connections.insert(id, peer, Arc::clone(&queue));
+        let published = broker
+            .metrics
+            .as_ref()
+            .map(|m| m.published.with_label_values(&[peer.transport]));
         Session {
             id,
-            queue: Arc::new(SendQueue::new(id, wire, echo, limits)),
+            queue,
             broker,
             subscriptions: HashMap::new(),
+            listed,
+            published,
         }
     }
 
@@ -105,7 +133,7 @@ impl Session {
             self.ack(id, Some(text), None);
             return Ok(());
         }
-        let max = self.broker.config.limits.max_subscriptions_per_connection;
+        let max = self.broker.settings().limits.max_subscriptions_per_connection;
         if self.subscriptions.len() >= max {
             return Err(RequestError::new(
                 ErrorCode::TooManySubscriptions,
@@ -126,6 +154,7 @@ impl Session {
             }
         });
         self.subscriptions.insert(text.to_owned(), filter);
+        self.subscriptions_changed(1);
         Ok(())
     }
 
@@ -135,7 +164,18 @@ impl Session {
             .remove(text)
             .ok_or_else(|| RequestError::new(ErrorCode::NotFound, format!("not subscribed to `{text}`")))?;
         self.broker.registry.unsubscribe(&filter, self.id);
+        self.subscriptions_changed(-1);
         Ok(())
+    }
+
+    /// Keeps the connection table and the subscription gauge current.
+    fn subscriptions_changed(&self, by: i64) {
+        self.listed
+            .subscriptions
+            .store(self.subscriptions.len(), Ordering::Relaxed);
+        if let Some(m) = &self.broker.metrics {
+            m.subscriptions.add(by);
+        }
     }
 
     /// Publishes `data` to `topic` on behalf of this connection.
@@ -152,6 +192,10 @@ impl Session {
                 format!("`{topic}` is a broker topic ($...); clients cannot publish to it"),
             ));
         }
+        if let Some(published) = &self.published {
+            // One add per published message (not per delivery): the publish itself locks the topic.
+            published.inc();
+        }
         Ok(self.broker.registry.publish(topic, data, Some(self.id)))
     }
 
@@ -162,6 +206,9 @@ impl Session {
     }
 
     fn reply_error(&self, id: Option<u64>, e: &RequestError) {
+        if let Some(m) = &self.broker.metrics {
+            m.count_protocol_error(e.code.as_str());
+        }
         self.reply(&Reply::Error {
             id,
             code: e.code,
@@ -181,6 +228,11 @@ impl Drop for Session {
     fn drop(&mut self) {
         for filter in self.subscriptions.values() {
             self.broker.registry.unsubscribe(filter, self.id);
+        }
+        self.broker.connections.remove(self.id);
+        if let Some(m) = &self.broker.metrics {
+            m.subscriptions.sub(self.subscriptions.len() as i64);
+            m.connections.with_label_values(&[self.listed.peer.transport]).dec();
         }
     }
 }

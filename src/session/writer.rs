@@ -13,9 +13,11 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use crate::metrics::WriterStats;
 use crate::protocol::frame::{self, OpCode};
 use crate::protocol::{encode_reply, GapReason, Reply, Wire};
 use crate::queue::{Drained, Entry, Gap, SendQueue};
+use crate::registry::now_ms;
 use crate::shutdown::Shutdown;
 
 /// Most buffers handed to one `writev` (Linux allows 1024).
@@ -64,6 +66,12 @@ pub async fn run<W: AsyncWrite + Unpin>(
     let mut last_active = Instant::now();
     let mut draining = false;
     let mut last_write: Option<Instant> = None;
+    // Counted per batch in plain counters, added to the shared metrics once a second.
+    let mut stats = queue.metrics().map(|m| WriterStats::new(m));
+    // One timer, re-armed at most once a second, rather than a new one per wake-up.
+    let flush_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(flush_timer);
+    let mut flush_armed = false;
     loop {
         tokio::select! {
             biased;
@@ -82,6 +90,12 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 }
                 queue.push_control(frame::encode(OpCode::Ping, b""));
             }
+            _ = &mut flush_timer, if flush_armed => {
+                flush_armed = false;
+                if let Some(s) = &mut stats {
+                    s.flush();
+                }
+            }
         }
         // Batch only under load: after a quiet spell the first frame goes out at once.
         if let Some(at) = last_write.map(|t| t + config.flush_interval) {
@@ -96,10 +110,33 @@ pub async fn run<W: AsyncWrite + Unpin>(
         if !config.flush_interval.is_zero() {
             last_write = Some(Instant::now());
         }
+        if let Some(s) = &mut stats {
+            record_batch(s, &drained, queue.wire());
+            if let (false, Some(at)) = (flush_armed, s.due()) {
+                flush_timer.as_mut().reset(at);
+                flush_armed = true;
+            }
+        }
         drained.entries.clear();
         if let Some(close) = drained.close.take() {
             return finish(&mut io, &close).await;
         }
+    }
+}
+
+/// Adds one written batch to the writer's counts: messages, bytes, and the oldest
+/// message's publish time for the delivery latency.
+fn record_batch(stats: &mut WriterStats, drained: &Drained, wire: Wire) {
+    let (mut messages, mut bytes, mut oldest) = (0u64, 0u64, None::<u64>);
+    for entry in &drained.entries {
+        bytes += entry.bytes(wire).len() as u64;
+        if let Entry::Message(m) = entry {
+            messages += 1;
+            oldest = Some(oldest.map_or(m.ts, |o| o.min(m.ts)));
+        }
+    }
+    if bytes > 0 {
+        stats.record_batch(messages, bytes, oldest, now_ms());
     }
 }
 

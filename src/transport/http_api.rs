@@ -112,6 +112,20 @@ fn error_json(e: &RequestError) -> serde_json::Value {
     serde_json::json!({ "code": e.code.as_str(), "message": e.message })
 }
 
+fn count_received(broker: &Broker, body: &[u8]) {
+    if let Some(m) = &broker.metrics {
+        m.bytes_received.inc_by(body.len() as u64);
+    }
+}
+
+/// Counts a refused request, then answers it.
+fn refused(broker: &Broker, e: &RequestError) -> Response<Body> {
+    if let Some(m) = &broker.metrics {
+        m.count_protocol_error(e.code.as_str());
+    }
+    request_error(e)
+}
+
 fn request_error(e: &RequestError) -> Response<Body> {
     let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     error_response(status, e.code.as_str(), &e.message)
@@ -126,6 +140,9 @@ fn publish_one(broker: &Broker, topic: &str, payload: Payload) -> Result<Publish
             format!("`{name}` is a broker topic ($...); clients cannot publish to it"),
         ));
     }
+    if let Some(m) = &broker.metrics {
+        m.published.with_label_values(&["http"]).inc();
+    }
     Ok(broker.registry.publish(&name, payload, None))
 }
 
@@ -133,13 +150,14 @@ fn publish_one(broker: &Broker, topic: &str, payload: Payload) -> Result<Publish
 pub async fn publish(broker: Arc<Broker>, req: Request<hyper::body::Incoming>, topic: &str) -> Response<Body> {
     let result = async {
         let kind = body_kind(&req)?;
-        let body = read_body(req, broker.config.limits.max_message_bytes).await?;
+        let body = read_body(req, broker.settings().limits.max_message_bytes).await?;
+        count_received(&broker, &body);
         publish_one(&broker, topic, payload(kind, body)?)
     }
     .await;
     match result {
         Ok(p) => json_response(StatusCode::OK, published_json(topic, p).to_string().into_bytes()),
-        Err(e) => request_error(&e),
+        Err(e) => refused(&broker, &e),
     }
 }
 
@@ -148,8 +166,9 @@ pub async fn publish_batch(broker: Arc<Broker>, req: Request<hyper::body::Incomi
     let result = async {
         let kind = body_kind(&req)?;
         // A batch may carry many messages: allow a generous multiple of one message's limit.
-        let limit = broker.config.limits.max_message_bytes.saturating_mul(16);
+        let limit = broker.settings().limits.max_message_bytes.saturating_mul(16);
         let body = read_body(req, limit).await?;
+        count_received(&broker, &body);
         match kind {
             BodyKind::Json => batch_json(&broker, &body),
             BodyKind::Msgpack => batch_msgpack(&broker, &body),
@@ -161,7 +180,7 @@ pub async fn publish_batch(broker: Arc<Broker>, req: Request<hyper::body::Incomi
     .await;
     match result {
         Ok(items) => json_response(StatusCode::OK, serde_json::Value::Array(items).to_string().into_bytes()),
-        Err(e) => request_error(&e),
+        Err(e) => refused(&broker, &e),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The ways into the broker, one file per way: WebSocket (`ws`, with its
-//! message reader in `ws_read`), and the HTTP API (`http_api`).
+//! message reader in `ws_read`), the HTTP API (`http_api`), and the
+//! operator endpoints (`admin`: metrics, connection listing).
 
+pub mod admin;
 pub mod http_api;
 pub mod ws;
 pub mod ws_read;

@@ -24,6 +24,7 @@ use tracing::{debug, Instrument};
 use super::ws_read::{Incoming, MessageReader, ReadEnd};
 use super::{text_response, Body};
 use crate::broker::{Broker, ConnectionSlot};
+use crate::connections::Peer;
 use crate::protocol::frame::{self, OpCode};
 use crate::protocol::{Payload, Wire};
 use crate::session::writer::{self, WriterConfig};
@@ -47,6 +48,8 @@ pub struct WsParams {
     pub echo: bool,
     /// Replay history after this seq first.
     pub since: Option<u64>,
+    /// The client's address, for the connection table.
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 /// Parses `/ws` or `/ws/t/{topic}` query parameters; errors are 400 texts.
@@ -58,6 +61,7 @@ pub fn params(path_topic: Option<&str>, query: Option<&str>, headers: &HeaderMap
         topic: None,
         echo: path_topic.is_none(),
         since: None,
+        remote: None,
     };
     if let Some(t) = path_topic {
         p.wire = Wire::Raw;
@@ -172,17 +176,18 @@ pub fn upgrade(
         Ok(k) => k,
         Err(reason) => return text_response(StatusCode::BAD_REQUEST, &reason),
     };
-    let params = match params(path_topic, req.uri().query(), req.headers()) {
+    let mut params = match params(path_topic, req.uri().query(), req.headers()) {
         Ok(p) => p,
         Err(reason) => return text_response(StatusCode::BAD_REQUEST, &reason),
     };
+    params.remote = Some(remote);
     if broker.shutdown.is_triggered() {
         return text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
     let subprotocol = chosen_subprotocol(req.headers());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let b = Arc::clone(broker);
-    let span = tracing::info_span!("conn", session_id = tracing::field::Empty, %remote, transport = "ws");
+    let span = tracing::info_span!(parent: None, "conn", session_id = tracing::field::Empty, %remote, transport = "ws");
     broker.shutdown.spawn(
         async move {
             match on_upgrade.await {
@@ -229,7 +234,11 @@ where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let mut session = Session::new(Arc::clone(&broker), params.wire, params.echo);
+    let peer = Peer {
+        remote: params.remote,
+        transport: "ws",
+    };
+    let mut session = Session::with_peer(Arc::clone(&broker), params.wire, params.echo, peer);
     tracing::Span::current().record("session_id", session.id().0);
     debug!("connected");
     let queue = Arc::clone(session.queue());
@@ -240,11 +249,13 @@ where
     }
     let activity = Arc::new(AtomicU64::new(0));
     let writer_done = CancellationToken::new();
-    let s = &broker.config.server;
+    // Read once per connection: a reload applies to connections that start after it.
+    let settings = broker.settings();
+    let s = &settings.server;
     let config = WriterConfig {
         ping_interval: s.ping_interval,
         idle_timeout: s.idle_timeout,
-        flush_interval: broker.config.queue.flush_interval,
+        flush_interval: settings.queue.flush_interval,
     };
     let writer = {
         let (queue, activity, done, shutdown) = (
@@ -262,15 +273,19 @@ where
             done.cancel();
         })
     };
-    let mut reader = MessageReader::new(&mut read, broker.config.limits.max_message_bytes);
+    let mut reader = MessageReader::new(&mut read, settings.limits.max_message_bytes);
+    let received = broker.metrics.as_ref().map(|m| m.bytes_received.clone());
     let end = tokio::select! {
-        end = read_loop(&mut reader, &mut session, &params, &activity) => Some(end),
+        end = read_loop(&mut reader, &mut session, &params, &activity, received.as_ref()) => Some(end),
         _ = writer_done.cancelled() => None,
     };
     drop(reader);
     match end {
         Some(ReadEnd::Violation(code, reason)) => {
             debug!(code, %reason, "protocol violation");
+            if let Some(m) = &broker.metrics {
+                m.count_protocol_error(violation_kind(code));
+            }
             queue.close(frame::close(code, &reason), false);
         }
         Some(ReadEnd::Gone) => queue.close(Bytes::new(), false),
@@ -285,14 +300,25 @@ where
     debug!("disconnected");
 }
 
+/// The `kind` label of `fanout_protocol_errors_total` for a close code we send.
+fn violation_kind(code: u16) -> &'static str {
+    match code {
+        1002 => "ws_protocol",
+        1007 => "ws_invalid_utf8",
+        1009 => "ws_too_large",
+        _ => "ws_policy",
+    }
+}
+
 /// Reads until the client closes, answering its requests, pings and close.
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: &mut MessageReader<R>,
     session: &mut Session,
     params: &WsParams,
     activity: &AtomicU64,
+    received: Option<&prometheus::IntCounter>,
 ) -> ReadEnd {
-    match read_messages(reader, session, params, activity).await {
+    match read_messages(reader, session, params, activity, received).await {
         Ok(never) => match never {},
         Err(end) => end,
     }
@@ -303,12 +329,16 @@ async fn read_messages<R: AsyncRead + Unpin>(
     session: &mut Session,
     params: &WsParams,
     activity: &AtomicU64,
+    received: Option<&prometheus::IntCounter>,
 ) -> Result<std::convert::Infallible, ReadEnd> {
     let queue = Arc::clone(session.queue());
     loop {
         queue.reply_room().await;
         let incoming = reader.next().await?;
         activity.fetch_add(1, Ordering::Relaxed);
+        if let (Some(c), Incoming::Text(b) | Incoming::Binary(b)) = (received, &incoming) {
+            c.inc_by(b.len() as u64);
+        }
         match (incoming, params.wire) {
             (Incoming::Ping(payload), _) => {
                 queue.push_control(frame::encode(OpCode::Pong, &payload));

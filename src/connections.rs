@@ -1,0 +1,174 @@
+//! `ConnectionTable`: every open session with what an operator asks about
+//! it — remote address, transport, subscriptions, queue depth, losses — so
+//! `GET /api/connections?sort=queue` can show *who* is slow.
+//!
+//! A session lists itself when it starts and unlists when it drops; a
+//! listing holds the session's queue, so depth and losses are read live
+//! (one short queue lock per connection, only when the table is asked).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::protocol::SessionId;
+use crate::queue::SendQueue;
+
+/// Where a session came from: what the table shows besides its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address, when the transport knows it.
+    pub remote: Option<SocketAddr>,
+    /// `ws`, `sse`, `poll`: the `transport` label of the metrics.
+    pub transport: &'static str,
+}
+
+/// One open session, as the table holds it.
+#[derive(Debug)]
+pub struct Listed {
+    /// Where it came from.
+    pub peer: Peer,
+    /// Its send queue: depth and losses are read from it.
+    pub queue: Arc<SendQueue>,
+    /// How many subscriptions it holds; the session keeps it current.
+    pub subscriptions: AtomicUsize,
+}
+
+/// One row of `GET /api/connections`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConnectionInfo {
+    /// The session id.
+    pub id: u64,
+    /// The client's address, if known.
+    pub remote: Option<String>,
+    /// The transport.
+    pub transport: &'static str,
+    /// Subscriptions held.
+    pub subscriptions: usize,
+    /// Messages queued now.
+    pub queue_depth: usize,
+    /// Messages lost so far.
+    pub dropped: u64,
+}
+
+/// How to order the listing, deepest or lossiest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    /// Deepest queue first (`sort=queue`).
+    Queue,
+    /// Most messages lost first (`sort=dropped`).
+    Dropped,
+    /// Oldest session first (`sort=id`).
+    Id,
+}
+
+/// Every open session.
+#[derive(Debug, Default)]
+pub struct ConnectionTable {
+    sessions: DashMap<SessionId, Arc<Listed>>,
+}
+
+impl ConnectionTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lists a session; returns the listing it keeps current.
+    pub fn insert(&self, id: SessionId, peer: Peer, queue: Arc<SendQueue>) -> Arc<Listed> {
+        let listed = Arc::new(Listed {
+            peer,
+            queue,
+            subscriptions: AtomicUsize::new(0),
+        });
+        self.sessions.insert(id, Arc::clone(&listed));
+        listed
+    }
+
+    /// Unlists a session.
+    pub fn remove(&self, id: SessionId) {
+        self.sessions.remove(&id);
+    }
+
+    /// How many sessions are listed.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether no session is listed.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// The first `limit` sessions in `sort` order.
+    pub fn top(&self, sort: SortBy, limit: usize) -> Vec<ConnectionInfo> {
+        // Copy the handles out first: no shard lock is held while queues are locked.
+        let listed: Vec<(SessionId, Arc<Listed>)> = self
+            .sessions
+            .iter()
+            .map(|e| (*e.key(), Arc::clone(e.value())))
+            .collect();
+        let mut rows: Vec<ConnectionInfo> = listed
+            .into_iter()
+            .map(|(id, l)| ConnectionInfo {
+                id: id.0,
+                remote: l.peer.remote.map(|r| r.to_string()),
+                transport: l.peer.transport,
+                subscriptions: l.subscriptions.load(Ordering::Relaxed),
+                queue_depth: l.queue.depth(),
+                dropped: l.queue.dropped(),
+            })
+            .collect();
+        match sort {
+            SortBy::Queue => rows.sort_by(|a, b| b.queue_depth.cmp(&a.queue_depth).then(a.id.cmp(&b.id))),
+            SortBy::Dropped => rows.sort_by(|a, b| b.dropped.cmp(&a.dropped).then(a.id.cmp(&b.id))),
+            SortBy::Id => rows.sort_by_key(|r| r.id),
+        }
+        rows.truncate(limit);
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::protocol::{Message, Payload, Wire};
+    use crate::queue::QueueLimits;
+    use crate::topic::TopicName;
+
+    #[test]
+    fn the_deepest_queues_come_first() {
+        let table = ConnectionTable::new();
+        let limits = QueueLimits {
+            max_messages: 10,
+            max_bytes: 1 << 20,
+        };
+        let peer = Peer {
+            remote: None,
+            transport: "ws",
+        };
+        let msg = Arc::new(Message::new(
+            TopicName::parse("t").unwrap(),
+            1,
+            0,
+            Payload::text("x"),
+            None,
+        ));
+        for (id, depth) in [(1, 2), (2, 7), (3, 0)] {
+            let q = Arc::new(SendQueue::new(SessionId(id), Wire::Raw, true, limits));
+            for _ in 0..depth {
+                q.push_message(&msg, Policy::DropOldest);
+            }
+            table.insert(SessionId(id), peer, q);
+        }
+        let top = table.top(SortBy::Queue, 2);
+        assert_eq!(
+            top.iter().map(|r| (r.id, r.queue_depth)).collect::<Vec<_>>(),
+            [(2, 7), (1, 2)]
+        );
+        table.remove(SessionId(2));
+        assert_eq!(table.top(SortBy::Id, 10).len(), 2);
+    }
+}

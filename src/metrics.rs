@@ -1,0 +1,368 @@
+//! `Metrics`: every Prometheus metric the broker exports, registered into a
+//! `prometheus::Registry` passed in (so tests, and several brokers in one
+//! process, stay isolated), and [`WriterStats`], the per-connection buffer
+//! that keeps the hot path off shared atomics.
+//!
+//! The rule on the hot path: no shared atomic is bumped per delivered
+//! message. A writer counts deliveries, bytes, queue depth and latency in
+//! plain per-connection counters ([`WriterStats`]) and adds them to the
+//! shared metrics at most once per [`FLUSH_INTERVAL`] and when it ends.
+//! Drops are counted where they happen: that is the rare path.
+
+use std::time::Duration;
+
+use prometheus::core::Collector;
+use prometheus::local::{LocalHistogram, LocalIntCounter};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use tokio::time::Instant;
+
+use crate::config::Policy;
+
+/// How often a writer adds its buffered counts to the shared metrics.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a message was lost, the `reason` label of `fanout_messages_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The queue was full: `drop_oldest` or `drop_newest` let one go.
+    QueueFull,
+    /// `conflate` replaced a queued message with a newer one of its topic.
+    Conflated,
+    /// `disconnect` closed the connection; its queued messages went with it.
+    Disconnected,
+}
+
+impl DropReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Conflated => "conflated",
+            DropReason::Disconnected => "disconnected",
+        }
+    }
+}
+
+fn policy_label(policy: Policy) -> &'static str {
+    match policy {
+        Policy::DropOldest => "drop_oldest",
+        Policy::DropNewest => "drop_newest",
+        Policy::Conflate => "conflate",
+        Policy::Disconnect => "disconnect",
+    }
+}
+
+/// The broker's metrics. Cheap to clone handles; share it in an `Arc`.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `fanout_connections{transport}`: connections open now.
+    pub connections: IntGaugeVec,
+    /// `fanout_connections_total{transport}`: connections opened since start.
+    pub connections_total: IntCounterVec,
+    /// `fanout_subscriptions`: subscriptions held now, over every connection.
+    pub subscriptions: IntGauge,
+    /// `fanout_topics`: topics in the registry (set when scraped).
+    pub topics: IntGauge,
+    /// `fanout_messages_published_total{transport}`: messages accepted for publishing.
+    pub published: IntCounterVec,
+    /// `fanout_messages_delivered_total`: messages written to subscriber sockets.
+    pub delivered: IntCounter,
+    /// `fanout_bytes_sent_total`: bytes written to sockets (messages, replies, control frames).
+    pub bytes_sent: IntCounter,
+    /// `fanout_bytes_received_total`: message bytes received from clients.
+    pub bytes_received: IntCounter,
+    /// `fanout_messages_dropped_total{reason,policy}`: messages a subscriber lost.
+    pub dropped: IntCounterVec,
+    /// `fanout_slow_consumer_disconnects_total`: connections closed by the `disconnect` policy.
+    pub slow_consumer_disconnects: IntCounter,
+    /// `fanout_send_queue_depth`: messages a writer found queued when it woke.
+    pub send_queue_depth: Histogram,
+    /// `fanout_delivery_latency_seconds`: publish to socket write, per batch (oldest message).
+    pub delivery_latency: Histogram,
+    /// `fanout_protocol_errors_total{kind}`: bad requests and WebSocket violations.
+    pub protocol_errors: IntCounterVec,
+    /// `fanout_auth_failures_total`: refused tokens and keys.
+    pub auth_failures: IntCounter,
+}
+
+/// A metric could not be registered (a name clash in the registry passed in).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register the broker's metrics: {0}; pass a registry that does not already hold fanout_* metrics")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+impl Metrics {
+    /// Creates every metric and registers it, with the process collector, into `registry`.
+    pub fn new(registry: Registry) -> Result<Self, MetricsError> {
+        let m = Metrics {
+            connections: IntGaugeVec::new(
+                Opts::new("fanout_connections", "Connections open now, by transport."),
+                &["transport"],
+            )?,
+            connections_total: IntCounterVec::new(
+                Opts::new(
+                    "fanout_connections_total",
+                    "Connections opened since start, by transport.",
+                ),
+                &["transport"],
+            )?,
+            subscriptions: IntGauge::new("fanout_subscriptions", "Subscriptions held now, over every connection.")?,
+            topics: IntGauge::new("fanout_topics", "Topics in the registry.")?,
+            published: IntCounterVec::new(
+                Opts::new(
+                    "fanout_messages_published_total",
+                    "Messages accepted for publishing, by transport.",
+                ),
+                &["transport"],
+            )?,
+            delivered: IntCounter::new(
+                "fanout_messages_delivered_total",
+                "Messages written to subscriber sockets.",
+            )?,
+            bytes_sent: IntCounter::new(
+                "fanout_bytes_sent_total",
+                "Bytes written to client sockets: messages, replies and control frames.",
+            )?,
+            bytes_received: IntCounter::new(
+                "fanout_bytes_received_total",
+                "Message bytes received from clients (WebSocket messages and HTTP publish bodies).",
+            )?,
+            dropped: IntCounterVec::new(
+                Opts::new(
+                    "fanout_messages_dropped_total",
+                    "Messages a subscriber lost, by reason and overflow policy.",
+                ),
+                &["reason", "policy"],
+            )?,
+            slow_consumer_disconnects: IntCounter::new(
+                "fanout_slow_consumer_disconnects_total",
+                "Connections closed with 1008 by the disconnect policy.",
+            )?,
+            send_queue_depth: Histogram::with_opts(
+                HistogramOpts::new(
+                    "fanout_send_queue_depth",
+                    "Messages a connection's writer found queued when it woke.",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+                ]),
+            )?,
+            delivery_latency: Histogram::with_opts(
+                HistogramOpts::new(
+                    "fanout_delivery_latency_seconds",
+                    "Publish to socket write, measured per write batch on its oldest message (1 ms resolution).",
+                )
+                .buckets(vec![
+                    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+            )?,
+            protocol_errors: IntCounterVec::new(
+                Opts::new(
+                    "fanout_protocol_errors_total",
+                    "Bad requests (by error code) and WebSocket protocol violations (ws_*), by kind.",
+                ),
+                &["kind"],
+            )?,
+            auth_failures: IntCounter::new("fanout_auth_failures_total", "Refused tokens and API keys.")?,
+            registry,
+        };
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(m.connections.clone()),
+            Box::new(m.connections_total.clone()),
+            Box::new(m.subscriptions.clone()),
+            Box::new(m.topics.clone()),
+            Box::new(m.published.clone()),
+            Box::new(m.delivered.clone()),
+            Box::new(m.bytes_sent.clone()),
+            Box::new(m.bytes_received.clone()),
+            Box::new(m.dropped.clone()),
+            Box::new(m.slow_consumer_disconnects.clone()),
+            Box::new(m.send_queue_depth.clone()),
+            Box::new(m.delivery_latency.clone()),
+            Box::new(m.protocol_errors.clone()),
+            Box::new(m.auth_failures.clone()),
+        ];
+        for c in collectors {
+            m.registry.register(c)?;
+        }
+        #[cfg(target_os = "linux")]
+        m.registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        // Series that should read 0 before anything happens, so alerts and rates see them.
+        for t in ["ws", "http"] {
+            m.connections.with_label_values(&[t]);
+            m.connections_total.with_label_values(&[t]);
+            m.published.with_label_values(&[t]);
+        }
+        Ok(m)
+    }
+
+    /// The registry the metrics live in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Counts `n` messages lost for `reason` under `policy` (the rare path).
+    pub fn count_dropped(&self, reason: DropReason, policy: Policy, n: u64) {
+        if n > 0 {
+            self.dropped
+                .with_label_values(&[reason.as_str(), policy_label(policy)])
+                .inc_by(n);
+        }
+    }
+
+    /// Counts one bad request or protocol violation of `kind`.
+    pub fn count_protocol_error(&self, kind: &str) {
+        self.protocol_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts a connection of `transport` as open until the returned guard drops.
+    pub fn connection_opened(&self, transport: &str) -> OpenConnection {
+        self.connections_total.with_label_values(&[transport]).inc();
+        let gauge = self.connections.with_label_values(&[transport]);
+        gauge.inc();
+        OpenConnection(gauge)
+    }
+
+    /// The Prometheus text exposition of every metric in the registry.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec only fails on malformed metric families, which `new` cannot build.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "cannot encode the metrics");
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// One open connection in `fanout_connections`; leaving the gauge when dropped.
+#[derive(Debug)]
+pub struct OpenConnection(IntGauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// One writer's counts, kept in plain (unshared) counters and added to the shared
+/// metrics at most once per [`FLUSH_INTERVAL`] and when dropped.
+pub struct WriterStats {
+    delivered: LocalIntCounter,
+    bytes_sent: LocalIntCounter,
+    depth: LocalHistogram,
+    latency: LocalHistogram,
+    /// When the buffered counts are due; `None`: nothing buffered.
+    due: Option<Instant>,
+}
+
+impl WriterStats {
+    /// Buffers for one writer.
+    pub fn new(m: &Metrics) -> Self {
+        WriterStats {
+            delivered: m.delivered.local(),
+            bytes_sent: m.bytes_sent.local(),
+            depth: m.send_queue_depth.local(),
+            latency: m.delivery_latency.local(),
+            due: None,
+        }
+    }
+
+    /// Records one written batch: `messages` published messages among `bytes` written,
+    /// the oldest published at `oldest_ts_ms` (Unix ms), written at `now_ms`.
+    pub fn record_batch(&mut self, messages: u64, bytes: u64, oldest_ts_ms: Option<u64>, now_ms: u64) {
+        if messages > 0 {
+            self.delivered.inc_by(messages);
+            self.depth.observe(messages as f64);
+        }
+        self.bytes_sent.inc_by(bytes);
+        if let Some(ts) = oldest_ts_ms {
+            self.latency.observe(now_ms.saturating_sub(ts) as f64 / 1000.0);
+        }
+        if self.due.is_none() {
+            self.due = Some(Instant::now() + FLUSH_INTERVAL);
+        }
+    }
+
+    /// When the buffered counts must be flushed, if any are buffered.
+    pub fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// Adds the buffered counts to the shared metrics.
+    pub fn flush(&mut self) {
+        self.delivered.flush();
+        self.bytes_sent.flush();
+        self.depth.flush();
+        self.latency.flush();
+        self.due = None;
+    }
+}
+
+impl Drop for WriterStats {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(m: &Metrics, line_start: &str) -> Option<f64> {
+        let text = String::from_utf8(m.render()).unwrap();
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn writer_counts_reach_the_registry_only_when_flushed() {
+        let m = Metrics::new(Registry::new()).unwrap();
+        let mut s = WriterStats::new(&m);
+        s.record_batch(3, 300, Some(1_000), 1_250);
+        s.record_batch(2, 100, Some(1_900), 2_000);
+        assert_eq!(value(&m, "fanout_messages_delivered_total"), Some(0.0));
+        assert!(s.due().is_some());
+        s.flush();
+        assert_eq!(value(&m, "fanout_messages_delivered_total"), Some(5.0));
+        assert_eq!(value(&m, "fanout_bytes_sent_total"), Some(400.0));
+        assert_eq!(value(&m, "fanout_send_queue_depth_count"), Some(2.0));
+        assert_eq!(value(&m, "fanout_delivery_latency_seconds_sum"), Some(0.35));
+        s.record_batch(1, 10, None, 0);
+        drop(s);
+        assert_eq!(value(&m, "fanout_messages_delivered_total"), Some(6.0));
+    }
+
+    #[test]
+    fn two_brokers_keep_separate_registries_and_a_clash_is_an_error() {
+        let a = Metrics::new(Registry::new()).unwrap();
+        let b = Metrics::new(Registry::new()).unwrap();
+        a.count_dropped(DropReason::QueueFull, Policy::DropOldest, 2);
+        assert_eq!(
+            value(
+                &a,
+                r#"fanout_messages_dropped_total{policy="drop_oldest",reason="queue_full"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(
+                &b,
+                r#"fanout_messages_dropped_total{policy="drop_oldest",reason="queue_full"}"#
+            ),
+            None
+        );
+        let e = Metrics::new(a.registry().clone()).unwrap_err().to_string();
+        assert!(e.contains("fanout_"), "{e}");
+    }
+}
