@@ -19,6 +19,8 @@ use crate::topic::{Filter, TopicName};
 /// One client connection's state.
 pub struct Session {
     id: SessionId,
+    /// How presence topics name this client: the auth `sub` once auth exists, else generated.
+    client: Arc<str>,
     queue: Arc<SendQueue>,
     broker: Arc<Broker>,
     /// Subscriptions by the text the client used, so unsubscribe finds them.
@@ -36,6 +38,7 @@ impl Session {
         };
         Session {
             id,
+            client: Arc::from(format!("c{id}")),
             queue: Arc::new(SendQueue::new(id, wire, echo, limits)),
             broker,
             subscriptions: HashMap::new(),
@@ -86,15 +89,31 @@ impl Session {
                 // With `auth.mode = none` every connection may do everything: the token is not needed.
                 self.ack(id, None, None)
             }
-            ClientMsg::Presence { id, topic } => {
-                let e = RequestError::bad_request(format!("presence is not enabled for topic `{topic}`"));
-                self.reply_error(id, &e)
-            }
+            ClientMsg::Presence { id, topic } => match self.presence(&topic) {
+                Ok(p) => self.reply(&Reply::Presence {
+                    id,
+                    topic: &topic,
+                    count: p.count,
+                    members: &p.members,
+                }),
+                Err(e) => self.reply_error(id, &e),
+            },
         }
     }
 
     /// Subscribes to `text` (a topic or pattern); the ack carries the topic's current seq.
     pub fn subscribe(&mut self, text: &str, since: Option<u64>, id: Option<u64>) -> Result<(), RequestError> {
+        self.subscribe_at(text, since, id).map(|_| ())
+    }
+
+    /// As [`Session::subscribe`], returning the topic's seq at the moment of subscribing
+    /// (`None` for a pattern, or a subscription the connection already had).
+    pub fn subscribe_at(
+        &mut self,
+        text: &str,
+        since: Option<u64>,
+        id: Option<u64>,
+    ) -> Result<Option<u64>, RequestError> {
         let filter = Filter::parse(text)?;
         if since.is_some() && matches!(filter, Filter::Pattern(_)) {
             return Err(RequestError::bad_request(format!(
@@ -103,7 +122,7 @@ impl Session {
         }
         if self.subscriptions.contains_key(text) {
             self.ack(id, Some(text), None);
-            return Ok(());
+            return Ok(None);
         }
         let max = self.broker.config.limits.max_subscriptions_per_connection;
         if self.subscriptions.len() >= max {
@@ -113,7 +132,9 @@ impl Session {
             ));
         }
         let queue = Arc::clone(&self.queue);
+        let mut at = None;
         self.broker.registry.subscribe(&filter, &self.queue, since, |seq| {
+            at = seq;
             if let Some(id) = id {
                 queue.push_reply(protocol::encode_reply(
                     queue.wire(),
@@ -124,9 +145,18 @@ impl Session {
                     },
                 ));
             }
-        });
+        })?;
+        if let Filter::Exact(name) = &filter {
+            self.broker.registry.join(name, self.id, &self.client);
+        }
         self.subscriptions.insert(text.to_owned(), filter);
-        Ok(())
+        Ok(at)
+    }
+
+    fn presence(&self, topic: &str) -> Result<crate::registry::PresenceInfo, RequestError> {
+        let name = TopicName::parse(topic)?;
+        let max = self.broker.config.presence.max_members_listed;
+        self.broker.registry.presence(&name, max)
     }
 
     fn unsubscribe(&mut self, text: &str) -> Result<(), RequestError> {
@@ -135,6 +165,9 @@ impl Session {
             .remove(text)
             .ok_or_else(|| RequestError::new(ErrorCode::NotFound, format!("not subscribed to `{text}`")))?;
         self.broker.registry.unsubscribe(&filter, self.id);
+        if let Filter::Exact(name) = &filter {
+            self.broker.registry.leave(name, self.id);
+        }
         Ok(())
     }
 
@@ -171,7 +204,7 @@ impl Session {
 
     fn reply(&self, reply: &Reply<'_>) {
         // Raw sockets carry payloads only; they get no replies.
-        if self.queue.wire() != Wire::Raw {
+        if !matches!(self.queue.wire(), Wire::Raw | Wire::Sse) {
             self.queue.push_reply(protocol::encode_reply(self.queue.wire(), reply));
         }
     }
@@ -181,6 +214,9 @@ impl Drop for Session {
     fn drop(&mut self) {
         for filter in self.subscriptions.values() {
             self.broker.registry.unsubscribe(filter, self.id);
+            if let Filter::Exact(name) = filter {
+                self.broker.registry.leave(name, self.id);
+            }
         }
     }
 }
