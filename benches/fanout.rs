@@ -28,7 +28,9 @@ fn publish(c: &mut Criterion) {
         let topic = TopicName::parse("feed").unwrap();
         let queues: Vec<_> = (0..subscribers).map(|i| queue(i as u64, Wire::Json, 1 << 20)).collect();
         for q in &queues {
-            registry.subscribe(&Filter::Exact(topic.clone()), q, None, |_| {});
+            registry
+                .subscribe(&Filter::Exact(topic.clone()), q, None, |_| {})
+                .expect("subscribe");
         }
         let payload = Payload::text("x".repeat(100));
         let mut drained = Drained::default();

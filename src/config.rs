@@ -33,6 +33,10 @@ pub struct Config {
     /// Per-pattern topic rules, first match wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<TopicRule>,
+    /// Server-Sent Events, long-polling and the topics API.
+    pub http: HttpConfig,
+    /// Presence for topics whose rule sets `presence = true`.
+    pub presence: PresenceConfig,
     /// Logging.
     pub log: LogConfig,
     /// Prometheus metrics.
@@ -133,6 +137,28 @@ pub struct HistoryConfig {
     pub ttl: Duration,
 }
 
+/// `[http]`: the HTTP ways in besides publishing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Period of the `: ping` comment on idle SSE streams, so proxies keep them open.
+    #[serde(with = "duration")]
+    pub sse_heartbeat: Duration,
+    /// Longest wait a long-poll may ask for with `timeout`; longer asks are cut to this.
+    #[serde(with = "duration")]
+    pub poll_max_timeout: Duration,
+    /// Most topics or messages one API answer holds; a larger `limit` is a 400.
+    pub max_limit: usize,
+}
+
+/// `[presence]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Most member ids a presence answer lists (the count is always exact).
+    pub max_members_listed: usize,
+}
+
 /// One `[[topics]]` rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,6 +177,9 @@ pub struct TopicRule {
     /// Overflow policy; defaults to `[queue] policy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,
+    /// Announce joins and leaves to the topic's subscribers and answer presence queries.
+    #[serde(default)]
+    pub presence: bool,
 }
 
 /// The log line format.
@@ -222,6 +251,8 @@ pub struct TopicSettings {
     pub last_value: bool,
     /// Overflow policy for this topic's subscribers.
     pub policy: Policy,
+    /// Track members, announce joins and leaves.
+    pub presence: bool,
 }
 
 impl Config {
@@ -307,6 +338,8 @@ impl Config {
         )?;
         positive("queue.max_messages", self.queue.max_messages)?;
         positive("queue.max_bytes", self.queue.max_bytes)?;
+        positive("http.max_limit", self.http.max_limit)?;
+        positive("http.sse_heartbeat", self.http.sse_heartbeat.as_millis() as usize)?;
         for (i, rule) in self.topics.iter().enumerate() {
             Filter::parse(&rule.pattern)
                 .map_err(|e| ConfigError::invalid(format!("topics[{i}].pattern"), e.to_string()))?;
@@ -338,6 +371,7 @@ impl Config {
             ttl: rule.and_then(|r| r.ttl).unwrap_or(self.history.ttl),
             last_value: rule.is_some_and(|r| r.last_value),
             policy: rule.and_then(|r| r.policy).unwrap_or(self.queue.policy),
+            presence: rule.is_some_and(|r| r.presence),
         }
     }
 

@@ -119,6 +119,7 @@ mod tests {
             ttl: Duration::from_millis(ttl_ms),
             last_value,
             policy: Policy::DropOldest,
+            presence: false,
         }
     }
 

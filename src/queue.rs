@@ -129,8 +129,9 @@ struct State {
     messages: usize,
     bytes: usize,
     replies: usize,
-    /// Where each conflating topic's queued message sits (absolute positions).
-    conflated: HashMap<TopicName, u64>,
+    /// Each conflating topic's newest queued message (absolute position) and how many of
+    /// its messages are queued, so backpressure can cut it to exactly one.
+    conflated: HashMap<TopicName, Conflated>,
     gaps: Vec<Gap>,
     close: Option<Bytes>,
     /// Set once closing: nothing more is queued.
@@ -254,7 +255,12 @@ impl SendQueue {
         }
         if policy == Policy::Conflate {
             let pos = st.head + st.entries.len() as u64;
-            st.conflated.insert(msg.topic.clone(), pos);
+            let c = st
+                .conflated
+                .entry(msg.topic.clone())
+                .or_insert(Conflated { pos, queued: 0 });
+            c.pos = pos;
+            c.queued += 1;
         }
         st.entries.push_back(Entry::Message(Arc::clone(msg)));
         st.messages += 1;
@@ -373,6 +379,15 @@ impl SendQueue {
     }
 }
 
+/// Where a conflating topic stands in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Conflated {
+    /// Absolute position of the topic's newest queued message.
+    pos: u64,
+    /// How many of the topic's messages are queued.
+    queued: usize,
+}
+
 impl State {
     fn is_full(&self, len: usize, limits: &QueueLimits) -> bool {
         self.messages > 0 && (self.messages >= limits.max_messages || self.bytes + len > limits.max_bytes)
@@ -380,7 +395,12 @@ impl State {
 
     /// Replaces this topic's queued message with `msg`, if it has one.
     fn conflate(&mut self, msg: &Arc<Message>, len: usize) -> Option<Pushed> {
-        let pos = *self.conflated.get(&msg.topic)?;
+        let c = *self.conflated.get(&msg.topic)?;
+        if c.queued > 1 {
+            // Messages queued while there was room: under backpressure only the newest stays.
+            self.drop_older_of(&msg.topic, c.pos);
+        }
+        let pos = c.pos;
         let idx = pos.checked_sub(self.head)? as usize;
         let Some(Entry::Message(old)) = self.entries.get_mut(idx) else {
             return None;
@@ -411,8 +431,11 @@ impl State {
         let Some(Entry::Message(msg)) = entry else {
             return false;
         };
-        if self.conflated.get(&msg.topic) == Some(&pos) {
-            self.conflated.remove(&msg.topic);
+        if let Some(c) = self.conflated.get_mut(&msg.topic) {
+            c.queued = c.queued.saturating_sub(1);
+            if c.pos == pos || c.queued == 0 {
+                self.conflated.remove(&msg.topic);
+            }
         }
         self.messages -= 1;
         self.bytes -= msg.frame(self.wire).len();
@@ -422,6 +445,33 @@ impl State {
             self.head += 1;
         }
         true
+    }
+
+    /// Drops every queued message of `topic` before position `keep` (oldest first, so the
+    /// gaps recorded stay in seq order).
+    fn drop_older_of(&mut self, topic: &TopicName, keep: u64) {
+        let end = keep.saturating_sub(self.head) as usize;
+        let mut lost = Vec::new();
+        for e in self.entries.iter_mut().take(end) {
+            if matches!(e, Entry::Message(m) if &m.topic == topic) {
+                if let Entry::Message(m) = std::mem::replace(e, Entry::Dropped) {
+                    lost.push(m);
+                }
+            }
+        }
+        for m in lost {
+            self.messages -= 1;
+            self.bytes -= m.frame(self.wire).len();
+            self.record_gap(topic, m.seq);
+        }
+        if let Some(c) = self.conflated.get_mut(topic) {
+            c.queued = 1;
+        }
+        // Positions stay stable: tombstones are popped only from the front.
+        while matches!(self.entries.front(), Some(Entry::Dropped)) {
+            self.entries.pop_front();
+            self.head += 1;
+        }
     }
 
     /// Remembers that `seq` of `topic` was lost, merging with an adjacent range.
@@ -512,6 +562,22 @@ mod tests {
         let (seqs, gaps) = seqs(&q);
         assert_eq!(seqs, vec![5, 5]);
         assert_eq!(gaps, vec![("a".into(), 1, 4), ("b".into(), 1, 4)]);
+    }
+
+    #[test]
+    fn conflate_under_backpressure_leaves_exactly_one_message_per_topic() {
+        let q = queue(4);
+        for s in 1..=3 {
+            q.push_message(&msg("a", s), Policy::Conflate);
+        }
+        q.push_message(&msg("b", 1), Policy::Conflate);
+        // Full now: the next `a` replaces all three queued `a`s.
+        assert_eq!(q.push_message(&msg("a", 4), Policy::Conflate), Pushed::Conflated);
+        assert_eq!(q.depth(), 2);
+        q.push_message(&msg("c", 1), Policy::Conflate);
+        let (seqs, gaps) = seqs(&q);
+        assert_eq!(seqs, vec![4, 1, 1]);
+        assert_eq!(gaps, vec![("a".into(), 1, 3)]);
     }
 
     #[test]

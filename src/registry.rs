@@ -11,6 +11,16 @@
 //!
 //! Lock order, to stay deadlock-free: the pattern index, then a topic-table
 //! shard, then a topic. Nothing takes a shard while it holds a topic.
+//!
+//! Read-side queries (listing, history, long-poll) live in `registry/query.rs`,
+//! presence in `registry/presence.rs`, the publish rate in `registry/rate.rs`.
+
+mod presence;
+mod query;
+mod rate;
+
+pub use presence::PresenceInfo;
+pub use query::{HistoryPage, PollStart, TopicQuery};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +31,7 @@ use indexmap::IndexMap;
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::{Config, Policy, TopicSettings};
+use crate::error::RequestError;
 use crate::history::History;
 use crate::protocol::{encode_reply, GapReason, Message, Payload, Reply, SessionId, Wire};
 use crate::queue::SendQueue;
@@ -36,7 +47,7 @@ pub struct Published {
 }
 
 /// A snapshot of one topic, for the API and the dashboard.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicInfo {
     /// The topic.
     pub name: TopicName,
@@ -46,6 +57,10 @@ pub struct TopicInfo {
     pub seq: u64,
     /// Messages retained for replay.
     pub retained: usize,
+    /// Publishes per second, over the last full second.
+    pub rate: f64,
+    /// Members, for a topic with presence.
+    pub members: Option<usize>,
 }
 
 /// All topics and subscriptions of one broker.
@@ -76,6 +91,10 @@ struct TopicState {
     seq: u64,
     subscribers: Subscribers,
     history: History,
+    /// Publishes per second, counted under this lock (no shared counter on the hot path).
+    rate: rate::Rate,
+    /// Members by connection, for a topic whose rule enables presence.
+    members: Option<presence::Members>,
     /// Set when the topic leaves the table; whoever still holds it must look it up again.
     removed: bool,
 }
@@ -138,6 +157,7 @@ impl Registry {
             }
             st.seq += 1;
             let now = now_ms();
+            st.rate.record(now);
             let msg = Arc::new(Message::new(topic.clone(), st.seq, now, payload, origin));
             st.history.push(&msg, now);
             let subscribers = fan_out(&st.subscribers, &msg, t.settings.policy);
@@ -157,13 +177,14 @@ impl Registry {
     /// topic's current seq while the topic is locked (so an ack sent from it precedes
     /// every message after that seq); then the replay after `since` (with a `gap` notice
     /// for what is gone) or the last value is queued, then the live stream follows.
+    /// A `since` beyond the topic's current seq is refused: those messages never existed.
     pub fn subscribe(
         &self,
         filter: &Filter,
         queue: &Arc<SendQueue>,
         since: Option<u64>,
         on_subscribed: impl FnOnce(Option<u64>),
-    ) {
+    ) -> Result<(), RequestError> {
         match filter {
             Filter::Exact(name) => loop {
                 let t = self.topic(name);
@@ -171,10 +192,18 @@ impl Registry {
                 if st.removed {
                     continue;
                 }
+                if let Some(since) = since.filter(|&s| s > st.seq) {
+                    let (seq, idle) = (st.seq, st.is_idle());
+                    drop(st);
+                    if idle {
+                        self.reap(name);
+                    }
+                    return Err(since_beyond(name, since, seq));
+                }
                 on_subscribed(Some(st.seq));
                 replay(name, &st, queue, since, t.settings.policy);
                 st.add(queue);
-                return;
+                return Ok(());
             },
             Filter::Pattern(pattern) => {
                 let mut patterns = self.patterns.write();
@@ -196,6 +225,7 @@ impl Registry {
                         }
                     }
                 }
+                Ok(())
             }
         }
     }
@@ -260,18 +290,6 @@ impl Registry {
         self.topics.len()
     }
 
-    /// A snapshot of `name`, if it exists.
-    pub fn topic_info(&self, name: &TopicName) -> Option<TopicInfo> {
-        let t = self.topics.get(name).map(|t| Arc::clone(t.value()))?;
-        let st = t.state.lock();
-        Some(TopicInfo {
-            name: name.clone(),
-            subscribers: st.subscribers.len(),
-            seq: st.seq,
-            retained: st.history.len(),
-        })
-    }
-
     /// The topic, created (with every matching pattern subscriber) if it does not exist.
     fn topic(&self, name: &TopicName) -> Arc<Topic> {
         if let Some(t) = self.topics.get(name) {
@@ -296,6 +314,8 @@ impl Registry {
                     seq: 0,
                     subscribers,
                     history: History::new(&settings),
+                    rate: rate::Rate::default(),
+                    members: settings.presence.then(presence::Members::default),
                     removed: false,
                 }),
                 settings,
@@ -349,6 +369,13 @@ fn replay(name: &TopicName, st: &TopicState, queue: &SendQueue, since: Option<u6
     }
 }
 
+/// The error for a `since` the topic has not reached.
+fn since_beyond(name: &TopicName, since: u64, seq: u64) -> RequestError {
+    RequestError::bad_request(format!(
+        "`since` {since} is beyond the current seq {seq} of `{name}`; pass a seq you received, or leave `since` out"
+    ))
+}
+
 fn gap_frame(queue: &SendQueue, topic: &TopicName, from: u64, to: u64) -> bytes::Bytes {
     encode_reply(
         queue.wire(),
@@ -392,7 +419,7 @@ mod tests {
         let topic = TopicName::parse("t").unwrap();
         let (a, b, c) = (queue(1, Wire::Json), queue(2, Wire::Json), queue(3, Wire::Msgpack));
         for q in [&a, &b, &c] {
-            r.subscribe(&Filter::Exact(topic.clone()), q, None, |_| {});
+            r.subscribe(&Filter::Exact(topic.clone()), q, None, |_| {}).unwrap();
         }
         let p = r.publish(&topic, Payload::text("hello"), None);
         assert_eq!(p, Published { seq: 1, subscribers: 3 });
@@ -410,7 +437,7 @@ mod tests {
         let r = Registry::new(Arc::new(Config::default()));
         let topic = TopicName::parse("a.b").unwrap();
         let q = queue(1, Wire::Raw);
-        r.subscribe(&Filter::parse("a.*").unwrap(), &q, None, |_| {});
+        r.subscribe(&Filter::parse("a.*").unwrap(), &q, None, |_| {}).unwrap();
         for i in 1..=3 {
             assert_eq!(
                 r.publish(&topic, Payload::text("x"), None),
@@ -432,7 +459,8 @@ mod tests {
         }
         let q = queue(1, Wire::Json);
         let mut acked = None;
-        r.subscribe(&Filter::Exact(topic.clone()), &q, Some(1), |seq| acked = seq);
+        r.subscribe(&Filter::Exact(topic.clone()), &q, Some(1), |seq| acked = seq)
+            .unwrap();
         assert_eq!(acked, Some(5));
         let mut d = Drained::default();
         q.drain(&mut d);

@@ -134,6 +134,7 @@ mod tests {
             ttl: None,
             last_value: true,
             policy: None,
+            presence: false,
         });
         let c = diff(&old, &old, &new);
         assert_eq!(

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn, Instrument};
 use crate::broker::{Broker, ConnectionSlot, Refusal};
 use crate::config::Config;
 use crate::error::ServerError;
-use crate::transport::{admin, error_response, http_api, text_response, ws, Body};
+use crate::transport::{admin, error_response, http_api, poll, sse, text_response, topics_api, ws, Body};
 
 /// How often expired history is dropped and idle topics removed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -290,7 +290,27 @@ async fn route(
             let topic = p["/api/publish/".len()..].to_owned();
             http_api::publish(broker, req, &topic).await
         }
-        (&Method::GET, p) if p.starts_with("/api/topics/") => http_api::topic_info(&broker, &p["/api/topics/".len()..]),
+        (&Method::GET, "/api/topics") => topics_api::list(&broker, &req),
+        (&Method::GET, p) if p.starts_with("/api/topics/") => {
+            let rest = &p["/api/topics/".len()..];
+            // Topic names never hold `/`, so the suffix is unambiguous.
+            match rest.split_once('/') {
+                None => topics_api::info(&broker, &req, rest),
+                Some((topic, "history")) => topics_api::history(&broker, &req, topic),
+                Some((topic, "presence")) => topics_api::presence(&broker, &req, topic),
+                Some(_) => error_response(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    &format!("no route for {method} {path}"),
+                ),
+            }
+        }
+        (&Method::GET, p) if p.starts_with("/api/poll/") => {
+            let topic = p["/api/poll/".len()..].to_owned();
+            poll::poll(broker, req, &topic).await
+        }
+        (&Method::GET, "/sse") => sse::stream(&broker, &req, None),
+        (&Method::GET, p) if p.starts_with("/sse/") => sse::stream(&broker, &req, Some(&p["/sse/".len()..])),
         (_, "/healthz" | "/readyz" | "/metrics" | "/api/connections" | "/api/publish") => error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "bad_request",

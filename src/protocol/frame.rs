@@ -77,6 +77,18 @@ fn write_header(head: &mut [u8], opcode: OpCode, len: usize) {
     }
 }
 
+/// The payload of a complete unmasked server frame (as built here), without its header;
+/// the HTTP API and long-polling reuse a message's cached frame this way.
+pub fn payload_of(frame: &[u8]) -> &[u8] {
+    let start = match frame.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => 10,
+        Some(_) => 2,
+        None => return &[],
+    };
+    frame.get(start..).unwrap_or(&[])
+}
+
 /// A complete frame carrying `payload`.
 pub fn encode(opcode: OpCode, payload: &[u8]) -> Bytes {
     let mut b = FrameBuilder::with_capacity(payload.len());
@@ -117,6 +129,14 @@ mod tests {
         let f = encode(OpCode::Binary, &vec![7; 65536]);
         assert_eq!(&f[..10], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
         assert_eq!(f.len(), 65546);
+    }
+
+    #[test]
+    fn payload_of_strips_every_header_form() {
+        for n in [0, 125, 126, 65536] {
+            let body = vec![7u8; n];
+            assert_eq!(payload_of(&encode(OpCode::Text, &body)), &body[..]);
+        }
     }
 
     #[test]

@@ -116,7 +116,12 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
 /// The `message` frame for `msg` in JSON.
 pub fn message_frame(msg: &Message) -> Bytes {
     let mut f = FrameBuilder::with_capacity(64 + msg.topic.as_str().len() + msg.payload.len() * 4 / 3);
-    let out = f.body();
+    write_message(f.body(), msg);
+    f.finish(OpCode::Text)
+}
+
+/// Appends the `message` object for `msg` (the frame body, also used by SSE and the HTTP API).
+pub fn write_message(out: &mut Vec<u8>, msg: &Message) {
     // Topic names hold only characters that need no JSON escaping.
     out.extend_from_slice(b"{\"type\":\"message\",\"topic\":\"");
     out.extend_from_slice(msg.topic.as_str().as_bytes());
@@ -126,13 +131,17 @@ pub fn message_frame(msg: &Message) -> Bytes {
         out.extend_from_slice(b",\"encoding\":\"base64\"");
     }
     out.push(b'}');
-    f.finish(OpCode::Text)
 }
 
 /// A reply frame in JSON.
 pub fn reply_frame(reply: &Reply<'_>) -> Bytes {
     let mut f = FrameBuilder::with_capacity(96);
-    let out = f.body();
+    write_reply(f.body(), reply);
+    f.finish(OpCode::Text)
+}
+
+/// Appends the JSON object of a reply (the frame body, also used by SSE).
+pub fn write_reply(out: &mut Vec<u8>, reply: &Reply<'_>) {
     match reply {
         Reply::Ack { id, topic, seq } => {
             let _ = write!(out, "{{\"type\":\"ack\",\"id\":{id}");
@@ -168,9 +177,41 @@ pub fn reply_frame(reply: &Reply<'_>) -> Bytes {
             write_str(out, topic);
             let _ = write!(out, ",\"from\":{from},\"to\":{to},\"reason\":\"{}\"", reason.as_str());
         }
+        Reply::Join { topic, client, count } | Reply::Leave { topic, client, count } => {
+            let kind = if matches!(reply, Reply::Join { .. }) {
+                "join"
+            } else {
+                "leave"
+            };
+            let _ = write!(out, "{{\"type\":\"{kind}\",\"topic\":");
+            write_str(out, topic);
+            out.extend_from_slice(b",\"client\":");
+            write_str(out, client);
+            let _ = write!(out, ",\"count\":{count}");
+        }
+        Reply::Presence {
+            id,
+            topic,
+            count,
+            members,
+        } => {
+            out.extend_from_slice(b"{\"type\":\"presence\"");
+            if let Some(id) = id {
+                let _ = write!(out, ",\"id\":{id}");
+            }
+            out.extend_from_slice(b",\"topic\":");
+            write_str(out, topic);
+            let _ = write!(out, ",\"count\":{count},\"members\":[");
+            for (i, m) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, m);
+            }
+            out.push(b']');
+        }
     }
     out.push(b'}');
-    f.finish(OpCode::Text)
 }
 
 #[cfg(test)]

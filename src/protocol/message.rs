@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use super::{json, msgpack, Wire};
+use super::{json, msgpack, sse, Wire};
 use crate::protocol::frame::{self, OpCode};
 use crate::topic::TopicName;
 
@@ -98,6 +98,7 @@ impl Message {
                 Payload::Text(b) | Payload::Json(b) => frame::encode(OpCode::Text, b),
                 Payload::Binary(b) | Payload::Msgpack(b) => frame::encode(OpCode::Binary, b),
             },
+            Wire::Sse => sse::message_event(self),
         }
     }
 }

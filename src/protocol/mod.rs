@@ -11,6 +11,7 @@ pub mod frame;
 pub mod json;
 pub mod message;
 pub mod msgpack;
+pub mod sse;
 pub mod transcode;
 
 pub use message::{Message, Payload, SessionId};
@@ -26,11 +27,13 @@ pub enum Wire {
     Msgpack = 1,
     /// Raw topic sockets (`/ws/t/{topic}`): each frame is exactly a payload.
     Raw = 2,
+    /// Server-Sent Events: each message is an `event: message` block (see [`sse`]).
+    Sse = 3,
 }
 
 impl Wire {
     /// How many wire formats exist (the size of a message's frame cache).
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 4;
 }
 
 /// A request from a `/ws` client.
@@ -119,6 +122,35 @@ pub enum Reply<'a> {
         /// `history` or `slow_consumer`.
         reason: GapReason,
     },
+    /// A client joined a presence topic.
+    Join {
+        /// The topic.
+        topic: &'a str,
+        /// The client's id (auth `sub`, or generated).
+        client: &'a str,
+        /// Members after the join.
+        count: usize,
+    },
+    /// A client left a presence topic.
+    Leave {
+        /// The topic.
+        topic: &'a str,
+        /// The client's id.
+        client: &'a str,
+        /// Members after the leave.
+        count: usize,
+    },
+    /// Answer to `presence`: the member count and up to a configured number of ids.
+    Presence {
+        /// The request id, if it had one.
+        id: Option<u64>,
+        /// The topic.
+        topic: &'a str,
+        /// Members now.
+        count: usize,
+        /// Member ids, capped by `presence.max_members_listed`.
+        members: &'a [std::sync::Arc<str>],
+    },
 }
 
 /// Why a subscriber misses messages.
@@ -201,9 +233,9 @@ pub fn decode(wire: Wire, frame: &[u8]) -> Result<ClientMsg, DecodeError> {
     match wire {
         Wire::Json => json::decode(frame),
         Wire::Msgpack => msgpack::decode(frame),
-        Wire::Raw => Err(DecodeError {
+        Wire::Raw | Wire::Sse => Err(DecodeError {
             id: None,
-            error: RequestError::bad_request("raw sockets carry payloads, not requests"),
+            error: RequestError::bad_request("raw sockets and SSE streams carry payloads, not requests"),
         }),
     }
 }
@@ -213,5 +245,6 @@ pub fn encode_reply(wire: Wire, reply: &Reply<'_>) -> bytes::Bytes {
     match wire {
         Wire::Json | Wire::Raw => json::reply_frame(reply),
         Wire::Msgpack => msgpack::reply_frame(reply),
+        Wire::Sse => sse::reply_event(reply),
     }
 }

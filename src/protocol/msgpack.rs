@@ -185,6 +185,47 @@ pub fn reply_frame(reply: &Reply<'_>) -> Bytes {
             write_str(out, "reason");
             write_str(out, reason.as_str());
         }
+        Reply::Join { topic, client, count } | Reply::Leave { topic, client, count } => {
+            let _ = rmp::encode::write_map_len(out, 4);
+            write_str(out, "type");
+            write_str(
+                out,
+                if matches!(reply, Reply::Join { .. }) {
+                    "join"
+                } else {
+                    "leave"
+                },
+            );
+            write_str(out, "topic");
+            write_str(out, topic);
+            write_str(out, "client");
+            write_str(out, client);
+            write_str(out, "count");
+            write_uint(out, *count as u64);
+        }
+        Reply::Presence {
+            id,
+            topic,
+            count,
+            members,
+        } => {
+            let _ = rmp::encode::write_map_len(out, 4 + id.is_some() as u32);
+            write_str(out, "type");
+            write_str(out, "presence");
+            if let Some(id) = id {
+                write_str(out, "id");
+                write_uint(out, *id);
+            }
+            write_str(out, "topic");
+            write_str(out, topic);
+            write_str(out, "count");
+            write_uint(out, *count as u64);
+            write_str(out, "members");
+            let _ = rmp::encode::write_array_len(out, members.len() as u32);
+            for m in members.iter() {
+                write_str(out, m);
+            }
+        }
     }
     f.finish(OpCode::Binary)
 }

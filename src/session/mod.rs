@@ -21,6 +21,8 @@ use crate::topic::{Filter, TopicName};
 /// One client connection's state.
 pub struct Session {
     id: SessionId,
+    /// How presence topics name this client: the auth `sub` once auth exists, else generated.
+    client: Arc<str>,
     queue: Arc<SendQueue>,
     broker: Arc<Broker>,
     /// Subscriptions by the text the client used, so unsubscribe finds them.
@@ -62,6 +64,7 @@ impl Session {
             .map(|m| m.published.with_label_values(&[peer.transport]));
         Session {
             id,
+            client: Arc::from(format!("c{id}")),
             queue,
             broker,
             subscriptions: HashMap::new(),
@@ -114,15 +117,31 @@ impl Session {
                 // With `auth.mode = none` every connection may do everything: the token is not needed.
                 self.ack(id, None, None)
             }
-            ClientMsg::Presence { id, topic } => {
-                let e = RequestError::bad_request(format!("presence is not enabled for topic `{topic}`"));
-                self.reply_error(id, &e)
-            }
+            ClientMsg::Presence { id, topic } => match self.presence(&topic) {
+                Ok(p) => self.reply(&Reply::Presence {
+                    id,
+                    topic: &topic,
+                    count: p.count,
+                    members: &p.members,
+                }),
+                Err(e) => self.reply_error(id, &e),
+            },
         }
     }
 
     /// Subscribes to `text` (a topic or pattern); the ack carries the topic's current seq.
     pub fn subscribe(&mut self, text: &str, since: Option<u64>, id: Option<u64>) -> Result<(), RequestError> {
+        self.subscribe_at(text, since, id).map(|_| ())
+    }
+
+    /// As [`Session::subscribe`], returning the topic's seq at the moment of subscribing
+    /// (`None` for a pattern, or a subscription the connection already had).
+    pub fn subscribe_at(
+        &mut self,
+        text: &str,
+        since: Option<u64>,
+        id: Option<u64>,
+    ) -> Result<Option<u64>, RequestError> {
         let filter = Filter::parse(text)?;
         if since.is_some() && matches!(filter, Filter::Pattern(_)) {
             return Err(RequestError::bad_request(format!(
@@ -131,7 +150,7 @@ impl Session {
         }
         if self.subscriptions.contains_key(text) {
             self.ack(id, Some(text), None);
-            return Ok(());
+            return Ok(None);
         }
         let max = self.broker.settings().limits.max_subscriptions_per_connection;
         if self.subscriptions.len() >= max {
@@ -141,7 +160,9 @@ impl Session {
             ));
         }
         let queue = Arc::clone(&self.queue);
+        let mut at = None;
         self.broker.registry.subscribe(&filter, &self.queue, since, |seq| {
+            at = seq;
             if let Some(id) = id {
                 queue.push_reply(protocol::encode_reply(
                     queue.wire(),
@@ -152,10 +173,19 @@ impl Session {
                     },
                 ));
             }
-        });
+        })?;
+        if let Filter::Exact(name) = &filter {
+            self.broker.registry.join(name, self.id, &self.client);
+        }
         self.subscriptions.insert(text.to_owned(), filter);
         self.subscriptions_changed(1);
-        Ok(())
+        Ok(at)
+    }
+
+    fn presence(&self, topic: &str) -> Result<crate::registry::PresenceInfo, RequestError> {
+        let name = TopicName::parse(topic)?;
+        let max = self.broker.config.presence.max_members_listed;
+        self.broker.registry.presence(&name, max)
     }
 
     fn unsubscribe(&mut self, text: &str) -> Result<(), RequestError> {
@@ -165,6 +195,9 @@ impl Session {
             .ok_or_else(|| RequestError::new(ErrorCode::NotFound, format!("not subscribed to `{text}`")))?;
         self.broker.registry.unsubscribe(&filter, self.id);
         self.subscriptions_changed(-1);
+        if let Filter::Exact(name) = &filter {
+            self.broker.registry.leave(name, self.id);
+        }
         Ok(())
     }
 
@@ -218,7 +251,7 @@ impl Session {
 
     fn reply(&self, reply: &Reply<'_>) {
         // Raw sockets carry payloads only; they get no replies.
-        if self.queue.wire() != Wire::Raw {
+        if !matches!(self.queue.wire(), Wire::Raw | Wire::Sse) {
             self.queue.push_reply(protocol::encode_reply(self.queue.wire(), reply));
         }
     }
@@ -228,6 +261,9 @@ impl Drop for Session {
     fn drop(&mut self) {
         for filter in self.subscriptions.values() {
             self.broker.registry.unsubscribe(filter, self.id);
+            if let Filter::Exact(name) = filter {
+                self.broker.registry.leave(name, self.id);
+            }
         }
         self.broker.connections.remove(self.id);
         if let Some(m) = &self.broker.metrics {

@@ -226,7 +226,7 @@ async fn write_drained<W: AsyncWrite + Unpin>(
 }
 
 /// For each gap, the entry index it goes before (`entries.len()`: at the end) and its frame.
-fn place_gaps(entries: &std::collections::VecDeque<Entry>, gaps: &[Gap], wire: Wire) -> Vec<(usize, Bytes)> {
+pub fn place_gaps(entries: &std::collections::VecDeque<Entry>, gaps: &[Gap], wire: Wire) -> Vec<(usize, Bytes)> {
     // Raw sockets carry payloads only: they cannot be told about a gap.
     if gaps.is_empty() || wire == Wire::Raw {
         return Vec::new();

@@ -24,7 +24,7 @@ pub fn metrics(broker: &Broker) -> Response<Body> {
     };
     // Gauges that are cheaper to read at scrape time than to keep current.
     m.topics.set(broker.registry.topic_count() as i64);
-    let mut r = Response::new(Body::new(m.render().into()));
+    let mut r = Response::new(super::full(m.render()));
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

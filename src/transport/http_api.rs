@@ -1,5 +1,5 @@
-//! The HTTP API: publish one message (`POST /api/publish/{topic}`) or a
-//! batch (`POST /api/publish`), and topic snapshots (`GET /api/topics/{topic}`).
+//! The HTTP API's publish side: one message (`POST /api/publish/{topic}`) or a
+//! batch (`POST /api/publish`). The read side is in `topics_api`.
 //!
 //! The body's `Content-Type` says what the data is: `application/json`,
 //! `application/msgpack`, `text/plain` (a string) or
@@ -126,7 +126,8 @@ fn refused(broker: &Broker, e: &RequestError) -> Response<Body> {
     request_error(e)
 }
 
-fn request_error(e: &RequestError) -> Response<Body> {
+/// The error response for `e`: its status and a JSON body naming the problem.
+pub fn request_error(e: &RequestError) -> Response<Body> {
     let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     error_response(status, e.code.as_str(), &e.message)
 }
@@ -263,28 +264,4 @@ fn batch_msgpack(broker: &Broker, body: &[u8]) -> Result<Vec<serde_json::Value>,
             }
         })
         .collect())
-}
-
-/// `GET /api/topics/{topic}`: subscribers, last seq and retained count.
-pub fn topic_info(broker: &Broker, topic: &str) -> Response<Body> {
-    let name = match TopicName::parse(topic) {
-        Ok(n) => n,
-        Err(e) => return request_error(&e.into()),
-    };
-    match broker.registry.topic_info(&name) {
-        Some(info) => {
-            let body = serde_json::json!({
-                "topic": info.name.as_str(),
-                "subscribers": info.subscribers,
-                "seq": info.seq,
-                "retained": info.retained,
-            });
-            json_response(StatusCode::OK, body.to_string().into_bytes())
-        }
-        None => error_response(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("topic `{topic}` has no subscribers and nothing retained"),
-        ),
-    }
 }

@@ -1,22 +1,34 @@
 //! The ways into the broker, one file per way: WebSocket (`ws`, with its
-//! message reader in `ws_read`), the HTTP API (`http_api`), and the
-//! operator endpoints (`admin`: metrics, connection listing).
+//! message reader in `ws_read`), the HTTP API (`http_api`, with the topics
+//! queries in `topics_api`), Server-Sent Events (`sse`), long-polling (`poll`),
+//! and the operator endpoints (`admin`: metrics, connection listing).
 
 pub mod admin;
 pub mod http_api;
+pub mod poll;
+pub mod sse;
+pub mod topics_api;
 pub mod ws;
 pub mod ws_read;
 
+use std::convert::Infallible;
+
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::{Response, StatusCode};
 
-/// The response body type every handler returns.
-pub type Body = Full<Bytes>;
+/// The response body type every handler returns: a whole body, or a stream (SSE).
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A complete body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
 
 /// A JSON response with `status`.
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -33,7 +45,7 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
 
 /// A plain-text response with `status`.
 pub fn text_response(status: StatusCode, text: &str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::copy_from_slice(text.as_bytes())));
+    let mut r = Response::new(full(Bytes::copy_from_slice(text.as_bytes())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

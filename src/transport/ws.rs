@@ -198,7 +198,7 @@ pub fn upgrade(
         }
         .instrument(span),
     );
-    let mut res = Response::new(Body::default());
+    let mut res = Response::new(super::full(bytes::Bytes::new()));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
@@ -356,6 +356,8 @@ async fn read_messages<R: AsyncRead + Unpin>(
                 .reject_frame("binary frame on a JSON connection; send text frames or connect with format=msgpack"),
             (Incoming::Text(_), Wire::Msgpack) => session
                 .reject_frame("text frame on a MessagePack connection; send binary frames or connect with format=json"),
+            // A WebSocket is never an SSE stream; nothing to read for one.
+            (Incoming::Text(_) | Incoming::Binary(_), Wire::Sse) => {}
         }
     }
 }

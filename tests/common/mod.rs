@@ -249,3 +249,189 @@ pub async fn http_json(addr: SocketAddr, method: &str, path: &str, body: &Value)
     .await;
     (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
+
+/// One HTTP/1.1 GET with extra headers; returns the status and body.
+pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(40), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a full response");
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut d = Dechunk::default();
+        d.push(&out[split + 4..]);
+        d.out
+    } else {
+        out[split + 4..].to_vec()
+    };
+    (status, body)
+}
+
+/// `http_get` with a JSON answer.
+pub async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let (status, b) = http_get(addr, path, &[]).await;
+    (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+/// A chunked transfer-encoding decoder fed bytes as they arrive.
+#[derive(Default)]
+struct Dechunk {
+    raw: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Dechunk {
+    fn push(&mut self, bytes: &[u8]) {
+        self.raw.extend_from_slice(bytes);
+        loop {
+            let Some(line_end) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let size = usize::from_str_radix(std::str::from_utf8(&self.raw[..line_end]).unwrap().trim(), 16).unwrap();
+            if self.raw.len() < line_end + 2 + size + 2 {
+                return;
+            }
+            let start = line_end + 2;
+            self.out.extend_from_slice(&self.raw[start..start + size]);
+            self.raw.drain(..start + size + 2);
+        }
+    }
+}
+
+/// One Server-Sent Event (or a comment, with `event` "comment").
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+impl SseEvent {
+    /// The data as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap()
+    }
+}
+
+/// An SSE client over a plain TCP connection.
+pub struct SseClient {
+    stream: TcpStream,
+    pub status: u16,
+    pub head: String,
+    body: Dechunk,
+    eof: bool,
+}
+
+/// Opens `GET path` as an event stream with extra headers.
+pub async fn sse_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let split = loop {
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "connection closed before the response head");
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = Dechunk::default();
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    if chunked {
+        body.push(&raw[split + 4..]);
+    } else {
+        body.out.extend_from_slice(&raw[split + 4..]);
+    }
+    SseClient {
+        stream,
+        status,
+        head,
+        body,
+        eof: false,
+    }
+}
+
+impl SseClient {
+    /// The next event or comment; `None` when the stream ended.
+    pub async fn next_any(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(end) = self.body.out.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.body.out.drain(..end + 2).collect();
+                let text = String::from_utf8(block).unwrap();
+                let mut ev = SseEvent {
+                    id: None,
+                    event: "message".into(),
+                    data: String::new(),
+                };
+                let mut datas = Vec::new();
+                for line in text.lines().filter(|l| !l.is_empty()) {
+                    if let Some(comment) = line.strip_prefix(':') {
+                        ev.event = "comment".into();
+                        datas.push(comment.trim().to_string());
+                    } else if let Some((k, v)) = line.split_once(':') {
+                        let v = v.strip_prefix(' ').unwrap_or(v).to_string();
+                        match k {
+                            "id" => ev.id = Some(v),
+                            "event" => ev.event = v,
+                            "data" => datas.push(v),
+                            _ => {}
+                        }
+                    }
+                }
+                ev.data = datas.join("\n");
+                return Some(ev);
+            }
+            if self.eof {
+                return None;
+            }
+            let mut buf = [0u8; 8192];
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut buf))
+                .await
+                .expect("an event in time")
+                .unwrap_or(0);
+            if n == 0 {
+                self.eof = true;
+            } else {
+                self.body.push(&buf[..n]);
+            }
+        }
+    }
+
+    /// The next event, skipping heartbeat comments.
+    pub async fn next_event(&mut self) -> SseEvent {
+        loop {
+            let ev = self.next_any().await.expect("the stream is still open");
+            if ev.event != "comment" {
+                return ev;
+            }
+        }
+    }
+}
+
+/// Publishes `data` (JSON) over HTTP; returns the seq.
+pub async fn http_publish(addr: SocketAddr, topic: &str, data: &Value) -> u64 {
+    let (status, v) = http_json(addr, "POST", &format!("/api/publish/{topic}"), data).await;
+    assert_eq!(status, 200, "{v}");
+    v["seq"].as_u64().unwrap()
+}

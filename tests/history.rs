@@ -1,0 +1,201 @@
+//! History and recovery over real sockets: `since` replay with no duplicate
+//! and no hole while publishers run, exact `gap` notices, ttl expiry without
+//! a publish, last value on a history-0 topic, and the ack's seq.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fanout::config::TopicRule;
+use serde_json::{json, Value};
+
+fn rule(pattern: &str) -> TopicRule {
+    TopicRule {
+        pattern: pattern.into(),
+        history_size: None,
+        ttl: None,
+        last_value: false,
+        policy: None,
+        presence: false,
+    }
+}
+
+/// Reads messages of `topic` until seq `last`, asserting each seq follows the previous.
+async fn expect_consecutive(c: &mut Client, first: u64, last: u64) {
+    let mut expected = first;
+    while expected <= last {
+        let m = c.recv().await;
+        assert_eq!(m["type"], "message", "{m}");
+        assert_eq!(m["seq"], expected, "no duplicate, no hole");
+        expected += 1;
+    }
+}
+
+#[tokio::test]
+async fn since_joins_replay_and_live_exactly_while_publishers_run() {
+    const TOTAL: u64 = 4000;
+    let b = spawn_broker_with(|c| {
+        c.history.size = TOTAL as usize;
+        c.queue.max_messages = 100_000;
+        c.queue.max_bytes = 1 << 28;
+    })
+    .await;
+    let url = b.ws_url("/ws");
+    let publisher = tokio::spawn(async move {
+        let mut p = connect(&url).await;
+        for i in 1..=TOTAL {
+            p.send(json!({"op": "publish", "topic": "race", "data": i})).await;
+        }
+        // A ping answered means every publish before it was handled.
+        p.send(json!({"op": "ping", "id": 1})).await;
+        loop {
+            if p.recv().await["type"] == "pong" {
+                break;
+            }
+        }
+    });
+    // Subscribers join at different moments with different `since`, while publishing runs.
+    let mut checks = Vec::new();
+    for (k, since) in [0u64, 5, 50, 500].into_iter().enumerate() {
+        let url = b.ws_url("/ws");
+        checks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(5 * k as u64)).await;
+            let mut c = connect(&url).await;
+            // `since` must not pass the current seq: wait until the topic got there.
+            let since = loop {
+                c.send(json!({"op": "subscribe", "topic": "race", "since": since, "id": 1}))
+                    .await;
+                let ack = c.recv().await;
+                if ack["type"] == "ack" {
+                    break since;
+                }
+                assert_eq!(ack["type"], "error", "{ack}");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            };
+            expect_consecutive(&mut c, since + 1, TOTAL).await;
+        }));
+    }
+    publisher.await.unwrap();
+    for c in checks {
+        c.await.unwrap();
+    }
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_gap_notice_names_exactly_what_history_lost() {
+    let b = spawn_broker_with(|c| c.history.size = 5).await;
+    for i in 1..=20 {
+        http_publish(b.addr, "g", &json!(i)).await;
+    }
+    let mut c = connect(&b.ws_url("/ws")).await;
+    c.send(json!({"op": "subscribe", "topic": "g", "since": 3, "id": 1}))
+        .await;
+    assert_eq!(c.recv().await, json!({"type": "ack", "id": 1, "topic": "g", "seq": 20}));
+    assert_eq!(
+        c.recv().await,
+        json!({"type": "gap", "topic": "g", "from": 4, "to": 15, "reason": "history"})
+    );
+    expect_consecutive(&mut c, 16, 20).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn msgpack_and_raw_sockets_replay_after_since() {
+    let b = spawn_broker().await;
+    for i in 1..=4 {
+        http_publish(b.addr, "mp", &json!(i)).await;
+    }
+    let mut c = connect(&b.ws_url("/ws?format=msgpack")).await;
+    c.send(json!({"op": "subscribe", "topic": "mp", "since": 2, "id": 1}))
+        .await;
+    assert_eq!(c.recv().await["seq"], 4, "the ack carries the current seq");
+    expect_consecutive(&mut c, 3, 4).await;
+    let mut raw = connect(&b.ws_url("/ws/t/mp?since=3")).await;
+    assert_eq!(raw.next().await, Got::Text("4".into()));
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn history_expires_by_ttl_without_a_publish() {
+    let b = spawn_broker_with(|c| c.history.ttl = Duration::from_millis(500)).await;
+    for i in 1..=3 {
+        http_publish(b.addr, "ttl", &json!(i)).await;
+    }
+    let (_, v) = get_json(b.addr, "/api/topics/ttl").await;
+    assert_eq!(v["retained"], 3);
+    // The sweeper runs every second: within 2.5 s everything is gone (and so is the topic).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, _) = get_json(b.addr, "/api/topics/ttl").await;
+    assert_eq!(status, 404, "an expired, unsubscribed topic is removed");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn expired_messages_become_a_gap_for_a_live_topic() {
+    let b = spawn_broker_with(|c| c.history.ttl = Duration::from_millis(300)).await;
+    let mut keeper = connect(&b.ws_url("/ws")).await;
+    keeper.subscribe("ttl2").await;
+    for i in 1..=3 {
+        http_publish(b.addr, "ttl2", &json!(i)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut c = connect(&b.ws_url("/ws")).await;
+    c.send(json!({"op": "subscribe", "topic": "ttl2", "since": 0, "id": 1}))
+        .await;
+    assert_eq!(c.recv().await["seq"], 3);
+    assert_eq!(
+        c.recv().await,
+        json!({"type": "gap", "topic": "ttl2", "from": 1, "to": 3, "reason": "history"})
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn last_value_reaches_new_subscribers_at_once_even_with_history_0() {
+    let b = spawn_broker_with(|c| {
+        c.topics.push(TopicRule {
+            history_size: Some(0),
+            last_value: true,
+            ..rule("quotes.>")
+        })
+    })
+    .await;
+    for p in [100, 101, 102] {
+        http_publish(b.addr, "quotes.X", &json!({"price": p})).await;
+    }
+    let mut c = connect(&b.ws_url("/ws")).await;
+    let ack = c.subscribe("quotes.X").await;
+    assert_eq!(ack["seq"], 3, "a snapshot loaded elsewhere can line up with the stream");
+    let m = c.recv().await;
+    assert_eq!((m["seq"].clone(), m["data"].clone()), (json!(3), json!({"price": 102})));
+    // Pattern subscribers get the last value of every matching topic.
+    http_publish(b.addr, "quotes.Y", &json!({"price": 7})).await;
+    let mut p = connect(&b.ws_url("/ws")).await;
+    p.subscribe("quotes.*").await;
+    let mut topics: Vec<Value> = vec![p.recv().await["topic"].clone(), p.recv().await["topic"].clone()];
+    topics.sort_by_key(|t| t.to_string());
+    assert_eq!(topics, vec![json!("quotes.X"), json!("quotes.Y")]);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn since_beyond_the_current_seq_or_not_a_number_is_an_error() {
+    let b = spawn_broker().await;
+    http_publish(b.addr, "s", &json!(1)).await;
+    let mut c = connect(&b.ws_url("/ws")).await;
+    c.send(json!({"op": "subscribe", "topic": "s", "since": 9, "id": 4}))
+        .await;
+    let e = c.recv().await;
+    assert_eq!((e["type"].as_str(), e["id"].as_u64()), (Some("error"), Some(4)));
+    assert_eq!(e["code"], "bad_request");
+    assert!(e["message"].as_str().unwrap().contains("beyond"), "{e}");
+    c.send(json!({"op": "subscribe", "topic": "s", "since": "x", "id": 5}))
+        .await;
+    let e = c.recv().await;
+    assert!(e["message"].as_str().unwrap().contains("`since`"), "{e}");
+    let (status, body) = http_get(b.addr, "/ws/t/s?since=abc", &[("upgrade", "websocket")]).await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    b.stop().await;
+}

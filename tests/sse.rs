@@ -1,0 +1,130 @@
+//! Server-Sent Events over real sockets: events with seq ids, heartbeats,
+//! resume with `Last-Event-ID` after a dropped connection (one topic and
+//! several), gap events, and bad input answered with a JSON 400.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_stream_sends_messages_with_seq_ids_and_heartbeats() {
+    let b = spawn_broker_with(|c| c.http.sse_heartbeat = Duration::from_millis(200)).await;
+    let mut s = sse_connect(b.addr, "/sse/news", &[]).await;
+    assert_eq!(s.status, 200);
+    let head = s.head.to_ascii_lowercase();
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(head.contains("cache-control: no-cache") && head.contains("x-accel-buffering: no"));
+    http_publish(b.addr, "news", &json!({"h": "hello\nworld"})).await;
+    let ev = s.next_event().await;
+    assert_eq!((ev.event.as_str(), ev.id.as_deref()), ("message", Some("1")));
+    assert_eq!(ev.json()["data"], json!({"h": "hello\nworld"}));
+    assert_eq!(ev.json()["seq"], 1);
+    let beat = s.next_any().await.unwrap();
+    assert_eq!((beat.event.as_str(), beat.data.as_str()), ("comment", "ping"));
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn last_event_id_resumes_exactly_after_a_dropped_connection() {
+    let b = spawn_broker().await;
+    let mut s = sse_connect(b.addr, "/sse/feed", &[]).await;
+    for i in 1..=3 {
+        http_publish(b.addr, "feed", &json!(i)).await;
+    }
+    let mut last = None;
+    for i in 1..=3 {
+        let ev = s.next_event().await;
+        assert_eq!(ev.json()["data"], i);
+        last = ev.id;
+    }
+    drop(s);
+    for i in 4..=6 {
+        http_publish(b.addr, "feed", &json!(i)).await;
+    }
+    let last = last.unwrap();
+    let mut s = sse_connect(b.addr, "/sse/feed", &[("last-event-id", &last)]).await;
+    http_publish(b.addr, "feed", &json!(7)).await;
+    for i in 4..=7 {
+        let ev = s.next_event().await;
+        assert_eq!((ev.json()["seq"].clone(), ev.id), (json!(i), Some(i.to_string())));
+    }
+    // `?since=` resumes the same way.
+    let mut s = sse_connect(b.addr, "/sse/feed?since=5", &[]).await;
+    assert_eq!(s.next_event().await.json()["seq"], 6);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_multi_topic_id_carries_every_topic_and_resumes_them_all() {
+    let b = spawn_broker().await;
+    http_publish(b.addr, "m.a", &json!("a1")).await;
+    let mut s = sse_connect(b.addr, "/sse?topic=m.a&topic=m.b", &[]).await;
+    http_publish(b.addr, "m.b", &json!("b1")).await;
+    let ev = s.next_event().await;
+    assert_eq!(ev.id.as_deref(), Some("m.a:1,m.b:1"));
+    http_publish(b.addr, "m.a", &json!("a2")).await;
+    let ev = s.next_event().await;
+    let id = ev.id.unwrap();
+    assert_eq!(id, "m.a:2,m.b:1");
+    drop(s);
+    http_publish(b.addr, "m.b", &json!("b2")).await;
+    http_publish(b.addr, "m.a", &json!("a3")).await;
+    let mut s = sse_connect(b.addr, "/sse?topic=m.a&topic=m.b", &[("last-event-id", &id)]).await;
+    let mut got = vec![s.next_event().await.json()["data"].clone()];
+    got.push(s.next_event().await.json()["data"].clone());
+    got.sort_by_key(|v| v.to_string());
+    assert_eq!(got, vec![json!("a3"), json!("b2")]);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn history_loss_arrives_as_a_gap_event() {
+    let b = spawn_broker_with(|c| c.history.size = 2).await;
+    for i in 1..=6 {
+        http_publish(b.addr, "lossy", &json!(i)).await;
+    }
+    let mut s = sse_connect(b.addr, "/sse/lossy?since=1", &[]).await;
+    let gap = s.next_event().await;
+    assert_eq!(gap.event, "gap");
+    assert_eq!(
+        gap.json(),
+        json!({"type": "gap", "topic": "lossy", "from": 2, "to": 4, "reason": "history"})
+    );
+    assert_eq!(s.next_event().await.json()["seq"], 5);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_the_stream() {
+    let b = spawn_broker().await;
+    let mut s = sse_connect(b.addr, "/sse/end", &[]).await;
+    http_publish(b.addr, "end", &json!(1)).await;
+    assert_eq!(s.next_event().await.json()["seq"], 1);
+    let stop = tokio::spawn(b.stop());
+    assert!(s.next_any().await.is_none(), "the stream ends on shutdown");
+    stop.await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_is_a_400_naming_the_problem() {
+    let b = spawn_broker().await;
+    http_publish(b.addr, "ok", &json!(1)).await;
+    for (path, headers, needle) in [
+        ("/sse/bad..topic", vec![], "empty token"),
+        ("/sse", vec![], "name a topic"),
+        ("/sse/ok?since=x", vec![], "since"),
+        ("/sse/ok?since=99", vec![], "beyond"),
+        ("/sse/ok", vec![("last-event-id", "ok;3")], "Last-Event-ID"),
+        ("/sse?topic=ok&topic=ok2", vec![("last-event-id", "3")], "bare seq"),
+        ("/sse/ok", vec![("last-event-id", "other:3")], "does not follow"),
+    ] {
+        let (status, body) = http_get(b.addr, path, &headers).await;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, 400, "{path}: {v}");
+        assert!(v["message"].as_str().unwrap().contains(needle), "{path}: {v}");
+    }
+    b.stop().await;
+}
