@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::broker::{Broker, ConnectionSlot, Refusal};
@@ -42,11 +42,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future) -
 /// As [`run`], with a broker the caller keeps a handle on.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future) -> Result<(), ServerError> {
     let metrics_listener = match broker.config.metrics.listen_addr() {
-        Ok(Some(addr)) if broker.metrics.is_some() => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::MetricsListen { addr, source })?,
-        ),
+        Ok(Some(addr)) if broker.metrics.is_some() => {
+            Some(listen(addr).map_err(|source| ServerError::MetricsListen { addr, source })?)
+        }
         _ => None,
     };
     let metrics_server = metrics_listener.map(|l| {
@@ -324,10 +322,26 @@ async fn route(
     }
 }
 
+/// The accept backlog asked of the kernel (which caps it at `net.core.somaxconn`).
+/// A reconnect storm of thousands of clients must not overflow it: a dropped SYN
+/// costs the client a one-second retransmit.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a backlog deep enough for connection storms.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Binds the configured address.
 pub async fn bind(config: &Config) -> Result<TcpListener, crate::error::ConfigError> {
     let addr = config.listen_addr()?;
-    TcpListener::bind(addr)
-        .await
+    listen(addr)
         .map_err(|e| crate::error::ConfigError::invalid("server.listen", format!("cannot listen on {addr}: {e}")))
 }

@@ -72,11 +72,15 @@ pub async fn run<W: AsyncWrite + Unpin>(
     let flush_timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(flush_timer);
     let mut flush_armed = false;
+    // Registered once: a cancellation future made per wake-up would lock the token
+    // that every connection shares, on every wake-up of every writer.
+    let shutdown_signal = shutdown.triggered();
+    tokio::pin!(shutdown_signal);
     loop {
         tokio::select! {
             biased;
             _ = queue.ready() => {}
-            _ = shutdown.triggered(), if !draining => {
+            _ = &mut shutdown_signal, if !draining => {
                 draining = true;
                 queue.close(frame::close(1001, "server shutting down"), true);
             }

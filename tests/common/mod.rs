@@ -44,7 +44,7 @@ pub async fn spawn_broker_with(change: impl FnOnce(&mut Config)) -> TestBroker {
     config.server.listen = "127.0.0.1:0".into();
     change(&mut config);
     config.validate().expect("test config is valid");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = fanout::server::listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let broker = fanout::broker::Broker::new(Arc::new(config));
     let (stop, stopped) = oneshot::channel::<()>();
