@@ -218,7 +218,10 @@ async fn run_upgraded(broker: Arc<Broker>, upgraded: hyper::upgrade::Upgraded, p
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let (read, write) = parts.io.into_inner().into_split();
-            let read = std::io::Cursor::new(parts.read_buf).chain(read);
+            // A copy of what the client sent after its handshake (usually nothing), so
+            // hyper's whole read buffer is not kept alive for the connection's life.
+            let early = Bytes::copy_from_slice(&parts.read_buf);
+            let read = std::io::Cursor::new(early).chain(read);
             run(broker, read, write, params).await
         }
         Err(upgraded) => {
@@ -373,7 +376,8 @@ fn raw_publish(session: &mut Session, params: &WsParams, payload: Payload) -> Re
 }
 
 async fn discard_until_eof<R: AsyncRead + Unpin>(read: &mut R) {
-    let mut buf = [0u8; 4096];
+    // On the heap: an array here would sit in every connection's future for its whole life.
+    let mut buf = vec![0u8; 4096];
     while let Ok(n) = read.read(&mut buf).await {
         if n == 0 {
             break;

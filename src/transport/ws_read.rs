@@ -114,6 +114,10 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     }
 
     async fn frame(&mut self) -> Result<Frame, ReadEnd> {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            // Most connections sit idle between messages: hold no buffer while waiting.
+            self.buf = BytesMut::new();
+        }
         self.fill(2).await?;
         let (b0, b1) = (self.buf[0], self.buf[1]);
         if b0 & 0x70 != 0 {
