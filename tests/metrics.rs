@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::*;
 use fanout::config::Policy;
 use serde_json::{json, Value};
-use tokio::net::TcpSocket;
 
 async fn scrape(addr: std::net::SocketAddr) -> String {
     let (status, body) = http(addr, "GET", "/metrics", None, b"").await;
@@ -101,17 +100,6 @@ async fn counters_move_by_what_the_clients_did() {
     wait_for(b.addr, r#"fanout_connections{transport="ws"}"#, 1.0).await;
     wait_for(b.addr, "fanout_subscriptions", 0.0).await;
     b.stop().await;
-}
-
-/// Connects with a tiny receive buffer, so a reader that stops reading backs up fast.
-async fn stalled_client(b: &TestBroker) -> Client {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(b.addr).await.unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(b.ws_url("/ws"), tokio_tungstenite::MaybeTlsStream::Plain(stream))
-        .await
-        .unwrap();
-    Client::from_stream(ws)
 }
 
 const MESSAGES: u64 = 3000;

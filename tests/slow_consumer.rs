@@ -10,20 +10,8 @@ use std::collections::BTreeSet;
 use common::*;
 use fanout::config::Policy;
 use serde_json::{json, Value};
-use tokio::net::TcpSocket;
 
 const MESSAGES: u64 = 3000;
-
-/// Connects with a tiny receive buffer, so a reader that stops reading backs up fast.
-async fn stalled_client(b: &TestBroker) -> Client {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(b.addr).await.unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(b.ws_url("/ws"), tokio_tungstenite::MaybeTlsStream::Plain(stream))
-        .await
-        .unwrap();
-    Client::from_stream(ws)
-}
 
 async fn run(policy: Policy) -> (Vec<Value>, Option<u16>) {
     let b = spawn_broker_with(|c| {

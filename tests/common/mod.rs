@@ -201,6 +201,28 @@ impl Client {
     }
 }
 
+/// A `/ws` client connected with a tiny receive buffer, so a reader that stops
+/// reading backs up fast.
+pub async fn stalled_client(b: &TestBroker) -> Client {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(b.addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(b.ws_url("/ws"), MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    Client::from_stream(ws)
+}
+
+/// The head of a `GET path` request with `extra` header lines and `headers`.
+fn get_request(addr: SocketAddr, path: &str, extra: &str, headers: &[(&str, &str)]) -> String {
+    let mut req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n{extra}");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req
+}
+
 /// Converts MessagePack to JSON for assertions (binary becomes an array of numbers).
 pub fn msgpack_to_json(b: &[u8]) -> Value {
     let v: rmpv::Value = rmpv::decode::read_value(&mut &b[..]).unwrap();
@@ -253,11 +275,7 @@ pub async fn http_json(addr: SocketAddr, method: &str, path: &str, body: &Value)
 /// One HTTP/1.1 GET with extra headers; returns the status and body.
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
+    let req = get_request(addr, path, "connection: close\r\n", headers);
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(40), s.read_to_end(&mut out))
@@ -335,11 +353,7 @@ pub struct SseClient {
 /// Opens `GET path` as an event stream with extra headers.
 pub async fn sse_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
+    let req = get_request(addr, path, "accept: text/event-stream\r\n", headers);
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     let split = loop {
