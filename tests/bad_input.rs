@@ -100,33 +100,7 @@ async fn an_oversized_message_closes_with_1009() {
 
 /// A raw TCP client that sends hand-made frames after a real handshake.
 async fn raw_client(b: &TestBroker, path: &str) -> TcpStream {
-    let mut s = TcpStream::connect(b.addr).await.unwrap();
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        s.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(
-        head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
-        "accept key per RFC 6455 §1.3: {head}"
-    );
-    s
-}
-
-fn masked(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![(fin as u8) << 7 | opcode, 0x80 | payload.len() as u8];
-    let mask = [9u8, 8, 7, 6];
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
+    raw_ws(b, path, None).await
 }
 
 /// Reads frames until a close; returns its code and reason.
@@ -185,6 +159,38 @@ async fn protocol_violations_close_with_1002_and_a_reason() {
         let (code, reason) = read_close(&mut s).await;
         assert_eq!(code, 1002, "{words}: {reason}");
         assert!(reason.contains(words), "reason `{reason}` should mention {words}");
+    }
+    b.stop().await;
+}
+
+/// Reads one short unmasked server frame: opcode and payload.
+async fn read_short_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    tokio::time::timeout(WAIT, s.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(head[1] < 126, "a short unmasked frame: {head:?}");
+    let mut payload = vec![0u8; head[1] as usize];
+    s.read_exact(&mut payload).await.unwrap();
+    (head[0], payload)
+}
+
+#[tokio::test]
+async fn what_came_before_a_close_or_a_violation_is_echoed_first() {
+    let b = spawn_broker().await;
+    for (last, code) in [
+        (masked(0x8, true, &1000u16.to_be_bytes()), 1000),
+        (masked(0x3, true, b""), 1002),
+    ] {
+        let mut s = raw_client(&b, "/ws/t/echo.order?echo=true").await;
+        let frames = [masked(0x1, true, b"text"), masked(0x2, true, &[1, 2]), last].concat();
+        s.write_all(&frames).await.unwrap();
+        // New unmasked frames, each of its own kind, in order, then the close.
+        assert_eq!(read_short_frame(&mut s).await, (0x81, b"text".to_vec()));
+        assert_eq!(read_short_frame(&mut s).await, (0x82, vec![1, 2]));
+        let (op, payload) = read_short_frame(&mut s).await;
+        assert_eq!((op, u16::from_be_bytes([payload[0], payload[1]])), (0x88, code));
     }
     b.stop().await;
 }

@@ -289,7 +289,9 @@ where
             if let Some(m) = &broker.metrics {
                 m.count_protocol_error(violation_kind(code));
             }
-            queue.close(frame::close(code, &reason), false);
+            // Flushed: what the client sent before the violation is still owed to it
+            // (a raw socket's echoes, replies), in order, before the close.
+            queue.close(frame::close(code, &reason), true);
         }
         Some(ReadEnd::Gone) => queue.close(Bytes::new(), false),
         None => {}
@@ -348,7 +350,9 @@ async fn read_messages<R: AsyncRead + Unpin>(
             }
             (Incoming::Pong, _) => {}
             (Incoming::Close(code), _) => {
-                queue.close(frame::close(code, ""), false);
+                // Flushed: what the client sent before its close (echoes, replies) is
+                // owed to it, and it keeps reading until our close arrives.
+                queue.close(frame::close(code, ""), true);
                 return Err(ReadEnd::Gone);
             }
             (Incoming::Text(t), Wire::Raw) => raw_publish(session, params, Payload::Text(t))?,

@@ -102,15 +102,54 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// Makes sure at least `n` bytes are buffered.
     async fn fill(&mut self, n: usize) -> Result<(), ReadEnd> {
         while self.buf.len() < n {
-            if self.buf.capacity() - self.buf.len() < READ_BUF.min(n - self.buf.len()).max(1) {
-                self.buf.reserve(READ_BUF.max(n - self.buf.len()));
-            }
-            match self.read.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => return Err(ReadEnd::Gone),
-                Ok(_) => {}
-            }
+            self.read_more(n).await?;
         }
         Ok(())
+    }
+
+    /// One read towards having `n` bytes buffered.
+    async fn read_more(&mut self, n: usize) -> Result<(), ReadEnd> {
+        if self.buf.capacity() - self.buf.len() < READ_BUF.min(n - self.buf.len()).max(1) {
+            self.buf.reserve(READ_BUF.max(n - self.buf.len()));
+        }
+        match self.read.read_buf(&mut self.buf).await {
+            Ok(0) | Err(_) => Err(ReadEnd::Gone),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// Buffers a text frame's payload (`len` bytes after a `head`-byte header), checking
+    /// its UTF-8 as it arrives: invalid text fails on the read that brings it, not when
+    /// the whole frame is in (Autobahn 6.4.3–6.4.4), so a peer cannot make us buffer
+    /// megabytes of a message already known to be bad. `accept` still checks the whole.
+    async fn fill_text(&mut self, head: usize, len: usize, mask: [u8; 4], continuation: bool) -> Result<(), ReadEnd> {
+        // A code point split across fragments: its first bytes, from the message so far.
+        let mut carry: Vec<u8> = match &self.partial {
+            Some(p) if p.text && continuation => p.data[p.valid..].to_vec(),
+            _ => Vec::new(),
+        };
+        let mut checked = 0;
+        loop {
+            let have = (self.buf.len() - head).min(len);
+            if have > checked {
+                let from = carry.len();
+                carry.extend_from_slice(&self.buf[head + checked..head + have]);
+                // The mask key repeats every 4 bytes from the payload's start.
+                let mut key = mask;
+                key.rotate_left(checked % 4);
+                fastwebsockets::unmask(&mut carry[from..], key);
+                carry = match std::str::from_utf8(&carry) {
+                    Ok(_) => Vec::new(),
+                    Err(e) if e.error_len().is_none() => carry[e.valid_up_to()..].to_vec(),
+                    Err(_) => return Err(ReadEnd::Violation(1007, "text message is not valid UTF-8".into())),
+                };
+                checked = have;
+            }
+            if have == len {
+                return Ok(());
+            }
+            self.read_more(head + len).await?;
+        }
     }
 
     async fn frame(&mut self) -> Result<Frame, ReadEnd> {
@@ -164,7 +203,16 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         let len = len as usize;
         let head = 2 + extra + 4;
         let mask: [u8; 4] = self.buf[head - 4..head].try_into().unwrap_or_default();
-        self.fill(head + len).await?;
+        let text = match opcode {
+            OpCode::Text => true,
+            OpCode::Continuation => self.partial.as_ref().is_some_and(|p| p.text),
+            _ => false,
+        };
+        if text && self.buf.len() < head + len {
+            self.fill_text(head, len, mask, opcode == OpCode::Continuation).await?;
+        } else {
+            self.fill(head + len).await?;
+        }
         let _ = self.buf.split_to(head);
         let mut payload = self.buf.split_to(len);
         fastwebsockets::unmask(&mut payload, mask);
@@ -353,6 +401,54 @@ mod tests {
         b.extend(frame(false, 0, &[0xc0, 0x80], true));
         let got = read_all(b, 100).await;
         assert_eq!(got[0].as_ref().unwrap_err().0, 1007);
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_fails_before_the_rest_of_its_frame_arrives() {
+        use tokio::io::AsyncWriteExt;
+        // F4 90 is past U+10FFFF: invalid at its second byte, whatever follows.
+        let bad = b"hello\xce\xba\xf4\x90\x80\x80-the rest never comes-";
+        // A whole message in one frame, and the end of a code point a first fragment began.
+        let continued = [b"\xba".as_slice(), bad].concat();
+        for (opener, opcode, payload) in [
+            (vec![], 1, bad.to_vec()),
+            (frame(false, 1, b"ok\xce", true), 0, continued),
+        ] {
+            let whole = frame(true, opcode, &payload, true);
+            let cut = 2 + 4 + payload.windows(2).position(|w| w == b"\xf4\x90").unwrap() + 2;
+            let (mut client, server) = tokio::io::duplex(1024);
+            // The opener, then the frame up to just past the bad byte; never the rest.
+            client.write_all(&opener).await.unwrap();
+            client.write_all(&whole[..cut]).await.unwrap();
+            let mut r = MessageReader::new(server, 1000);
+            let got = tokio::time::timeout(std::time::Duration::from_secs(5), r.next())
+                .await
+                .expect("failed without waiting for the rest of the frame");
+            assert!(matches!(got, Err(ReadEnd::Violation(1007, _))), "{got:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn text_arriving_in_pieces_is_checked_across_pieces() {
+        use tokio::io::AsyncWriteExt;
+        let text = "κόσμε, a text with code points cut at every read".repeat(3);
+        let bytes = [
+            frame(false, 1, &text.as_bytes()[..7], true),
+            frame(true, 0, &text.as_bytes()[7..], true),
+        ]
+        .concat();
+        let (mut client, server) = tokio::io::duplex(1024);
+        let writer = tokio::spawn(async move {
+            for piece in bytes.chunks(3) {
+                client.write_all(piece).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            client
+        });
+        let mut r = MessageReader::new(server, 1000);
+        let got = r.next().await.unwrap();
+        assert!(matches!(&got, Incoming::Text(t) if t == text.as_bytes()), "{got:?}");
+        drop(writer.await.unwrap());
     }
 
     #[tokio::test]

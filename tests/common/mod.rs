@@ -213,6 +213,46 @@ pub async fn stalled_client(b: &TestBroker) -> Client {
     Client::from_stream(ws)
 }
 
+/// A raw TCP client after a real WebSocket handshake on `path`, for tests that send
+/// hand-made frames or must control reading exactly. `recv_buffer` shrinks the
+/// socket's receive buffer, so a client that stops reading backs the server up fast.
+pub async fn raw_ws(b: &TestBroker, path: &str, recv_buffer: Option<u32>) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).unwrap();
+    }
+    let mut s = socket.connect(b.addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    // Byte by byte, so not one byte of the first frame is taken with the head.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "accept key per RFC 6455 §1.3: {head}"
+    );
+    s
+}
+
+/// A masked client frame with a payload under 126 bytes.
+pub fn masked(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126, "short frames only");
+    let mut f = vec![(fin as u8) << 7 | opcode, 0x80 | payload.len() as u8];
+    let mask = [9u8, 8, 7, 6];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
 /// The head of a `GET path` request with `extra` header lines and `headers`.
 fn get_request(addr: SocketAddr, path: &str, extra: &str, headers: &[(&str, &str)]) -> String {
     let mut req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n{extra}");
