@@ -43,8 +43,65 @@ pub struct WriterConfig {
 pub enum WriterEnd {
     /// The close frame was sent.
     Closed,
+    /// The client sent nothing for `idle_timeout`: it is presumed gone, so the close
+    /// frame was tried once at most and nobody should wait for its answer.
+    Idle,
     /// The connection was dropped (write error, or an abort in the middle of a frame).
     Dropped(io::Error),
+}
+
+/// Pings and the idle check. Kept apart from the queue loop because they must go on
+/// while a write is blocked: a peer that stopped reading is exactly the one to detect.
+struct Keepalive {
+    /// `None`: no pings (and so no idle check either).
+    pings: Option<Interval>,
+    idle_timeout: Duration,
+    /// Frames the reader got, as last seen; a change means the client is alive.
+    seen: u64,
+    last_active: Instant,
+    activity: Arc<AtomicU64>,
+}
+
+impl Keepalive {
+    fn new(config: &WriterConfig, activity: Arc<AtomicU64>) -> Self {
+        let pings = (!config.ping_interval.is_zero()).then(|| {
+            let mut i = tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+            i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            i
+        });
+        Keepalive {
+            pings,
+            idle_timeout: config.idle_timeout,
+            seen: activity.load(Ordering::Relaxed),
+            last_active: Instant::now(),
+            activity,
+        }
+    }
+
+    /// Resolves at the next ping time; never without pings.
+    async fn tick(&mut self) {
+        match &mut self.pings {
+            Some(i) => {
+                i.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// At a ping time: true if the client has been silent for `idle_timeout` (the caller
+    /// closes), else queues a ping. Control frames bypass the queue limits, so a
+    /// subscriber with a full queue still gets its pings.
+    fn on_tick(&mut self, queue: &SendQueue) -> bool {
+        let now_seen = self.activity.load(Ordering::Relaxed);
+        if now_seen != self.seen {
+            self.seen = now_seen;
+            self.last_active = Instant::now();
+        } else if !self.idle_timeout.is_zero() && self.last_active.elapsed() >= self.idle_timeout {
+            return true;
+        }
+        queue.push_control(frame::encode(OpCode::Ping, b""));
+        false
+    }
 }
 
 /// Runs until the queue's close frame is written or the socket fails.
@@ -57,13 +114,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
     shutdown: Shutdown,
 ) -> WriterEnd {
     let mut drained = Drained::default();
-    let mut pings = (!config.ping_interval.is_zero()).then(|| {
-        let mut i = tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
-        i.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        i
-    });
-    let mut seen = activity.load(Ordering::Relaxed);
-    let mut last_active = Instant::now();
+    let mut keepalive = Keepalive::new(&config, activity);
     let mut draining = false;
     let mut last_write: Option<Instant> = None;
     // Counted per batch in plain counters, added to the shared metrics once a second.
@@ -84,15 +135,10 @@ pub async fn run<W: AsyncWrite + Unpin>(
                 draining = true;
                 queue.close(frame::close(1001, "server shutting down"), true);
             }
-            _ = tick(&mut pings) => {
-                let now_seen = activity.load(Ordering::Relaxed);
-                if now_seen != seen {
-                    seen = now_seen;
-                    last_active = Instant::now();
-                } else if !config.idle_timeout.is_zero() && last_active.elapsed() >= config.idle_timeout {
-                    queue.close(frame::close(1001, "idle timeout"), false);
+            _ = keepalive.tick() => {
+                if keepalive.on_tick(&queue) {
+                    return close_idle(&mut io, &queue).await;
                 }
-                queue.push_control(frame::encode(OpCode::Ping, b""));
             }
             _ = &mut flush_timer, if flush_armed => {
                 flush_armed = false;
@@ -108,8 +154,10 @@ pub async fn run<W: AsyncWrite + Unpin>(
             }
         }
         queue.drain(&mut drained);
-        if let Err(end) = write_drained(&mut io, &queue, &drained).await {
-            return end;
+        match write_drained(&mut io, &queue, &drained, &mut keepalive).await {
+            Ok(()) => {}
+            Err(WriterEnd::Idle) => return close_idle(&mut io, &queue).await,
+            Err(end) => return end,
         }
         if !config.flush_interval.is_zero() {
             last_write = Some(Instant::now());
@@ -144,13 +192,18 @@ fn record_batch(stats: &mut WriterStats, drained: &Drained, wire: Wire) {
     }
 }
 
-async fn tick(pings: &mut Option<Interval>) {
-    match pings {
-        Some(i) => {
-            i.tick().await;
-        }
-        None => std::future::pending().await,
-    }
+/// Closes a connection whose client went silent. The close frame is tried once, without
+/// waiting: a peer that stopped reading would only make us wait for nothing.
+async fn close_idle<W: AsyncWrite + Unpin>(io: &mut W, queue: &SendQueue) -> WriterEnd {
+    let close = frame::close(1001, "idle timeout");
+    queue.close(close.clone(), false);
+    // `timeout` polls the write once before looking at the (already elapsed) deadline.
+    let _ = tokio::time::timeout(Duration::ZERO, async {
+        io.write_all(&close).await?;
+        io.shutdown().await
+    })
+    .await;
+    WriterEnd::Idle
 }
 
 /// Writes the close frame and half-closes, so the client reads it before EOF.
@@ -176,6 +229,7 @@ async fn write_drained<W: AsyncWrite + Unpin>(
     io: &mut W,
     queue: &SendQueue,
     drained: &Drained,
+    keepalive: &mut Keepalive,
 ) -> Result<(), WriterEnd> {
     let wire = queue.wire();
     let gap_frames: Vec<(usize, Bytes)> = place_gaps(&drained.entries, &drained.gaps, wire);
@@ -206,6 +260,22 @@ async fn write_drained<W: AsyncWrite + Unpin>(
                     return Ok(());
                 }
                 return Err(WriterEnd::Dropped(io::Error::other("aborted in the middle of a frame")));
+            }
+            // A write blocked on a full socket still keeps time: the ping is queued for
+            // after this batch, and a client silent for too long is cut here.
+            _ = keepalive.tick() => {
+                if keepalive.on_tick(queue) {
+                    if off == 0 {
+                        return Err(WriterEnd::Idle);
+                    }
+                    // A close frame now would land inside the unfinished one.
+                    queue.close(Bytes::new(), false);
+                    return Err(WriterEnd::Dropped(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "idle timeout in the middle of a frame",
+                    )));
+                }
+                continue;
             }
             r = io.write_vectored(&iov) => r,
         };

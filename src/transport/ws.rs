@@ -27,7 +27,7 @@ use crate::broker::{Broker, ConnectionSlot};
 use crate::connections::Peer;
 use crate::protocol::frame::{self, OpCode};
 use crate::protocol::{Payload, Wire};
-use crate::session::writer::{self, WriterConfig};
+use crate::session::writer::{self, WriterConfig, WriterEnd};
 use crate::session::Session;
 use crate::topic::TopicName;
 
@@ -260,7 +260,7 @@ where
         idle_timeout: s.idle_timeout,
         flush_interval: settings.queue.flush_interval,
     };
-    let writer = {
+    let mut writer = {
         let (queue, activity, done, shutdown) = (
             Arc::clone(&queue),
             Arc::clone(&activity),
@@ -274,6 +274,7 @@ where
             let end = writer::run(queue, write, config, activity, shutdown).await;
             debug!(session_id, ?end, "writer ended");
             done.cancel();
+            end
         })
     };
     let mut reader = MessageReader::new(&mut read, settings.limits.max_message_bytes);
@@ -298,8 +299,12 @@ where
     }
     // Let the writer send its close frame, then read until the client's EOF so the
     // close handshake completes and the kernel does not answer unread data with a reset.
-    let _ = tokio::time::timeout(CLOSE_LINGER, writer_done.cancelled()).await;
-    let _ = tokio::time::timeout(CLOSE_LINGER, discard_until_eof(&mut read)).await;
+    // Only after a clean close: a peer cut for idleness or a failed write is presumed
+    // gone, and waiting for it would only keep its session (and queue) alive.
+    let ended = tokio::time::timeout(CLOSE_LINGER, &mut writer).await;
+    if matches!(ended, Ok(Ok(WriterEnd::Closed))) {
+        let _ = tokio::time::timeout(CLOSE_LINGER, discard_until_eof(&mut read)).await;
+    }
     writer.abort();
     drop(session);
     debug!("disconnected");
