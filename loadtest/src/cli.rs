@@ -142,6 +142,41 @@ pub enum Scenario {
         #[arg(long, default_value_t = 0.3)]
         storm_fraction: f64,
     },
+    /// Soak: mixed publishers, exact and pattern subscribers, a fraction of
+    /// slow readers and reconnect storms at one rate (the first of --rates)
+    /// for --duration. Needs --protocol json or msgpack.
+    Soak {
+        /// Shared flags.
+        #[command(flatten)]
+        common: Common,
+        /// Number of topics `lt.q.g<G>.s<I>`.
+        #[arg(long, default_value_t = 50)]
+        topics: usize,
+        /// Topic groups (`lt.q.g<G>.*` patterns).
+        #[arg(long, default_value_t = 5)]
+        groups: usize,
+        /// Publishing connections (each owns a share of the topics).
+        #[arg(long, default_value_t = 4)]
+        publishers: usize,
+        /// Subscribers on one exact topic each (round robin); these reconnect.
+        #[arg(long, default_value_t = 200)]
+        subscribers: usize,
+        /// Subscribers on one group pattern each.
+        #[arg(long, default_value_t = 20)]
+        pattern_subscribers: usize,
+        /// Subscribers on everything, `lt.q.>`.
+        #[arg(long, default_value_t = 2)]
+        firehose_subscribers: usize,
+        /// Fraction of subscribers that never read after subscribing.
+        #[arg(long, default_value_t = 0.05)]
+        slow_fraction: f64,
+        /// Time between reconnect storms.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        storm_interval: Duration,
+        /// Fraction of the reconnecting subscribers in each storm.
+        #[arg(long, default_value_t = 0.1)]
+        storm_fraction: f64,
+    },
     /// (internal) Run as a worker process: JSON lines on stdin/stdout.
     #[command(hide = true)]
     Worker,

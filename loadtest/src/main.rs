@@ -115,6 +115,35 @@ fn build(command: Scenario) -> Result<Built> {
             let plan = scenario::fanout("reconnect", publishers, subscribers, 0, true, true)?;
             (common, plan, None, Some((storm_interval, storm_fraction)))
         }
+        Scenario::Soak {
+            mut common,
+            topics,
+            groups,
+            publishers,
+            subscribers,
+            pattern_subscribers,
+            firehose_subscribers,
+            slow_fraction,
+            storm_interval,
+            storm_fraction,
+        } => {
+            needs_envelopes(&common, "soak")?;
+            let plan = scenario::soak(
+                topics,
+                groups,
+                publishers,
+                subscribers,
+                pattern_subscribers,
+                firehose_subscribers,
+                slow_fraction,
+            )?;
+            // One step, the whole --duration long; the run's cap leaves room to
+            // connect and drain around it.
+            common.rates.truncate(1);
+            common.step_duration = common.duration;
+            common.duration += common.connect_timeout + common.settle + common.drain + Duration::from_secs(5);
+            (common, plan, None, Some((storm_interval, storm_fraction)))
+        }
         Scenario::Worker => unreachable!("handled before"),
     })
 }

@@ -93,6 +93,33 @@ pub fn topics(
     Ok(plan("topics", conns, true))
 }
 
+/// The soak shape: the `topics` mix (exact, group-pattern and firehose subscribers
+/// of several publishers), where every `1 / slow_fraction`-th subscriber never reads
+/// and the exact subscribers that read take part in reconnect storms (resuming with
+/// `since`, which only exact topics have).
+pub fn soak(
+    topics: usize,
+    groups: usize,
+    publishers: usize,
+    exact: usize,
+    pattern: usize,
+    firehose: usize,
+    slow_fraction: f64,
+) -> Result<Plan, ScenarioError> {
+    if !(0.0..1.0).contains(&slow_fraction) {
+        return Err(ScenarioError::Invalid("--slow-fraction must be in [0, 1)".into()));
+    }
+    let mut plan = self::topics(topics, groups, publishers, exact, pattern, firehose)?;
+    plan.scenario = "soak".into();
+    // Spread evenly over exact, pattern and firehose subscribers alike.
+    let stride = (slow_fraction > 0.0).then(|| (1.0 / slow_fraction).round().max(1.0) as usize);
+    for (i, c) in plan.conns.iter_mut().skip(publishers).enumerate() {
+        c.slow = stride.is_some_and(|k| i % k == k - 1);
+        c.reconnects = !c.slow && i < exact;
+    }
+    Ok(plan)
+}
+
 /// R rooms of C clients; every client publishes to and subscribes to its room.
 pub fn rooms(rooms: usize, clients: usize, topics: bool) -> Result<Plan, ScenarioError> {
     if rooms == 0 || clients < 2 {
@@ -140,6 +167,10 @@ mod tests {
         let generic = rooms(3, 4, false).unwrap();
         assert_eq!(generic.deliveries(0, "lt.room.r0"), (11, 0));
         assert!(fanout("f", 0, 1, 0, false, true).is_err());
+        let s = soak(20, 4, 2, 40, 10, 10, 0.05).unwrap();
+        assert_eq!(s.conns.iter().filter(|c| c.slow).count(), 3);
+        assert_eq!(s.conns.iter().filter(|c| c.reconnects).count(), 38);
+        assert!(soak(20, 4, 2, 40, 10, 10, 1.0).is_err());
         assert!(topics_exist(Protocol::Raw, "/ws/t/{topic}") && !topics_exist(Protocol::Raw, "/"));
     }
 }
