@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::ConfigError;
 use crate::topic::{Filter, TopicName};
 
+mod security;
+pub use security::{origin_allowed, AuthConfig, AuthMode};
+
 /// The default configuration file, every key commented.
 pub const DEFAULT_CONFIG: &str = include_str!("../config.toml");
 
@@ -41,6 +44,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Prometheus metrics.
     pub metrics: MetricsConfig,
+    /// Tokens, API keys and topic permissions.
+    pub auth: AuthConfig,
 }
 
 /// `[server]`.
@@ -69,6 +74,9 @@ pub struct ServerConfig {
     /// closing connections, so load balancers stop sending new clients first.
     #[serde(with = "duration")]
     pub drain_delay: Duration,
+    /// Browser `Origin`s allowed to open WebSockets and SSE streams; empty: any.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[limits]`.
@@ -79,6 +87,9 @@ pub struct LimitsConfig {
     pub max_message_bytes: usize,
     /// Most subscriptions per connection.
     pub max_subscriptions_per_connection: usize,
+    /// Messages one connection may publish per second; 0: no limit.
+    #[serde(default)]
+    pub publish_rate_per_connection: u32,
 }
 
 /// What happens when a message does not fit a subscriber's queue.
@@ -340,6 +351,17 @@ impl Config {
         positive("queue.max_bytes", self.queue.max_bytes)?;
         positive("http.max_limit", self.http.max_limit)?;
         positive("http.sse_heartbeat", self.http.sse_heartbeat.as_millis() as usize)?;
+        self.auth.validate()?;
+        // Reads the key file, so a missing or wrong key stops the start (or the reload).
+        crate::auth::Auth::from_config(self)?;
+        for (i, o) in s.allowed_origins.iter().enumerate() {
+            if o.is_empty() || o.ends_with('/') {
+                return Err(ConfigError::invalid(
+                    format!("server.allowed_origins[{i}]"),
+                    format!("`{o}` is not an origin; use forms like \"https://app.example.com\" or \"https://*.example.com\""),
+                ));
+            }
+        }
         for (i, rule) in self.topics.iter().enumerate() {
             Filter::parse(&rule.pattern)
                 .map_err(|e| ConfigError::invalid(format!("topics[{i}].pattern"), e.to_string()))?;
