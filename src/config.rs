@@ -90,6 +90,9 @@ pub struct LimitsConfig {
     /// Messages one connection may publish per second; 0: no limit.
     #[serde(default)]
     pub publish_rate_per_connection: u32,
+    /// Most topics the broker holds at once; 0: no limit.
+    #[serde(default)]
+    pub max_topics: usize,
 }
 
 /// What happens when a message does not fit a subscriber's queue.

@@ -223,6 +223,9 @@ impl Session {
                 format!("this connection holds {max} subscriptions, the most allowed; unsubscribe first"),
             ));
         }
+        if let Filter::Exact(name) = &filter {
+            self.broker.registry.admit(name)?;
+        }
         let queue = Arc::clone(&self.queue);
         let mut at = None;
         self.broker.registry.subscribe(&filter, &self.queue, since, |seq| {
@@ -293,6 +296,7 @@ impl Session {
             self.count_auth_failure();
             return Err(e);
         }
+        self.broker.registry.admit(topic)?;
         if !self.bucket.take() {
             let rate = self.broker.settings().limits.publish_rate_per_connection;
             return Err(RequestError::new(

@@ -158,6 +158,7 @@ fn publish_one(broker: &Broker, grants: &Grants, topic: &str, payload: Payload) 
         super::count_auth_failure(broker);
         return Err(e);
     }
+    broker.registry.admit(&name)?;
     if let Some(m) = &broker.metrics {
         m.published.with_label_values(&["http"]).inc();
     }
