@@ -14,6 +14,8 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
 
+use tokio_rustls::TlsAcceptor;
+
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::connections::ConnectionTable;
@@ -30,6 +32,8 @@ pub struct Broker {
     settings: RwLock<Arc<Config>>,
     /// The token keys and rules of the current settings, rebuilt by a reload.
     auth: RwLock<Arc<Auth>>,
+    /// The TLS acceptor (`None`: plain text), rebuilt by a reload so renewed certificates apply.
+    tls: RwLock<Option<TlsAcceptor>>,
     /// Every metric; `None` with `metrics.enabled = false`.
     pub metrics: Option<Arc<Metrics>>,
     /// Every open session, for `GET /api/connections`.
@@ -93,7 +97,9 @@ impl Broker {
             false => None,
         };
         let auth = Arc::new(load_auth(&config));
+        let tls = load_tls(&config, None);
         Ok(Arc::new(Broker {
+            tls: RwLock::new(tls),
             auth: RwLock::new(auth),
             registry: Registry::new(Arc::clone(&config)),
             settings: RwLock::new(Arc::clone(&config)),
@@ -114,6 +120,11 @@ impl Broker {
         Arc::clone(&self.settings.read())
     }
 
+    /// The TLS acceptor in force, if TLS is on.
+    pub fn tls(&self) -> Option<TlsAcceptor> {
+        self.tls.read().clone()
+    }
+
     /// The token keys and rules in force.
     pub fn auth(&self) -> Arc<Auth> {
         Arc::clone(&self.auth.read())
@@ -123,6 +134,8 @@ impl Broker {
     pub fn apply(&self, config: Config) {
         let config = Arc::new(config);
         *self.auth.write() = Arc::new(load_auth(&config));
+        let tls = load_tls(&config, self.tls());
+        *self.tls.write() = tls;
         self.registry.set_config(Arc::clone(&config));
         *self.settings.write() = config;
     }
@@ -186,5 +199,14 @@ fn load_auth(config: &Config) -> Auth {
     Auth::from_config(config).unwrap_or_else(|e| {
         tracing::error!(error = %e, "cannot load the auth keys; refusing every token");
         Auth::locked(config.auth.mode)
+    })
+}
+
+/// The TLS acceptor of `config`. `Config::validate` has read the files already; should
+/// they have become unreadable since, the previous certificate stays in use.
+fn load_tls(config: &Config, previous: Option<TlsAcceptor>) -> Option<TlsAcceptor> {
+    crate::tls::acceptor(config).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot load the TLS certificate; keeping the previous one");
+        previous
     })
 }

@@ -13,7 +13,7 @@ use crate::error::ConfigError;
 use crate::topic::{Filter, TopicName};
 
 mod security;
-pub use security::{origin_allowed, AuthConfig, AuthMode};
+pub use security::{origin_allowed, AuthConfig, AuthMode, TlsConfig};
 
 /// The default configuration file, every key commented.
 pub const DEFAULT_CONFIG: &str = include_str!("../config.toml");
@@ -46,6 +46,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Tokens, API keys and topic permissions.
     pub auth: AuthConfig,
+    /// Certificates for `wss://` and `https://`.
+    #[serde(default)]
+    pub tls: TlsConfig,
 }
 
 /// `[server]`.
@@ -357,6 +360,7 @@ impl Config {
         self.auth.validate()?;
         // Reads the key file, so a missing or wrong key stops the start (or the reload).
         crate::auth::Auth::from_config(self)?;
+        crate::tls::acceptor(self)?;
         for (i, o) in s.allowed_origins.iter().enumerate() {
             if o.is_empty() || o.ends_with('/') {
                 return Err(ConfigError::invalid(

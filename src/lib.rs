@@ -15,7 +15,7 @@
 //! - Operations: [`logging`] (redacting log output), [`reload`] (SIGHUP),
 //!   [`signals`] (stop, second stop, reload), [`notify`] (systemd).
 //! - Leaves anyone may use: [`config`], [`error`], [`metrics`], [`shutdown`],
-//!   [`auth`] (tokens, API keys, topic grants).
+//!   [`auth`] (tokens, API keys, topic grants), [`tls`] (certificates).
 
 pub mod auth;
 pub mod broker;
@@ -34,5 +34,6 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod signals;
+pub mod tls;
 pub mod topic;
 pub mod transport;

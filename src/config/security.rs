@@ -82,6 +82,18 @@ impl AuthConfig {
     }
 }
 
+/// `[tls]`: serve `wss://` and `https://` instead of plain text.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first; empty: no TLS.
+    #[serde(default)]
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf certificate.
+    #[serde(default)]
+    pub key_file: String,
+}
+
 /// Whether `origin` is one of `allowed` (exact, or `*.example.com` for any subdomain).
 pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
     if allowed.is_empty() {
