@@ -401,3 +401,48 @@ async fn origins_outside_the_allow_list_are_refused_before_upgrading() {
     }
     b.stop().await;
 }
+
+#[tokio::test]
+async fn topic_history_and_presence_need_the_right_to_subscribe() {
+    let b = jwt_broker().await;
+    assert_eq!(
+        request(b.addr, "POST", "/api/publish/secret", &[("x-api-key", "pubkey-1")], "1")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        request(b.addr, "GET", "/api/topics/secret/history", &[], "").await.0,
+        401
+    );
+    let other = format!("Bearer {}", hs256(&claims("h", &["news.*"], &[])));
+    assert_eq!(
+        request(
+            b.addr,
+            "GET",
+            "/api/topics/secret/history",
+            &[("authorization", &other)],
+            ""
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        request(b.addr, "GET", "/api/topics/secret", &[("authorization", &other)], "")
+            .await
+            .0,
+        403
+    );
+    let allowed = format!("Bearer {}", hs256(&claims("h", &["secret"], &[])));
+    let (status, body) = request(
+        b.addr,
+        "GET",
+        "/api/topics/secret/history",
+        &[("authorization", &allowed)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    b.stop().await;
+}
