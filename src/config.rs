@@ -571,6 +571,33 @@ mod tests {
     }
 
     #[test]
+    fn auth_and_tls_errors_name_the_key() {
+        let e = load("[auth]\nmode = \"jwt\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("auth.mode") && e.contains("jwt_secret"), "{e}");
+        let e = load("[auth]\nmode = \"oauth\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("oauth") && e.contains("none or jwt"), "{e}");
+        let e = load(
+            "[auth]\nmode = \"jwt\"\njwt_public_key_file = \"/nonexistent.pem\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("auth.jwt_public_key_file"), "{e}");
+        let e = load("[auth]\nanonymous_subscribe = [\"a..b\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.anonymous_subscribe[0]"), "{e}");
+        let e = load("[tls]\ncert_file = \"/x.pem\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("tls.key_file"), "{e}");
+        let e = load("[server]\nallowed_origins = [\"https://a.com/\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.allowed_origins[0]"), "{e}");
+        let c = load("[auth]\nmode = \"jwt\"\n", &[("FANOUT__AUTH__JWT_SECRET", "s")]).unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Jwt);
+    }
+
+    #[test]
     fn the_first_matching_rule_decides_a_topics_settings() {
         let c = load(
             "[[topics]]\npattern = \"quotes.>\"\nhistory_size = 0\nlast_value = true\npolicy = \"conflate\"\n\

@@ -446,3 +446,14 @@ async fn topic_history_and_presence_need_the_right_to_subscribe() {
     assert_eq!(status, 200, "{body}");
     b.stop().await;
 }
+
+#[tokio::test]
+async fn presence_needs_the_right_to_subscribe() {
+    let b = jwt_broker().await;
+    let token = hs256(&claims("i", &["news.*"], &[]));
+    let mut c = connect_bearer(b.addr, &token).await.unwrap();
+    c.send(json!({"op": "presence", "topic": "secret", "id": 8})).await;
+    assert_eq!(c.recv().await["code"], "forbidden");
+    c.close().await;
+    b.stop().await;
+}

@@ -251,6 +251,11 @@ impl Session {
 
     fn presence(&self, topic: &str) -> Result<crate::registry::PresenceInfo, RequestError> {
         let name = TopicName::parse(topic)?;
+        // Members are what a subscriber would see: the same grant is needed.
+        if let Err(e) = self.grants.check_subscribe(&Filter::Exact(name.clone())) {
+            self.count_auth_failure();
+            return Err(e);
+        }
         let max = self.broker.config.presence.max_members_listed;
         self.broker.registry.presence(&name, max)
     }
