@@ -14,6 +14,9 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
 
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::connections::ConnectionTable;
 use crate::metrics::{Metrics, MetricsError};
@@ -27,6 +30,10 @@ pub struct Broker {
     pub config: Arc<Config>,
     /// The current settings: `config` until a reload replaces them.
     settings: RwLock<Arc<Config>>,
+    /// The token keys and rules of the current settings, rebuilt by a reload.
+    auth: RwLock<Arc<Auth>>,
+    /// The TLS acceptor (`None`: plain text), rebuilt by a reload so renewed certificates apply.
+    tls: RwLock<Option<TlsAcceptor>>,
     /// Every metric; `None` with `metrics.enabled = false`.
     pub metrics: Option<Arc<Metrics>>,
     /// Every open session, for `GET /api/connections`.
@@ -89,7 +96,11 @@ impl Broker {
             true => Some(Arc::new(Metrics::new(registry)?)),
             false => None,
         };
+        let auth = Arc::new(load_auth(&config));
+        let tls = load_tls(&config, None);
         Ok(Arc::new(Broker {
+            tls: RwLock::new(tls),
+            auth: RwLock::new(auth),
             registry: Registry::new(Arc::clone(&config)),
             settings: RwLock::new(Arc::clone(&config)),
             metrics,
@@ -109,9 +120,22 @@ impl Broker {
         Arc::clone(&self.settings.read())
     }
 
+    /// The TLS acceptor in force, if TLS is on.
+    pub fn tls(&self) -> Option<TlsAcceptor> {
+        self.tls.read().clone()
+    }
+
+    /// The token keys and rules in force.
+    pub fn auth(&self) -> Arc<Auth> {
+        Arc::clone(&self.auth.read())
+    }
+
     /// Replaces the current settings (a reload); new connections and topics use them.
     pub fn apply(&self, config: Config) {
         let config = Arc::new(config);
+        *self.auth.write() = Arc::new(load_auth(&config));
+        let tls = load_tls(&config, self.tls());
+        *self.tls.write() = tls;
         self.registry.set_config(Arc::clone(&config));
         *self.settings.write() = config;
     }
@@ -167,4 +191,22 @@ impl Broker {
             per_ip: per_ip_max > 0,
         })
     }
+}
+
+/// The auth rules of `config`. `Config::validate` has loaded the keys already; should
+/// the key file have gone since, every token is refused rather than every client let in.
+fn load_auth(config: &Config) -> Auth {
+    Auth::from_config(config).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot load the auth keys; refusing every token");
+        Auth::locked(config.auth.mode)
+    })
+}
+
+/// The TLS acceptor of `config`. `Config::validate` has read the files already; should
+/// they have become unreadable since, the previous certificate stays in use.
+fn load_tls(config: &Config, previous: Option<TlsAcceptor>) -> Option<TlsAcceptor> {
+    crate::tls::acceptor(config).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot load the TLS certificate; keeping the previous one");
+        previous
+    })
 }

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::ConfigError;
 use crate::topic::{Filter, TopicName};
 
+mod security;
+pub use security::{origin_allowed, AuthConfig, AuthMode, TlsConfig};
+
 /// The default configuration file, every key commented.
 pub const DEFAULT_CONFIG: &str = include_str!("../config.toml");
 
@@ -41,6 +44,11 @@ pub struct Config {
     pub log: LogConfig,
     /// Prometheus metrics.
     pub metrics: MetricsConfig,
+    /// Tokens, API keys and topic permissions.
+    pub auth: AuthConfig,
+    /// Certificates for `wss://` and `https://`.
+    #[serde(default)]
+    pub tls: TlsConfig,
 }
 
 /// `[server]`.
@@ -69,6 +77,9 @@ pub struct ServerConfig {
     /// closing connections, so load balancers stop sending new clients first.
     #[serde(with = "duration")]
     pub drain_delay: Duration,
+    /// Browser `Origin`s allowed to open WebSockets and SSE streams; empty: any.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[limits]`.
@@ -79,6 +90,12 @@ pub struct LimitsConfig {
     pub max_message_bytes: usize,
     /// Most subscriptions per connection.
     pub max_subscriptions_per_connection: usize,
+    /// Messages one connection may publish per second; 0: no limit.
+    #[serde(default)]
+    pub publish_rate_per_connection: u32,
+    /// Most topics the broker holds at once; 0: no limit.
+    #[serde(default)]
+    pub max_topics: usize,
 }
 
 /// What happens when a message does not fit a subscriber's queue.
@@ -340,6 +357,18 @@ impl Config {
         positive("queue.max_bytes", self.queue.max_bytes)?;
         positive("http.max_limit", self.http.max_limit)?;
         positive("http.sse_heartbeat", self.http.sse_heartbeat.as_millis() as usize)?;
+        self.auth.validate()?;
+        // Reads the key file, so a missing or wrong key stops the start (or the reload).
+        crate::auth::Auth::from_config(self)?;
+        crate::tls::acceptor(self)?;
+        for (i, o) in s.allowed_origins.iter().enumerate() {
+            if o.is_empty() || o.ends_with('/') {
+                return Err(ConfigError::invalid(
+                    format!("server.allowed_origins[{i}]"),
+                    format!("`{o}` is not an origin; use forms like \"https://app.example.com\" or \"https://*.example.com\""),
+                ));
+            }
+        }
         for (i, rule) in self.topics.iter().enumerate() {
             Filter::parse(&rule.pattern)
                 .map_err(|e| ConfigError::invalid(format!("topics[{i}].pattern"), e.to_string()))?;
@@ -539,6 +568,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("server.idle_timeout"), "{e}");
+    }
+
+    #[test]
+    fn auth_and_tls_errors_name_the_key() {
+        let e = load("[auth]\nmode = \"jwt\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("auth.mode") && e.contains("jwt_secret"), "{e}");
+        let e = load("[auth]\nmode = \"oauth\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("oauth") && e.contains("none or jwt"), "{e}");
+        let e = load(
+            "[auth]\nmode = \"jwt\"\njwt_public_key_file = \"/nonexistent.pem\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("auth.jwt_public_key_file"), "{e}");
+        let e = load("[auth]\nanonymous_subscribe = [\"a..b\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.anonymous_subscribe[0]"), "{e}");
+        let e = load("[tls]\ncert_file = \"/x.pem\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("tls.key_file"), "{e}");
+        let e = load("[server]\nallowed_origins = [\"https://a.com/\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.allowed_origins[0]"), "{e}");
+        let c = load("[auth]\nmode = \"jwt\"\n", &[("FANOUT__AUTH__JWT_SECRET", "s")]).unwrap();
+        assert_eq!(c.auth.mode, AuthMode::Jwt);
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The connection holds the maximum number of subscriptions.
     TooManySubscriptions,
+    /// The broker holds `limits.max_topics` topics; no new one can be made.
+    TooManyTopics,
     /// The thing asked for does not exist (for example unsubscribing what was never subscribed).
     NotFound,
     /// The broker failed; the request may be retried.
@@ -40,6 +42,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::TooManyTopics => "too_many_topics",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Internal => "internal",
         }
@@ -55,6 +58,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => 413,
             ErrorCode::RateLimited | ErrorCode::TooManySubscriptions => 429,
             ErrorCode::Internal => 500,
+            ErrorCode::TooManyTopics => 503,
         }
     }
 }

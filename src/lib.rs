@@ -14,8 +14,10 @@
 //! - [`connections`]: the table of open sessions an operator can list.
 //! - Operations: [`logging`] (redacting log output), [`reload`] (SIGHUP),
 //!   [`signals`] (stop, second stop, reload), [`notify`] (systemd).
-//! - Leaves anyone may use: [`config`], [`error`], [`metrics`], [`shutdown`].
+//! - Leaves anyone may use: [`config`], [`error`], [`metrics`], [`shutdown`],
+//!   [`auth`] (tokens, API keys, topic grants), [`tls`] (certificates).
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connections;
@@ -32,5 +34,6 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod signals;
+pub mod tls;
 pub mod topic;
 pub mod transport;

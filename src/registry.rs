@@ -285,6 +285,19 @@ impl Registry {
         });
     }
 
+    /// Refuses a topic that does not exist yet once `limits.max_topics` topics do.
+    /// Checked before the topic is made, so concurrent creators may pass it by a few.
+    pub fn admit(&self, name: &TopicName) -> Result<(), RequestError> {
+        let max = self.config.read().limits.max_topics;
+        if max == 0 || self.topics.len() < max || self.topics.contains_key(name) {
+            return Ok(());
+        }
+        Err(RequestError::new(
+            crate::error::ErrorCode::TooManyTopics,
+            format!("the broker holds {max} topics, the most allowed (limits.max_topics); use an existing topic or retry later"),
+        ))
+    }
+
     /// How many topics exist.
     pub fn topic_count(&self) -> usize {
         self.topics.len()

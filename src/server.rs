@@ -19,7 +19,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tracing::{debug, info, warn, Instrument};
 
@@ -209,7 +209,42 @@ async fn refuse(mut stream: TcpStream, refusal: Refusal) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(response.as_bytes())).await;
 }
 
+/// Serves one accepted connection, first completing the TLS handshake (within
+/// `server.handshake_timeout`) when `[tls]` is on.
 async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, remote: SocketAddr, slot: ConnectionSlot) {
+    match broker.tls() {
+        None => serve_http(broker, stream, remote, slot).await,
+        Some(acceptor) => {
+            if let Some(tls) = tls_handshake(&broker, &acceptor, stream, remote).await {
+                serve_http(broker, tls, remote, slot).await;
+            }
+        }
+    }
+}
+
+async fn tls_handshake(
+    broker: &Broker,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    remote: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let timeout = broker.settings().server.handshake_timeout;
+    let failed = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => return Some(tls),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    debug!(%remote, error = %failed, "TLS handshake failed");
+    if let Some(m) = &broker.metrics {
+        m.count_protocol_error("tls_handshake");
+    }
+    None
+}
+
+async fn serve_http<S>(broker: Arc<Broker>, stream: S, remote: SocketAddr, slot: ConnectionSlot)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // Until the request is answered or the connection upgrades (then the session counts it).
     let _open = broker.metrics.as_ref().map(|m| m.connection_opened("http"));
     let slot = Arc::new(slot);
@@ -241,6 +276,20 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, remote: Socket
 /// A connection accepted while draining: one request, answered by [`route`] (which
 /// refuses everything but the probes and metrics), then closed.
 async fn serve_draining(broker: Arc<Broker>, stream: TcpStream, remote: SocketAddr, slot: ConnectionSlot) {
+    match broker.tls() {
+        None => serve_draining_http(broker, stream, remote, slot).await,
+        Some(acceptor) => {
+            if let Some(tls) = tls_handshake(&broker, &acceptor, stream, remote).await {
+                serve_draining_http(broker, tls, remote, slot).await;
+            }
+        }
+    }
+}
+
+async fn serve_draining_http<S>(broker: Arc<Broker>, stream: S, remote: SocketAddr, slot: ConnectionSlot)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let slot = Arc::new(slot);
     let timeout = broker.settings().server.handshake_timeout;
     let service = service_fn(move |req| {

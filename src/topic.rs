@@ -160,6 +160,35 @@ impl Filter {
             Filter::Pattern(p) => p.matches(topic),
         }
     }
+
+    /// Whether every topic `other` can match is also matched by this filter: a
+    /// grant of `a.>` allows a subscription to `a.*`, a grant of `a.*` does not
+    /// allow `a.>` (it would reach `a.b.c`).
+    pub fn covers(&self, other: &Filter) -> bool {
+        covers(&self.tokens(), &other.tokens())
+    }
+
+    fn tokens(&self) -> Vec<Token> {
+        match self {
+            Filter::Exact(t) => t.as_str().split('.').map(|s| Token::Literal(s.into())).collect(),
+            Filter::Pattern(p) => p.tokens.to_vec(),
+        }
+    }
+}
+
+/// Whether the topics `b` matches are a subset of those `a` matches, token by token.
+fn covers(a: &[Token], b: &[Token]) -> bool {
+    match (a.first(), b.first()) {
+        (None, None) => true,
+        (None, Some(_)) | (Some(_), None) => false,
+        // `>` takes one or more tokens, and so does anything left of `b`.
+        (Some(Token::Tail), Some(_)) => true,
+        // `*` takes one token: not a `>` that may stand for several.
+        (Some(Token::One), Some(Token::Tail)) => false,
+        (Some(Token::One), Some(_)) => covers(&a[1..], &b[1..]),
+        (Some(Token::Literal(x)), Some(Token::Literal(y))) if x == y => covers(&a[1..], &b[1..]),
+        (Some(Token::Literal(_)), Some(_)) => false,
+    }
 }
 
 fn check_length(name: &str) -> Result<(), TopicError> {
@@ -253,6 +282,24 @@ mod tests {
         assert!(!p.matches(&topic("r.x")));
         assert!(pattern("*.b.*").matches(&topic("a.b.c")));
         assert!(!pattern("*.b.*").matches(&topic("a.c.c")));
+    }
+
+    #[test]
+    fn coverage_holds_only_when_every_matched_topic_is_granted() {
+        let covers = |a: &str, b: &str| pattern(a).covers(&pattern(b));
+        assert!(covers("a.*", "a.b"));
+        assert!(covers("a.>", "a.*"));
+        assert!(covers("a.>", "a.b.c"));
+        assert!(covers("a.>", "a.>"));
+        assert!(covers(">", "a.*.>"));
+        assert!(covers("a.b", "a.b"));
+        assert!(covers("*.b", "a.b"));
+        assert!(!covers("a.*", "a.>"));
+        assert!(!covers("a.*", "a.b.c"));
+        assert!(!covers("a.b", "a.*"));
+        assert!(!covers("a.>", "a"));
+        assert!(!covers("a.>", "b.c"));
+        assert!(!covers("a.*.c", "a.*.>"));
     }
 
     #[test]

@@ -77,3 +77,61 @@ async fn text_logs_have_no_tokens() {
         .any(|l| l.contains("session_id=") && l.contains("transport=\"ws\"")
             || l.contains("session_id=") && l.contains("transport=ws")));
 }
+
+/// With `auth.mode = "jwt"`, refused tokens (by every way in) leave no trace of
+/// themselves in the log, whatever the reason they were refused for.
+#[tokio::test]
+async fn refused_jwts_are_not_logged() {
+    let config = "[auth]\nmode = \"jwt\"\njwt_secret = \"log-test-secret\"\npublish_keys = [\"KEY-right\"]\n";
+    let mut broker = BrokerProcess::start("logs-jwt", config, &[("RUST_LOG", "debug")]);
+    let addr = broker.addr;
+    let sign = |secret: &[u8], exp: u64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &json!({"sub": "SUBJECT", "exp": now + exp - 7200}),
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    let expired = sign(b"log-test-secret", 0);
+    let forged = sign(b"another-secret", 7200);
+    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={expired}")).await;
+    assert!(refused.is_err());
+    let mut c = connect(&format!("ws://{addr}/ws")).await;
+    for token in [&expired, &forged] {
+        c.send(json!({"op": "auth", "token": token, "id": 1})).await;
+        let reply = c.recv().await;
+        assert_eq!(reply["code"], "unauthorized");
+        assert!(!reply.to_string().contains(token.as_str()), "{reply}");
+    }
+    for header in [format!("authorization: Bearer {forged}"), "x-api-key: KEY-wrong".into()] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "POST /api/publish/chat HTTP/1.1\r\nhost: x\r\n{header}\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        assert!(!answer.contains(&forged) && !answer.contains("KEY-wrong"), "{answer}");
+    }
+    c.close().await;
+    broker.signal("TERM");
+    broker.wait_exit(Duration::from_secs(10));
+    let lines = broker.lines();
+    // The signature part is what makes a token usable; neither it nor the whole token may leak.
+    for token in [&expired, &forged] {
+        let signature = token.rsplit('.').next().unwrap();
+        for l in &lines {
+            assert!(!l.contains(signature), "a token reached the log: {l}");
+        }
+    }
+    assert!(lines
+        .iter()
+        .all(|l| !l.contains("KEY-wrong") && !l.contains("log-test-secret")));
+}

@@ -4,12 +4,15 @@
 //! Replies go through the same [`SendQueue`] as messages, so they are
 //! ordered with them and written in the same vectored writes.
 
+pub mod guard;
 pub mod writer;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use self::guard::{Expiry, PublishBucket, MAX_RATE_LIMITED_IN_A_ROW};
+use crate::auth::Grants;
 use crate::broker::Broker;
 use crate::connections::{Listed, Peer};
 use crate::error::{ErrorCode, RequestError};
@@ -31,6 +34,12 @@ pub struct Session {
     listed: Arc<Listed>,
     /// `fanout_messages_published_total` for this transport, looked up once.
     published: Option<prometheus::IntCounter>,
+    /// What this client may subscribe and publish to (everything with `auth.mode = none`).
+    grants: Grants,
+    /// When the token runs out; the WebSocket reader closes the connection then.
+    expiry: Arc<Expiry>,
+    /// `limits.publish_rate_per_connection`.
+    bucket: PublishBucket,
 }
 
 impl Session {
@@ -62,7 +71,12 @@ impl Session {
             .metrics
             .as_ref()
             .map(|m| m.published.with_label_values(&[peer.transport]));
+        let grants = broker.auth().anonymous();
+        let bucket = PublishBucket::new(settings.limits.publish_rate_per_connection);
         Session {
+            grants,
+            expiry: Arc::new(Expiry::default()),
+            bucket,
             id,
             client: Arc::from(format!("c{id}")),
             queue,
@@ -76,6 +90,52 @@ impl Session {
     /// The connection id.
     pub fn id(&self) -> SessionId {
         self.id
+    }
+
+    /// The token expiry the reader waits on.
+    pub fn expiry(&self) -> &Arc<Expiry> {
+        &self.expiry
+    }
+
+    /// Whether the client has gone on publishing over its rate for too long.
+    pub fn rate_abused(&self) -> bool {
+        self.bucket.refused_in_a_row >= MAX_RATE_LIMITED_IN_A_ROW
+    }
+
+    /// Sets what the client may do (from a token); its `sub` names it in presence from now on.
+    pub fn set_grants(&mut self, grants: Grants) {
+        if let Some(sub) = &grants.client {
+            self.client = Arc::from(sub.as_str());
+        }
+        let auth = self.broker.auth();
+        let left = auth.seconds_left(&grants);
+        self.expiry.set(left.map(|l| now_secs() + l));
+        self.grants = grants;
+    }
+
+    /// Verifies `token` and takes its grants; a bad token leaves the old grants in place.
+    fn authenticate(&mut self, token: &str) -> Result<(), RequestError> {
+        let auth = self.broker.auth();
+        if auth.mode() == crate::config::AuthMode::None {
+            // Every connection may do everything: the token is not needed.
+            return Ok(());
+        }
+        match auth.verify(token) {
+            Ok(grants) => {
+                self.set_grants(grants);
+                Ok(())
+            }
+            Err(e) => {
+                self.count_auth_failure();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn count_auth_failure(&self) {
+        if let Some(m) = &self.broker.metrics {
+            m.auth_failures.inc();
+        }
     }
 
     /// The queue the writer drains.
@@ -113,10 +173,10 @@ impl Session {
                 Err(e) => self.reply_error(id, &e),
             },
             ClientMsg::Ping { id } => self.reply(&Reply::Pong { id }),
-            ClientMsg::Auth { id, .. } => {
-                // With `auth.mode = none` every connection may do everything: the token is not needed.
-                self.ack(id, None, None)
-            }
+            ClientMsg::Auth { id, token } => match self.authenticate(&token) {
+                Ok(()) => self.ack(id, None, None),
+                Err(e) => self.reply_error(id, &e),
+            },
             ClientMsg::Presence { id, topic } => match self.presence(&topic) {
                 Ok(p) => self.reply(&Reply::Presence {
                     id,
@@ -143,6 +203,10 @@ impl Session {
         id: Option<u64>,
     ) -> Result<Option<u64>, RequestError> {
         let filter = Filter::parse(text)?;
+        if let Err(e) = self.grants.check_subscribe(&filter) {
+            self.count_auth_failure();
+            return Err(e);
+        }
         if since.is_some() && matches!(filter, Filter::Pattern(_)) {
             return Err(RequestError::bad_request(format!(
                 "`since` needs an exact topic; `{text}` is a pattern and seqs are per topic"
@@ -158,6 +222,9 @@ impl Session {
                 ErrorCode::TooManySubscriptions,
                 format!("this connection holds {max} subscriptions, the most allowed; unsubscribe first"),
             ));
+        }
+        if let Filter::Exact(name) = &filter {
+            self.broker.registry.admit(name)?;
         }
         let queue = Arc::clone(&self.queue);
         let mut at = None;
@@ -184,6 +251,11 @@ impl Session {
 
     fn presence(&self, topic: &str) -> Result<crate::registry::PresenceInfo, RequestError> {
         let name = TopicName::parse(topic)?;
+        // Members are what a subscriber would see: the same grant is needed.
+        if let Err(e) = self.grants.check_subscribe(&Filter::Exact(name.clone())) {
+            self.count_auth_failure();
+            return Err(e);
+        }
         let max = self.broker.config.presence.max_members_listed;
         self.broker.registry.presence(&name, max)
     }
@@ -225,6 +297,18 @@ impl Session {
                 format!("`{topic}` is a broker topic ($...); clients cannot publish to it"),
             ));
         }
+        if let Err(e) = self.grants.check_publish(topic) {
+            self.count_auth_failure();
+            return Err(e);
+        }
+        self.broker.registry.admit(topic)?;
+        if !self.bucket.take() {
+            let rate = self.broker.settings().limits.publish_rate_per_connection;
+            return Err(RequestError::new(
+                ErrorCode::RateLimited,
+                format!("over {rate} publishes per second (limits.publish_rate_per_connection); slow down"),
+            ));
+        }
         if let Some(published) = &self.published {
             // One add per published message (not per delivery): the publish itself locks the topic.
             published.inc();
@@ -255,6 +339,13 @@ impl Session {
             self.queue.push_reply(protocol::encode_reply(self.queue.wire(), reply));
         }
     }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Drop for Session {

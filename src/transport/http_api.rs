@@ -14,6 +14,7 @@ use rmpv::ValueRef;
 use serde_json::value::RawValue;
 
 use super::{error_response, json_response, Body};
+use crate::auth::Grants;
 use crate::broker::Broker;
 use crate::error::{ErrorCode, RequestError};
 use crate::protocol::{json, Payload};
@@ -118,6 +119,18 @@ fn count_received(broker: &Broker, body: &[u8]) {
     }
 }
 
+/// What the request's credential (`Authorization: Bearer`, `X-Api-Key`, `?token=`) allows;
+/// a bad token is a 401 naming what failed.
+pub fn grants<B>(broker: &Broker, req: &Request<B>) -> Result<Grants, RequestError> {
+    broker
+        .auth()
+        .from_request(req.headers(), req.uri().query())
+        .map_err(|e| {
+            super::count_auth_failure(broker);
+            e.into()
+        })
+}
+
 /// Counts a refused request, then answers it.
 fn refused(broker: &Broker, e: &RequestError) -> Response<Body> {
     if let Some(m) = &broker.metrics {
@@ -133,7 +146,7 @@ pub fn request_error(e: &RequestError) -> Response<Body> {
 }
 
 /// Publishes to `topic` after checking it (clients cannot publish to `$` topics).
-fn publish_one(broker: &Broker, topic: &str, payload: Payload) -> Result<Published, RequestError> {
+fn publish_one(broker: &Broker, grants: &Grants, topic: &str, payload: Payload) -> Result<Published, RequestError> {
     let name = TopicName::parse(topic)?;
     if name.is_system() {
         return Err(RequestError::new(
@@ -141,6 +154,11 @@ fn publish_one(broker: &Broker, topic: &str, payload: Payload) -> Result<Publish
             format!("`{name}` is a broker topic ($...); clients cannot publish to it"),
         ));
     }
+    if let Err(e) = grants.check_publish(&name) {
+        super::count_auth_failure(broker);
+        return Err(e);
+    }
+    broker.registry.admit(&name)?;
     if let Some(m) = &broker.metrics {
         m.published.with_label_values(&["http"]).inc();
     }
@@ -150,10 +168,11 @@ fn publish_one(broker: &Broker, topic: &str, payload: Payload) -> Result<Publish
 /// `POST /api/publish/{topic}`.
 pub async fn publish(broker: Arc<Broker>, req: Request<hyper::body::Incoming>, topic: &str) -> Response<Body> {
     let result = async {
+        let grants = grants(&broker, &req)?;
         let kind = body_kind(&req)?;
         let body = read_body(req, broker.settings().limits.max_message_bytes).await?;
         count_received(&broker, &body);
-        publish_one(&broker, topic, payload(kind, body)?)
+        publish_one(&broker, &grants, topic, payload(kind, body)?)
     }
     .await;
     match result {
@@ -165,14 +184,15 @@ pub async fn publish(broker: Arc<Broker>, req: Request<hyper::body::Incoming>, t
 /// `POST /api/publish`: a JSON or MessagePack array of `{topic, data}`; one answer per item.
 pub async fn publish_batch(broker: Arc<Broker>, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let result = async {
+        let grants = grants(&broker, &req)?;
         let kind = body_kind(&req)?;
         // A batch may carry many messages: allow a generous multiple of one message's limit.
         let limit = broker.settings().limits.max_message_bytes.saturating_mul(16);
         let body = read_body(req, limit).await?;
         count_received(&broker, &body);
         match kind {
-            BodyKind::Json => batch_json(&broker, &body),
-            BodyKind::Msgpack => batch_msgpack(&broker, &body),
+            BodyKind::Json => batch_json(&broker, &grants, &body),
+            BodyKind::Msgpack => batch_msgpack(&broker, &grants, &body),
             _ => Err(RequestError::bad_request(
                 "a batch body must be application/json or application/msgpack: an array of {topic, data}",
             )),
@@ -185,7 +205,7 @@ pub async fn publish_batch(broker: Arc<Broker>, req: Request<hyper::body::Incomi
     }
 }
 
-fn batch_json(broker: &Broker, body: &[u8]) -> Result<Vec<serde_json::Value>, RequestError> {
+fn batch_json(broker: &Broker, grants: &Grants, body: &[u8]) -> Result<Vec<serde_json::Value>, RequestError> {
     #[derive(serde::Deserialize)]
     struct Item<'a> {
         #[serde(borrow)]
@@ -209,7 +229,7 @@ fn batch_json(broker: &Broker, body: &[u8]) -> Result<Vec<serde_json::Value>, Re
                     .data
                     .ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a `data` field")))?;
                 let payload = json::payload(data.get()).map_err(RequestError::bad_request)?;
-                let p = publish_one(broker, &topic, payload)?;
+                let p = publish_one(broker, grants, &topic, payload)?;
                 Ok((topic, p))
             };
             match one() {
@@ -220,7 +240,7 @@ fn batch_json(broker: &Broker, body: &[u8]) -> Result<Vec<serde_json::Value>, Re
         .collect())
 }
 
-fn batch_msgpack(broker: &Broker, body: &[u8]) -> Result<Vec<serde_json::Value>, RequestError> {
+fn batch_msgpack(broker: &Broker, grants: &Grants, body: &[u8]) -> Result<Vec<serde_json::Value>, RequestError> {
     let mut rest = body;
     let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, 64)
         .map_err(|e| RequestError::bad_request(format!("malformed MessagePack batch: {e}")))?;
@@ -255,7 +275,7 @@ fn batch_msgpack(broker: &Broker, body: &[u8]) -> Result<Vec<serde_json::Value>,
                 let mut encoded = Vec::new();
                 rmpv::encode::write_value_ref(&mut encoded, data)
                     .map_err(|e| RequestError::bad_request(format!("item {i}: bad `data`: {e}")))?;
-                let p = publish_one(broker, &topic, msgpack_value(data, &encoded)?)?;
+                let p = publish_one(broker, grants, &topic, msgpack_value(data, &encoded)?)?;
                 Ok((topic, p))
             };
             match one() {

@@ -53,3 +53,31 @@ pub fn text_response(status: StatusCode, text: &str) -> Response<Body> {
     );
     r
 }
+
+/// Checks the request's `Origin` against `server.allowed_origins`; the error is a 403 text.
+pub fn check_origin(broker: &crate::broker::Broker, headers: &hyper::HeaderMap) -> Result<(), String> {
+    let settings = broker.settings();
+    let allowed = &settings.server.allowed_origins;
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let origin = headers.get(hyper::header::ORIGIN).and_then(|v| v.to_str().ok());
+    match origin {
+        Some(o) if crate::config::origin_allowed(allowed, o) => Ok(()),
+        // Non-browser clients send no Origin; the allow-list guards against other web pages.
+        None => Ok(()),
+        Some(o) => {
+            if let Some(m) = &broker.metrics {
+                m.count_protocol_error("origin");
+            }
+            Err(format!("origin `{o}` is not allowed (server.allowed_origins)"))
+        }
+    }
+}
+
+/// Counts a refused token, key or permission in `fanout_auth_failures_total`.
+pub fn count_auth_failure(broker: &crate::broker::Broker) {
+    if let Some(m) = &broker.metrics {
+        m.auth_failures.inc();
+    }
+}

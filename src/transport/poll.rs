@@ -36,6 +36,11 @@ pub async fn poll<B>(broker: Arc<Broker>, req: Request<B>, topic: &str) -> Respo
 
 async fn answer<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Result<Response<Body>, RequestError> {
     let name = TopicName::parse(topic)?;
+    let grants = super::http_api::grants(broker, req)?;
+    if let Err(e) = grants.check_subscribe(&crate::topic::Filter::Exact(name.clone())) {
+        super::count_auth_failure(broker);
+        return Err(e);
+    }
     let pairs = query_pairs(req);
     let since = u64_param(&pairs, "since")?;
     let max = broker.config.http.max_limit;

@@ -48,14 +48,22 @@ struct StreamRequest {
 
 /// Answers `GET /sse[/{topic}]` with an event stream, or a 400 naming what is wrong.
 pub fn stream<B>(broker: &Arc<Broker>, req: &Request<B>, path_topic: Option<&str>) -> Response<Body> {
+    if let Err(text) = super::check_origin(broker, req.headers()) {
+        return text_response(StatusCode::FORBIDDEN, &text);
+    }
     let asked = match parse_request(broker, req, path_topic) {
         Ok(a) => a,
+        Err(e) => return request_error(&e),
+    };
+    let grants = match super::http_api::grants(broker, req) {
+        Ok(g) => g,
         Err(e) => return request_error(&e),
     };
     if broker.shutdown.is_triggered() {
         return text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
     let mut session = Session::new(Arc::clone(broker), Wire::Sse, true);
+    session.set_grants(grants);
     let mut positions = Vec::new();
     for filter in &asked.filters {
         let since = match filter {

@@ -167,8 +167,16 @@ fn info_json(info: &TopicInfo) -> serde_json::Value {
     v
 }
 
-fn topic_name(topic: &str) -> Result<TopicName, RequestError> {
-    Ok(TopicName::parse(topic)?)
+/// Parses `topic` and checks the request may read it: what it reveals (messages,
+/// members, counts) is what a subscription to it would (401/403 otherwise).
+fn readable_topic<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Result<TopicName, RequestError> {
+    let name = TopicName::parse(topic)?;
+    let grants = super::http_api::grants(broker, req)?;
+    if let Err(e) = grants.check_subscribe(&crate::topic::Filter::Exact(name.clone())) {
+        super::count_auth_failure(broker);
+        return Err(e);
+    }
+    Ok(name)
 }
 
 /// `GET /api/topics?prefix=&pattern=&after=&limit=`: topics in name order; `next` is the
@@ -196,7 +204,7 @@ pub fn list<B>(broker: &Broker, req: &Request<B>) -> Response<Body> {
 /// (and members, with presence).
 pub fn info<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Response<Body> {
     let result = || -> Result<Response<Body>, RequestError> {
-        let name = topic_name(topic)?;
+        let name = readable_topic(broker, req, topic)?;
         let info = broker.registry.topic_info(&name).ok_or_else(|| {
             RequestError::new(
                 crate::error::ErrorCode::NotFound,
@@ -212,7 +220,7 @@ pub fn info<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Response<Body>
 /// (default 0), oldest first, with a `gap` for what is gone.
 pub fn history<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Response<Body> {
     let result = || -> Result<Response<Body>, RequestError> {
-        let name = topic_name(topic)?;
+        let name = readable_topic(broker, req, topic)?;
         let pairs = query_pairs(req);
         let since = u64_param(&pairs, "since")?.unwrap_or(0);
         let max = broker.config.http.max_limit;
@@ -233,7 +241,7 @@ pub fn history<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Response<Bo
 /// `GET /api/topics/{topic}/presence`: member count and up to `presence.max_members_listed` ids.
 pub fn presence<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Response<Body> {
     let result = || -> Result<Response<Body>, RequestError> {
-        let name = topic_name(topic)?;
+        let name = readable_topic(broker, req, topic)?;
         let p = broker
             .registry
             .presence(&name, broker.config.presence.max_members_listed)?;

@@ -23,6 +23,7 @@ use tracing::{debug, Instrument};
 
 use super::ws_read::{Incoming, MessageReader, ReadEnd};
 use super::{text_response, Body};
+use crate::auth::Grants;
 use crate::broker::{Broker, ConnectionSlot};
 use crate::connections::Peer;
 use crate::protocol::frame::{self, OpCode};
@@ -50,6 +51,8 @@ pub struct WsParams {
     pub since: Option<u64>,
     /// The client's address, for the connection table.
     pub remote: Option<std::net::SocketAddr>,
+    /// Grants from a token sent with the upgrade (`Authorization: Bearer` or `?token=`).
+    pub grants: Option<Grants>,
 }
 
 /// Parses `/ws` or `/ws/t/{topic}` query parameters; errors are 400 texts.
@@ -62,6 +65,7 @@ pub fn params(path_topic: Option<&str>, query: Option<&str>, headers: &HeaderMap
         echo: path_topic.is_none(),
         since: None,
         remote: None,
+        grants: None,
     };
     if let Some(t) = path_topic {
         p.wire = Wire::Raw;
@@ -181,6 +185,9 @@ pub fn upgrade(
         Err(reason) => return text_response(StatusCode::BAD_REQUEST, &reason),
     };
     params.remote = Some(remote);
+    if let Err((status, text)) = check_access(broker, &req, &mut params) {
+        return text_response(status, &text);
+    }
     if broker.shutdown.is_triggered() {
         return text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
@@ -210,6 +217,35 @@ pub fn upgrade(
         h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
     }
     res
+}
+
+/// The checks before upgrading: the `Origin`, a token sent with the request, and
+/// for a raw socket the right to its topic. A refusal is the response to send.
+fn check_access<B>(broker: &Broker, req: &Request<B>, params: &mut WsParams) -> Result<(), (StatusCode, String)> {
+    super::check_origin(broker, req.headers()).map_err(|text| (StatusCode::FORBIDDEN, text))?;
+    let auth = broker.auth();
+    if auth.mode() == crate::config::AuthMode::None {
+        return Ok(());
+    }
+    let grants = match crate::auth::credential(req.headers(), req.uri().query()) {
+        Some(token) => auth.verify(&token).map_err(|e| {
+            super::count_auth_failure(broker);
+            (StatusCode::UNAUTHORIZED, e.to_string())
+        })?,
+        None => auth.anonymous(),
+    };
+    if let Some(topic) = &params.topic {
+        // A raw socket both reads and writes its topic; reading is what it must be allowed.
+        grants
+            .check_subscribe(&crate::topic::Filter::Exact(topic.clone()))
+            .map_err(|e| {
+                super::count_auth_failure(broker);
+                let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+                (status, e.message)
+            })?;
+    }
+    params.grants = grants.authenticated.then_some(grants);
+    Ok(())
 }
 
 /// Splits the upgraded socket; a plain TCP socket is unwrapped so the writer's
@@ -242,6 +278,10 @@ where
         transport: "ws",
     };
     let mut session = Session::with_peer(Arc::clone(&broker), params.wire, params.echo, peer);
+    if let Some(grants) = params.grants.clone() {
+        session.set_grants(grants);
+    }
+    let expiry = Arc::clone(session.expiry());
     tracing::Span::current().record("session_id", session.id().0);
     debug!("connected");
     let queue = Arc::clone(session.queue());
@@ -282,6 +322,7 @@ where
     let end = tokio::select! {
         end = read_loop(&mut reader, &mut session, &params, &activity, received.as_ref()) => Some(end),
         _ = writer_done.cancelled() => None,
+        _ = expiry.expired() => Some(ReadEnd::Violation(1008, "token expired".into())),
     };
     drop(reader);
     match end {
@@ -362,8 +403,8 @@ async fn read_messages<R: AsyncRead + Unpin>(
             }
             (Incoming::Text(t), Wire::Raw) => raw_publish(session, params, Payload::Text(t))?,
             (Incoming::Binary(b), Wire::Raw) => raw_publish(session, params, Payload::Binary(b))?,
-            (Incoming::Text(t), Wire::Json) => session.handle_request(&t),
-            (Incoming::Binary(b), Wire::Msgpack) => session.handle_request(&b),
+            (Incoming::Text(t), Wire::Json) => handle(session, &t)?,
+            (Incoming::Binary(b), Wire::Msgpack) => handle(session, &b)?,
             (Incoming::Binary(_), Wire::Json) => session
                 .reject_frame("binary frame on a JSON connection; send text frames or connect with format=msgpack"),
             (Incoming::Text(_), Wire::Msgpack) => session
@@ -372,6 +413,15 @@ async fn read_messages<R: AsyncRead + Unpin>(
             (Incoming::Text(_) | Incoming::Binary(_), Wire::Sse) => {}
         }
     }
+}
+
+/// Answers one request; a client that keeps publishing over its rate is closed.
+fn handle(session: &mut Session, request: &[u8]) -> Result<(), ReadEnd> {
+    session.handle_request(request);
+    if session.rate_abused() {
+        return Err(ReadEnd::Violation(1008, "rate limited".into()));
+    }
+    Ok(())
 }
 
 /// Publishes a raw socket's frame; a refusal can only be told with a close (1008).

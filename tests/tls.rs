@@ -1,0 +1,161 @@
+//! TLS with a self-signed certificate made in the test: pub/sub over
+//! `wss://`, publishing over `https://`, and a renewed certificate picked up
+//! by a reload.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// A fresh self-signed certificate for `localhost`, written to temp files.
+struct Cert {
+    der: CertificateDer<'static>,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+fn make_cert(name: &str) -> Cert {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = std::env::temp_dir();
+    let cert_file = dir.join(format!("fanout-tls-{}-{name}.crt", std::process::id()));
+    let key_file = dir.join(format!("fanout-tls-{}-{name}.key", std::process::id()));
+    std::fs::write(&cert_file, ck.cert.pem()).unwrap();
+    std::fs::write(&key_file, ck.signing_key.serialize_pem()).unwrap();
+    Cert {
+        der: ck.cert.der().clone(),
+        cert_file,
+        key_file,
+    }
+}
+
+/// A TLS connection trusting only `cert`.
+async fn tls_connect(addr: SocketAddr, cert: &CertificateDer<'static>) -> std::io::Result<TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+async fn wss(addr: SocketAddr, cert: &CertificateDer<'static>) -> WebSocketStream<TlsStream<TcpStream>> {
+    let tls = tls_connect(addr, cert).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{}/ws", addr.port()), tls)
+        .await
+        .unwrap();
+    ws
+}
+
+async fn recv(ws: &mut WebSocketStream<TlsStream<TcpStream>>) -> Value {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap() {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn pub_sub_works_over_wss_and_https() {
+    let cert = make_cert("pubsub");
+    let (c, k) = (cert.cert_file.clone(), cert.key_file.clone());
+    let b = spawn_broker_with(|cfg| {
+        cfg.tls.cert_file = c.display().to_string();
+        cfg.tls.key_file = k.display().to_string();
+    })
+    .await;
+    let mut sub = wss(b.addr, &cert.der).await;
+    sub.send(Message::Text(
+        json!({"op": "subscribe", "topic": "secure", "id": 1})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(recv(&mut sub).await["type"], "ack");
+    let mut publisher = wss(b.addr, &cert.der).await;
+    publisher
+        .send(Message::Text(
+            json!({"op": "publish", "topic": "secure", "data": "over tls", "id": 2})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut sub).await["data"], "over tls");
+    // https:// publishing on the same listener.
+    let mut tls = tls_connect(b.addr, &cert.der).await.unwrap();
+    let body = "\"via https\"";
+    tls.write_all(
+        format!(
+            "POST /api/publish/secure HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut answer)).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(recv(&mut sub).await["data"], "via https");
+    // A plain-text client gets no service.
+    let (status, _) = tokio::time::timeout(WAIT, async {
+        let mut s = TcpStream::connect(b.addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        (out.starts_with(b"HTTP/1.1 200"), ())
+    })
+    .await
+    .unwrap();
+    assert!(!status);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_picks_up_a_renewed_certificate() {
+    let old = make_cert("old");
+    let (c, k) = (old.cert_file.clone(), old.key_file.clone());
+    let b = spawn_broker_with(|cfg| {
+        cfg.tls.cert_file = c.display().to_string();
+        cfg.tls.key_file = k.display().to_string();
+    })
+    .await;
+    assert!(tls_connect(b.addr, &old.der).await.is_ok());
+    let new = make_cert("new");
+    // Renewal in place: the same paths, new contents.
+    std::fs::copy(&new.cert_file, &old.cert_file).unwrap();
+    std::fs::copy(&new.key_file, &old.key_file).unwrap();
+    let settings = (*b.broker.settings()).clone();
+    b.broker.apply(settings);
+    assert!(
+        tls_connect(b.addr, &new.der).await.is_ok(),
+        "the new certificate is served"
+    );
+    assert!(tls_connect(b.addr, &old.der).await.is_err(), "the old one is not");
+    b.stop().await;
+}
