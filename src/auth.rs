@@ -87,6 +87,12 @@ impl Grants {
         }
     }
 
+    /// Whether these grants allow everything: `auth.mode = "none"`, or a publish key.
+    /// Operator endpoints (`/api/connections`) require this when auth is on.
+    pub fn is_operator(&self) -> bool {
+        self.all
+    }
+
     /// Whether `filter` (a topic or pattern) may be subscribed: every topic it can match must be granted.
     pub fn can_subscribe(&self, filter: &Filter) -> bool {
         self.all || self.subscribe.iter().any(|g| g.covers(filter))

@@ -331,7 +331,7 @@ async fn route(
         (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => readiness(&broker),
         (&Method::GET, "/metrics") => admin::metrics(&broker),
-        (&Method::GET, "/api/connections") => admin::connections(&broker, req.uri().query()),
+        (&Method::GET, "/api/connections") => admin::connections(&broker, &req),
         (&Method::POST, "/api/publish") => http_api::publish_batch(broker, req).await,
         (&Method::POST, p) if p.starts_with("/api/publish/") => {
             let topic = p["/api/publish/".len()..].to_owned();

@@ -457,3 +457,45 @@ async fn presence_needs_the_right_to_subscribe() {
     c.close().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn the_topic_list_shows_only_readable_topics_and_connections_need_a_key() {
+    let b = jwt_broker().await;
+    for topic in ["secret", "scores.nba", "news.today"] {
+        let path = format!("/api/publish/{topic}");
+        assert_eq!(
+            request(b.addr, "POST", &path, &[("x-api-key", "pubkey-1")], "1")
+                .await
+                .0,
+            200
+        );
+    }
+    // Anonymous callers see the anonymously readable feeds only.
+    let (status, body) = request(b.addr, "GET", "/api/topics", &[], "").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("scores.nba") && !body.contains("secret") && !body.contains("news.today"),
+        "{body}"
+    );
+    let news = format!("Bearer {}", hs256(&claims("n", &["news.*"], &[])));
+    let (_, body) = request(b.addr, "GET", "/api/topics", &[("authorization", &news)], "").await;
+    assert!(body.contains("news.today") && !body.contains("secret"), "{body}");
+    // The connection list carries remote addresses: operators only.
+    assert_eq!(request(b.addr, "GET", "/api/connections", &[], "").await.0, 403);
+    assert_eq!(
+        request(b.addr, "GET", "/api/connections", &[("authorization", &news)], "")
+            .await
+            .0,
+        403
+    );
+    let (status, body) = request(
+        b.addr,
+        "GET",
+        "/api/connections",
+        &[("authorization", "Bearer pubkey-1")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    b.stop().await;
+}

@@ -33,8 +33,22 @@ pub fn metrics(broker: &Broker) -> Response<Body> {
 }
 
 /// `GET /api/connections?sort=queue|dropped|id&limit=N`: the open connections,
-/// deepest queue first by default.
-pub fn connections(broker: &Broker, query: Option<&str>) -> Response<Body> {
+/// deepest queue first by default. With auth on it lists remote addresses, so it
+/// needs a publish key (the operator's credential).
+pub fn connections<B>(broker: &Broker, req: &hyper::Request<B>) -> Response<Body> {
+    match super::http_api::grants(broker, req) {
+        Ok(g) if g.is_operator() => {}
+        Ok(_) => {
+            super::count_auth_failure(broker);
+            return error_response(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "listing connections needs a publish key (Authorization: Bearer <key>) while auth is on",
+            );
+        }
+        Err(e) => return super::http_api::request_error(&e),
+    }
+    let query = req.uri().query();
     let (mut sort, mut limit) = (SortBy::Queue, DEFAULT_LIMIT);
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*k {

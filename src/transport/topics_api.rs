@@ -180,9 +180,11 @@ fn readable_topic<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Result<T
 }
 
 /// `GET /api/topics?prefix=&pattern=&after=&limit=`: topics in name order; `next` is the
-/// `after` of the next page (`null` on the last).
+/// `after` of the next page (`null` on the last). With auth on, only topics the caller
+/// may subscribe to are listed (a page may then hold fewer than `limit`).
 pub fn list<B>(broker: &Broker, req: &Request<B>) -> Response<Body> {
     let result = || -> Result<Response<Body>, RequestError> {
+        let grants = super::http_api::grants(broker, req)?;
         let pairs = query_pairs(req);
         let query = TopicQuery {
             prefix: param(&pairs, "prefix").map(str::to_owned),
@@ -191,7 +193,11 @@ pub fn list<B>(broker: &Broker, req: &Request<B>) -> Response<Body> {
             limit: limit_param(&pairs, 100, broker.config.http.max_limit)?,
         };
         let (topics, next) = broker.registry.list_topics(&query);
-        let topics: Vec<_> = topics.iter().map(info_json).collect();
+        let topics: Vec<_> = topics
+            .iter()
+            .filter(|t| grants.can_subscribe(&Filter::Exact(t.name.clone())))
+            .map(info_json)
+            .collect();
         Ok(value_response(
             Format::of(req.headers()),
             &json!({ "topics": topics, "next": next }),
