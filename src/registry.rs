@@ -15,10 +15,12 @@
 //! Read-side queries (listing, history, long-poll) live in `registry/query.rs`,
 //! presence in `registry/presence.rs`, the publish rate in `registry/rate.rs`.
 
+mod epoch;
 mod presence;
 mod query;
 mod rate;
 
+pub use epoch::Epoch;
 pub use presence::PresenceInfo;
 pub use query::{HistoryPage, PollStart, TopicQuery};
 
@@ -89,6 +91,8 @@ struct Topic {
 
 struct TopicState {
     seq: u64,
+    /// Which life of the topic `seq` counts in.
+    epoch: Epoch,
     subscribers: Subscribers,
     history: History,
     /// Publishes per second, counted under this lock (no shared counter on the hot path).
@@ -174,16 +178,18 @@ impl Registry {
     }
 
     /// Subscribes `queue` to `filter`. For an exact topic, `on_subscribed` gets the
-    /// topic's current seq while the topic is locked (so an ack sent from it precedes
-    /// every message after that seq); then the replay after `since` (with a `gap` notice
-    /// for what is gone) or the last value is queued, then the live stream follows.
-    /// A `since` beyond the topic's current seq is refused: those messages never existed.
+    /// topic's [`Position`] while the topic is locked (so an ack sent from it precedes
+    /// every message after that seq); then the replay after `resume` (with a `gap`
+    /// notice for what is gone) or the last value is queued, then the live stream
+    /// follows. A `resume` from another epoch, or beyond the current seq (a topic that
+    /// started again), cannot be recovered: the position says so and the live stream
+    /// follows the last value.
     pub fn subscribe(
         &self,
         filter: &Filter,
         queue: &Arc<SendQueue>,
-        since: Option<u64>,
-        on_subscribed: impl FnOnce(Option<u64>),
+        resume: Option<Resume>,
+        on_subscribed: impl FnOnce(Option<Position>),
     ) -> Result<(), RequestError> {
         match filter {
             Filter::Exact(name) => loop {
@@ -192,15 +198,13 @@ impl Registry {
                 if st.removed {
                     continue;
                 }
-                if let Some(since) = since.filter(|&s| s > st.seq) {
-                    let (seq, idle) = (st.seq, st.is_idle());
-                    drop(st);
-                    if idle {
-                        self.reap(name);
-                    }
-                    return Err(since_beyond(name, since, seq));
-                }
-                on_subscribed(Some(st.seq));
+                let recovered = resume.is_none_or(|r| r.since <= st.seq && r.epoch.is_none_or(|e| e == st.epoch));
+                on_subscribed(Some(Position {
+                    seq: st.seq,
+                    epoch: st.epoch,
+                    recovered,
+                }));
+                let since = resume.filter(|_| recovered).map(|r| r.since);
                 replay(name, &st, queue, since, t.settings.policy);
                 st.add(queue);
                 return Ok(());
@@ -325,6 +329,7 @@ impl Registry {
             Arc::new(Topic {
                 state: Mutex::new(TopicState {
                     seq: 0,
+                    epoch: Epoch::new(),
                     subscribers,
                     history: History::new(&settings),
                     rate: rate::Rate::default(),
@@ -380,6 +385,27 @@ fn replay(name: &TopicName, st: &TopicState, queue: &SendQueue, since: Option<u6
     for m in &messages {
         queue.push_message(m, policy);
     }
+}
+
+/// Where a resuming subscriber stands: the last seq it received, and the epoch
+/// that seq belongs to when it knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// The last seq received; messages after it are replayed.
+    pub since: u64,
+    /// The epoch `since` was received in; `None` trusts the seq alone.
+    pub epoch: Option<Epoch>,
+}
+
+/// Where an exact topic's numbering stands when a subscriber joins it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The topic's current seq.
+    pub seq: u64,
+    /// The life of the topic that seq counts in.
+    pub epoch: Epoch,
+    /// False when a resume could not be honoured (another epoch, or a seq not reached).
+    pub recovered: bool,
 }
 
 /// The error for a `since` the topic has not reached.
@@ -472,9 +498,10 @@ mod tests {
         }
         let q = queue(1, Wire::Json);
         let mut acked = None;
-        r.subscribe(&Filter::Exact(topic.clone()), &q, Some(1), |seq| acked = seq)
+        let resume = Resume { since: 1, epoch: None };
+        r.subscribe(&Filter::Exact(topic.clone()), &q, Some(resume), |p| acked = p)
             .unwrap();
-        assert_eq!(acked, Some(5));
+        assert_eq!(acked.map(|p| (p.seq, p.recovered)), Some((5, true)));
         let mut d = Drained::default();
         q.drain(&mut d);
         let kinds: Vec<String> = d
@@ -491,5 +518,49 @@ mod tests {
             r#"{"type":"gap","topic":"h","from":2,"to":3,"reason":"history"}"#
         );
         assert_eq!(&kinds[1..], ["m4", "m5"]);
+    }
+
+    #[test]
+    fn a_resume_from_another_epoch_or_beyond_the_seq_is_not_recovered() {
+        let r = Registry::new(Arc::new(Config::default()));
+        let topic = TopicName::parse("e").unwrap();
+        for _ in 0..3 {
+            r.publish(&topic, Payload::text("x"), None);
+        }
+        let position = |since, epoch| {
+            let q = queue(9, Wire::Json);
+            let mut at = None;
+            r.subscribe(&Filter::Exact(topic.clone()), &q, Some(Resume { since, epoch }), |p| {
+                at = p
+            })
+            .unwrap();
+            let mut d = Drained::default();
+            q.drain(&mut d);
+            r.unsubscribe(&Filter::Exact(topic.clone()), SessionId(9));
+            let seqs: Vec<u64> = d
+                .entries
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Message(m) => Some(m.seq),
+                    _ => None,
+                })
+                .collect();
+            (at.unwrap(), seqs)
+        };
+        let (now, replayed) = position(1, None);
+        assert!(now.recovered);
+        assert_eq!(replayed, [2, 3]);
+        let (same, replayed) = position(2, Some(now.epoch));
+        assert!(same.recovered);
+        assert_eq!(replayed, [3]);
+        let (other, replayed) = position(1, Some(Epoch::new()));
+        assert!(!other.recovered, "another epoch's seqs mean other messages");
+        assert_eq!(
+            replayed, [0u64; 0],
+            "no replay: the last value only where a rule keeps one"
+        );
+        let (beyond, _) = position(7, None);
+        assert!(!beyond.recovered, "a seq the topic never reached is an earlier life's");
+        assert_eq!((beyond.seq, beyond.epoch), (3, now.epoch));
     }
 }

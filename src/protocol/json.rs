@@ -23,6 +23,8 @@ struct Envelope<'a> {
     #[serde(borrow, default, deserialize_with = "present")]
     since: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
+    epoch: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     token: Option<&'a RawValue>,
@@ -77,6 +79,7 @@ pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
         id,
         topic: string(env.topic, "topic")?,
         since,
+        epoch: string(env.epoch, "epoch")?,
         data,
         token: string(env.token, "token")?,
     }
@@ -143,7 +146,13 @@ pub fn reply_frame(reply: &Reply<'_>) -> Bytes {
 /// Appends the JSON object of a reply (the frame body, also used by SSE).
 pub fn write_reply(out: &mut Vec<u8>, reply: &Reply<'_>) {
     match reply {
-        Reply::Ack { id, topic, seq } => {
+        Reply::Ack {
+            id,
+            topic,
+            seq,
+            epoch,
+            recovered,
+        } => {
             let _ = write!(out, "{{\"type\":\"ack\",\"id\":{id}");
             if let Some(t) = topic {
                 out.extend_from_slice(b",\"topic\":");
@@ -151,6 +160,12 @@ pub fn write_reply(out: &mut Vec<u8>, reply: &Reply<'_>) {
             }
             if let Some(s) = seq {
                 let _ = write!(out, ",\"seq\":{s}");
+            }
+            if let Some(e) = epoch {
+                let _ = write!(out, ",\"epoch\":\"{e}\"");
+            }
+            if let Some(r) = recovered {
+                let _ = write!(out, ",\"recovered\":{r}");
             }
         }
         Reply::Error { id, code, message } => {
@@ -233,9 +248,22 @@ mod tests {
             ClientMsg::Subscribe {
                 id: Some(1),
                 topic: "q.*".into(),
-                since: Some(120)
+                since: Some(120),
+                epoch: None,
             }
         );
+        assert_eq!(
+            decode(br#"{"op":"subscribe","topic":"q","since":1,"epoch":"00000000000000ff"}"#).unwrap(),
+            ClientMsg::Subscribe {
+                id: None,
+                topic: "q".into(),
+                since: Some(1),
+                epoch: crate::registry::Epoch::parse("ff"),
+            }
+        );
+        let e = decode(br#"{"op":"subscribe","topic":"q","since":1,"epoch":"zz","id":4}"#).unwrap_err();
+        assert_eq!(e.id, Some(4));
+        assert!(e.error.message.contains("`epoch` must be"), "{}", e.error.message);
         assert_eq!(
             decode(br#"{"op":"unsubscribe","topic":"q.*"}"#).unwrap(),
             ClientMsg::Unsubscribe {
@@ -340,8 +368,13 @@ mod tests {
             id: 1,
             topic: Some("a.*"),
             seq: Some(5),
+            epoch: crate::registry::Epoch::parse("1f"),
+            recovered: Some(false),
         }));
-        assert_eq!(v, serde_json::json!({"type":"ack","id":1,"topic":"a.*","seq":5}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"ack","id":1,"topic":"a.*","seq":5,"epoch":"000000000000001f","recovered":false})
+        );
         let v = body(&reply_frame(&Reply::Error {
             id: Some(3),
             code: ErrorCode::Forbidden,

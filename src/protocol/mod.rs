@@ -17,6 +17,7 @@ pub mod transcode;
 pub use message::{Message, Payload, SessionId};
 
 use crate::error::{DecodeError, ErrorCode, RequestError};
+use crate::registry::Epoch;
 
 /// How a connection's frames are rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -47,6 +48,8 @@ pub enum ClientMsg {
         topic: String,
         /// Replay retained messages with a seq above this.
         since: Option<u64>,
+        /// The epoch `since` was received in (from an earlier ack).
+        epoch: Option<Epoch>,
     },
     /// Drop a subscription made with the same topic or pattern text.
     Unsubscribe {
@@ -96,6 +99,10 @@ pub enum Reply<'a> {
         topic: Option<&'a str>,
         /// For subscribe: the topic's current seq; for publish: the message's seq.
         seq: Option<u64>,
+        /// For subscribe to an exact topic: the life of the topic `seq` counts in.
+        epoch: Option<Epoch>,
+        /// For subscribe with `since`: whether the replay covers what was missed.
+        recovered: Option<bool>,
     },
     /// The request failed.
     Error {
@@ -179,6 +186,7 @@ pub(crate) struct Fields {
     pub id: Option<u64>,
     pub topic: Option<String>,
     pub since: Option<u64>,
+    pub epoch: Option<String>,
     pub data: Option<Payload>,
     pub token: Option<String>,
 }
@@ -200,6 +208,17 @@ impl Fields {
                 id,
                 topic: topic(self.topic)?,
                 since: self.since,
+                epoch: self
+                    .epoch
+                    .map(|e| {
+                        Epoch::parse(&e).ok_or_else(|| {
+                            fail(format!(
+                                "`epoch` must be the 16 hex digits a subscribe ack gave, not `{}`",
+                                e.chars().take(32).collect::<String>()
+                            ))
+                        })
+                    })
+                    .transpose()?,
             },
             "unsubscribe" => ClientMsg::Unsubscribe {
                 id,

@@ -62,6 +62,7 @@ pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
         id,
         topic: string("topic")?,
         since,
+        epoch: string("epoch")?,
         data,
         token: string("token")?,
     }
@@ -130,8 +131,15 @@ pub fn reply_frame(reply: &Reply<'_>) -> Bytes {
     let mut f = FrameBuilder::with_capacity(96);
     let out = f.body();
     match reply {
-        Reply::Ack { id, topic, seq } => {
-            let _ = rmp::encode::write_map_len(out, 2 + topic.is_some() as u32 + seq.is_some() as u32);
+        Reply::Ack {
+            id,
+            topic,
+            seq,
+            epoch,
+            recovered,
+        } => {
+            let optional = [topic.is_some(), seq.is_some(), epoch.is_some(), recovered.is_some()];
+            let _ = rmp::encode::write_map_len(out, 2 + optional.iter().filter(|&&b| b).count() as u32);
             write_str(out, "type");
             write_str(out, "ack");
             write_str(out, "id");
@@ -143,6 +151,14 @@ pub fn reply_frame(reply: &Reply<'_>) -> Bytes {
             if let Some(s) = seq {
                 write_str(out, "seq");
                 write_uint(out, *s);
+            }
+            if let Some(e) = epoch {
+                write_str(out, "epoch");
+                write_str(out, &e.to_string());
+            }
+            if let Some(r) = recovered {
+                write_str(out, "recovered");
+                let _ = rmp::encode::write_bool(out, *r);
             }
         }
         Reply::Error { id, code, message } => {

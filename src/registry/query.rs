@@ -88,30 +88,22 @@ impl Registry {
     /// Starts a long-poll on `name` after `since` (default: the current seq, so the
     /// next message). With nothing to answer yet, `queue` is subscribed under the same
     /// lock, so no message can fall between the check and the wait.
-    pub fn poll_start(
-        &self,
-        name: &TopicName,
-        since: Option<u64>,
-        limit: usize,
-        queue: &Arc<SendQueue>,
-    ) -> Result<PollStart, RequestError> {
+    pub fn poll_start(&self, name: &TopicName, since: Option<u64>, limit: usize, queue: &Arc<SendQueue>) -> PollStart {
         loop {
             let t = self.topic(name);
             let mut st = t.state.lock();
             if st.removed {
                 continue;
             }
-            let since = since.unwrap_or(st.seq);
-            let start = if since > st.seq {
-                Err(since_beyond(name, since, st.seq))
+            // A `since` beyond the current seq is from an earlier life of the topic
+            // (a restart, or reaped while idle): go on from where it stands now.
+            let since = since.filter(|&s| s <= st.seq).unwrap_or(st.seq);
+            let page = page(&st, since, limit);
+            let start = if page.messages.is_empty() && page.gap.is_none() {
+                st.add(queue);
+                PollStart::Waiting { since }
             } else {
-                let page = page(&st, since, limit);
-                if page.messages.is_empty() && page.gap.is_none() {
-                    st.add(queue);
-                    Ok(PollStart::Waiting { since })
-                } else {
-                    Ok(PollStart::Ready(page))
-                }
+                PollStart::Ready(page)
             };
             let idle = st.is_idle();
             drop(st);

@@ -18,7 +18,7 @@ use crate::connections::{Listed, Peer};
 use crate::error::{ErrorCode, RequestError};
 use crate::protocol::{self, ClientMsg, Payload, Reply, SessionId, Wire};
 use crate::queue::{QueueLimits, SendQueue};
-use crate::registry::Published;
+use crate::registry::{Position, Published, Resume};
 use crate::topic::{Filter, TopicName};
 
 /// One client connection's state.
@@ -159,8 +159,14 @@ impl Session {
 
     fn handle(&mut self, msg: ClientMsg) {
         match msg {
-            ClientMsg::Subscribe { id, topic, since } => {
-                if let Err(e) = self.subscribe(&topic, since, id) {
+            ClientMsg::Subscribe {
+                id,
+                topic,
+                since,
+                epoch,
+            } => {
+                let resume = since.map(|since| Resume { since, epoch });
+                if let Err(e) = self.subscribe(&topic, resume, id) {
                     self.reply_error(id, &e);
                 }
             }
@@ -189,25 +195,26 @@ impl Session {
         }
     }
 
-    /// Subscribes to `text` (a topic or pattern); the ack carries the topic's current seq.
-    pub fn subscribe(&mut self, text: &str, since: Option<u64>, id: Option<u64>) -> Result<(), RequestError> {
-        self.subscribe_at(text, since, id).map(|_| ())
+    /// Subscribes to `text` (a topic or pattern), resuming after `resume` if given; the
+    /// ack carries the topic's current seq and epoch.
+    pub fn subscribe(&mut self, text: &str, resume: Option<Resume>, id: Option<u64>) -> Result<(), RequestError> {
+        self.subscribe_at(text, resume, id).map(|_| ())
     }
 
-    /// As [`Session::subscribe`], returning the topic's seq at the moment of subscribing
-    /// (`None` for a pattern, or a subscription the connection already had).
+    /// As [`Session::subscribe`], returning the topic's position at the moment of
+    /// subscribing (`None` for a pattern, or a subscription the connection already had).
     pub fn subscribe_at(
         &mut self,
         text: &str,
-        since: Option<u64>,
+        resume: Option<Resume>,
         id: Option<u64>,
-    ) -> Result<Option<u64>, RequestError> {
+    ) -> Result<Option<Position>, RequestError> {
         let filter = Filter::parse(text)?;
         if let Err(e) = self.grants.check_subscribe(&filter) {
             self.count_auth_failure();
             return Err(e);
         }
-        if since.is_some() && matches!(filter, Filter::Pattern(_)) {
+        if resume.is_some() && matches!(filter, Filter::Pattern(_)) {
             return Err(RequestError::bad_request(format!(
                 "`since` needs an exact topic; `{text}` is a pattern and seqs are per topic"
             )));
@@ -228,19 +235,23 @@ impl Session {
         }
         let queue = Arc::clone(&self.queue);
         let mut at = None;
-        self.broker.registry.subscribe(&filter, &self.queue, since, |seq| {
-            at = seq;
-            if let Some(id) = id {
-                queue.push_reply(protocol::encode_reply(
-                    queue.wire(),
-                    &Reply::Ack {
-                        id,
-                        topic: Some(text),
-                        seq,
-                    },
-                ));
-            }
-        })?;
+        self.broker
+            .registry
+            .subscribe(&filter, &self.queue, resume, |position| {
+                at = position;
+                if let Some(id) = id {
+                    queue.push_reply(protocol::encode_reply(
+                        queue.wire(),
+                        &Reply::Ack {
+                            id,
+                            topic: Some(text),
+                            seq: position.map(|p| p.seq),
+                            epoch: position.map(|p| p.epoch),
+                            recovered: position.filter(|_| resume.is_some()).map(|p| p.recovered),
+                        },
+                    ));
+                }
+            })?;
         if let Filter::Exact(name) = &filter {
             self.broker.registry.join(name, self.id, &self.client);
         }
@@ -303,11 +314,7 @@ impl Session {
         }
         self.broker.registry.admit(topic)?;
         if !self.bucket.take() {
-            let rate = self.broker.settings().limits.publish_rate_per_connection;
-            return Err(RequestError::new(
-                ErrorCode::RateLimited,
-                format!("over {rate} publishes per second (limits.publish_rate_per_connection); slow down"),
-            ));
+            return Err(guard::rate_limited(self.bucket.rate()));
         }
         if let Some(published) = &self.published {
             // One add per published message (not per delivery): the publish itself locks the topic.
@@ -318,7 +325,13 @@ impl Session {
 
     fn ack(&self, id: Option<u64>, topic: Option<&str>, seq: Option<u64>) {
         if let Some(id) = id {
-            self.reply(&Reply::Ack { id, topic, seq });
+            self.reply(&Reply::Ack {
+                id,
+                topic,
+                seq,
+                epoch: None,
+                recovered: None,
+            });
         }
     }
 

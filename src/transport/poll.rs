@@ -45,7 +45,14 @@ async fn answer<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Result<Res
     let since = u64_param(&pairs, "since")?;
     let max = broker.config.http.max_limit;
     let limit = limit_param(&pairs, max, max)?;
-    let timeout = timeout_param(&pairs)?.min(broker.config.http.poll_max_timeout);
+    // A poll never outlives its token: the next one, with the same token, is refused.
+    let token_left = broker
+        .auth()
+        .seconds_left(&grants)
+        .map_or(Duration::MAX, Duration::from_secs);
+    let timeout = timeout_param(&pairs)?
+        .min(broker.config.http.poll_max_timeout)
+        .min(token_left);
     let format = Format::of(req.headers());
     let q = &broker.config.queue;
     let queue = Arc::new(SendQueue::new(
@@ -57,7 +64,7 @@ async fn answer<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Result<Res
             max_bytes: q.max_bytes,
         },
     ));
-    let since = match broker.registry.poll_start(&name, since, limit, &queue)? {
+    let since = match broker.registry.poll_start(&name, since, limit, &queue) {
         PollStart::Ready(page) => {
             let seq = page
                 .messages

@@ -28,6 +28,7 @@ use crate::broker::{Broker, ConnectionSlot};
 use crate::connections::Peer;
 use crate::protocol::frame::{self, OpCode};
 use crate::protocol::{Payload, Wire};
+use crate::registry::Resume;
 use crate::session::writer::{self, WriterConfig, WriterEnd};
 use crate::session::Session;
 use crate::topic::TopicName;
@@ -286,7 +287,11 @@ where
     debug!("connected");
     let queue = Arc::clone(session.queue());
     if let Some(topic) = &params.topic {
-        if let Err(e) = session.subscribe(topic.as_str(), params.since, None) {
+        if let Err(e) = session.subscribe(
+            topic.as_str(),
+            params.since.map(|since| Resume { since, epoch: None }),
+            None,
+        ) {
             queue.close(frame::close(1008, &e.message), false);
         }
     }
