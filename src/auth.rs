@@ -253,6 +253,11 @@ impl Auth {
             _ => AuthError::Malformed,
         })?;
         let claims = data.claims;
+        // RFC 7519: expired once now reaches `exp`; the library still accepts that second,
+        // and a connection cut at `exp` must not be able to come straight back with the token.
+        if now_secs() >= claims.exp + self.leeway_secs {
+            return Err(AuthError::Expired);
+        }
         let parse = |list: &[String], what: &str| -> Result<Vec<Filter>, AuthError> {
             list.iter()
                 .map(|p| Filter::parse(p).map_err(|e| AuthError::BadClaims(format!("`{what}`: {e}"))))

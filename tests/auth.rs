@@ -291,6 +291,50 @@ async fn an_expiring_token_closes_the_connection_unless_refreshed() {
 }
 
 #[tokio::test]
+async fn sse_streams_and_long_polls_end_when_their_token_expires() {
+    let b = spawn_broker_with(|c| {
+        c.auth.mode = fanout::config::AuthMode::Jwt;
+        c.auth.jwt_secret = SECRET.into();
+        c.auth.jwt_leeway = std::time::Duration::ZERO;
+    })
+    .await;
+    let mut short = claims("frank", &[">"], &[]);
+    short["exp"] = json!(now() + 2);
+    let token = hs256(&short);
+    let bearer = format!("Bearer {token}");
+    let mut s = sse_connect(b.addr, "/sse/ends", &[("authorization", &bearer)]).await;
+    let ev = s.next_event().await;
+    assert_eq!(ev.event, "error", "{ev:?}");
+    assert!(ev.data.contains("token_expired"), "{ev:?}");
+    assert!(s.next_any().await.is_none(), "the stream ends after saying why");
+    // The token is dead now: a new stream or poll with it is refused.
+    assert_eq!(
+        request(b.addr, "GET", "/sse/ends", &[("authorization", &bearer)], "")
+            .await
+            .0,
+        401
+    );
+    // A poll with a token about to expire answers when the token ends, not at its timeout.
+    short["exp"] = json!(now() + 1);
+    let token = hs256(&short);
+    let started = std::time::Instant::now();
+    let (status, body) = request(
+        b.addr,
+        "GET",
+        "/api/poll/ends?timeout=60",
+        &[("authorization", &format!("Bearer {token}"))],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "cut at the token's end"
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn http_publishing_needs_a_key_or_a_token_with_publish_rights() {
     let b = jwt_broker().await;
     let path = "/api/publish/news.a";

@@ -39,6 +39,9 @@ use crate::shutdown::Shutdown;
 use crate::topic::{Filter, TopicName};
 
 /// What a stream asked for.
+/// The last event of a stream whose token expired.
+const TOKEN_EXPIRED: &[u8] = b"event: error\ndata: {\"type\":\"error\",\"code\":\"token_expired\",\"message\":\"the token expired; open the stream again with a fresh token\"}\n\n";
+
 struct StreamRequest {
     /// Every subscription, as written.
     filters: Vec<Filter>,
@@ -70,10 +73,13 @@ pub fn stream<B>(broker: &Arc<Broker>, req: &Request<B>, path_topic: Option<&str
             Filter::Exact(t) => asked.since.iter().find(|(n, _)| n == t).and_then(|(_, s)| *s),
             Filter::Pattern(_) => None,
         };
-        match session.subscribe_at(filter.as_str(), since, None) {
+        let resume = since.map(|since| crate::registry::Resume { since, epoch: None });
+        match session.subscribe_at(filter.as_str(), resume, None) {
             Ok(at) => {
-                if let Filter::Exact(t) = filter {
-                    positions.push((t.clone(), since.or(at).unwrap_or(0)));
+                if let (Filter::Exact(t), Some(p)) = (filter, at) {
+                    // Not recovered: the topic started again, so the stream goes on from its seq now.
+                    let from = since.filter(|_| p.recovered).unwrap_or(p.seq);
+                    positions.push((t.clone(), from));
                 }
             }
             Err(e) => return request_error(&e),
@@ -205,6 +211,7 @@ struct SseWriter {
 impl SseWriter {
     async fn run(mut self, shutdown: Shutdown) {
         let queue = Arc::clone(self.session.queue());
+        let expiry = Arc::clone(self.session.expiry());
         let mut drained = Drained::default();
         let mut beat = tokio::time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -225,6 +232,11 @@ impl SseWriter {
                     continue;
                 }
                 _ = self.tx.closed() => break,
+                _ = expiry.expired() => {
+                    // EventSource reconnects with the same URL and token, gets 401, and stops.
+                    let _ = self.tx.send(vec![Bytes::from_static(TOKEN_EXPIRED)]).await;
+                    break;
+                }
             }
             queue.drain(&mut drained);
             let batch = self.render(&drained);

@@ -346,6 +346,8 @@ pub async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
 struct Dechunk {
     raw: Vec<u8>,
     out: Vec<u8>,
+    /// The last (empty) chunk arrived: the body is complete.
+    ended: bool,
 }
 
 impl Dechunk {
@@ -362,6 +364,7 @@ impl Dechunk {
             let start = line_end + 2;
             self.out.extend_from_slice(&self.raw[start..start + size]);
             self.raw.drain(..start + size + 2);
+            self.ended |= size == 0;
         }
     }
 }
@@ -456,7 +459,7 @@ impl SseClient {
                 ev.data = datas.join("\n");
                 return Some(ev);
             }
-            if self.eof {
+            if self.eof || self.body.ended {
                 return None;
             }
             let mut buf = [0u8; 8192];
