@@ -19,9 +19,11 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::connections::ConnectionTable;
+use crate::error::RequestError;
 use crate::metrics::{Metrics, MetricsError};
 use crate::protocol::SessionId;
 use crate::registry::Registry;
+use crate::session::guard::{rate_limited, PublishBucket};
 use crate::shutdown::Shutdown;
 
 /// Shared state of one running broker.
@@ -60,12 +62,35 @@ pub enum Refusal {
     TooManyFromIp,
 }
 
+impl Refusal {
+    /// The config key of the limit, as in the `limit` label of `fanout_connections_refused_total`.
+    pub fn limit(self) -> &'static str {
+        match self {
+            Refusal::TooManyConnections => "max_connections",
+            Refusal::TooManyFromIp => "max_connections_per_ip",
+        }
+    }
+}
+
 /// One accepted connection's place in the limits; released on drop.
 pub struct ConnectionSlot {
     broker: Arc<Broker>,
     ip: IpAddr,
     /// Whether this slot counts toward its IP's limit (the limit may change by reload).
     per_ip: bool,
+    /// The publish budget of HTTP requests on this connection (a WebSocket session has its own).
+    http_publishes: Mutex<PublishBucket>,
+}
+
+impl ConnectionSlot {
+    /// Takes one publish from this connection's budget (`limits.publish_rate_per_connection`).
+    pub fn take_publish(&self) -> Result<(), RequestError> {
+        let mut bucket = self.http_publishes.lock();
+        if bucket.take() {
+            return Ok(());
+        }
+        Err(rate_limited(bucket.rate()))
+    }
 }
 
 impl Drop for ConnectionSlot {
@@ -189,6 +214,7 @@ impl Broker {
             broker: Arc::clone(self),
             ip,
             per_ip: per_ip_max > 0,
+            http_publishes: Mutex::new(PublishBucket::new(settings.limits.publish_rate_per_connection)),
         })
     }
 }

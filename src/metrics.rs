@@ -86,6 +86,8 @@ pub struct Metrics {
     pub protocol_errors: IntCounterVec,
     /// `fanout_auth_failures_total`: refused tokens and keys.
     pub auth_failures: IntCounter,
+    /// `fanout_connections_refused_total{limit}`: connections turned away by a limit.
+    pub connections_refused: IntCounterVec,
 }
 
 /// A metric could not be registered (a name clash in the registry passed in).
@@ -166,6 +168,13 @@ impl Metrics {
                 &["kind"],
             )?,
             auth_failures: IntCounter::new("fanout_auth_failures_total", "Refused tokens and API keys.")?,
+            connections_refused: IntCounterVec::new(
+                Opts::new(
+                    "fanout_connections_refused_total",
+                    "Connections turned away before being served, by the limit that refused them.",
+                ),
+                &["limit"],
+            )?,
             registry,
         };
         let collectors: Vec<Box<dyn Collector>> = vec![
@@ -183,6 +192,7 @@ impl Metrics {
             Box::new(m.delivery_latency.clone()),
             Box::new(m.protocol_errors.clone()),
             Box::new(m.auth_failures.clone()),
+            Box::new(m.connections_refused.clone()),
         ];
         for c in collectors {
             m.registry.register(c)?;
@@ -195,6 +205,9 @@ impl Metrics {
             m.connections.with_label_values(&[t]);
             m.connections_total.with_label_values(&[t]);
             m.published.with_label_values(&[t]);
+        }
+        for limit in ["max_connections", "max_connections_per_ip"] {
+            m.connections_refused.with_label_values(&[limit]);
         }
         Ok(m)
     }

@@ -185,13 +185,34 @@ fn accept(broker: &Arc<Broker>, stream: TcpStream, remote: SocketAddr, draining:
         }
         Err(refusal) => {
             debug!(%remote, ?refusal, "connection refused");
-            tokio::spawn(refuse(stream, refusal));
+            if let Some(m) = &broker.metrics {
+                m.connections_refused.with_label_values(&[refusal.limit()]).inc();
+            }
+            tokio::spawn(refuse(broker.tls(), stream, refusal));
         }
     }
 }
 
-/// Answers a connection over the limits with a short HTTP error and closes it.
-async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+/// How long a refused connection may take to hear why (TLS handshake included).
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Answers a connection over the limits with a short HTTP error and closes it;
+/// inside TLS when TLS is on, so the client can read the answer.
+async fn refuse(tls: Option<tokio_rustls::TlsAcceptor>, stream: TcpStream, refusal: Refusal) {
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async move {
+        match tls {
+            None => write_refusal(stream, refusal).await,
+            Some(acceptor) => {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    write_refusal(tls, refusal).await;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+async fn write_refusal(mut stream: impl AsyncWrite + Unpin, refusal: Refusal) {
     let (status, text) = match refusal {
         Refusal::TooManyConnections => (
             "503 Service Unavailable",
@@ -206,7 +227,9 @@ async fn refuse(mut stream: TcpStream, refusal: Refusal) {
         "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
         text.len()
     );
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(response.as_bytes())).await;
+    if stream.write_all(response.as_bytes()).await.is_ok() {
+        let _ = stream.shutdown().await;
+    }
 }
 
 /// Serves one accepted connection, first completing the TLS handshake (within
@@ -332,10 +355,10 @@ async fn route(
         (&Method::GET, "/readyz") => readiness(&broker),
         (&Method::GET, "/metrics") => admin::metrics(&broker),
         (&Method::GET, "/api/connections") => admin::connections(&broker, &req),
-        (&Method::POST, "/api/publish") => http_api::publish_batch(broker, req).await,
+        (&Method::POST, "/api/publish") => http_api::publish_batch(broker, req, &slot).await,
         (&Method::POST, p) if p.starts_with("/api/publish/") => {
             let topic = p["/api/publish/".len()..].to_owned();
-            http_api::publish(broker, req, &topic).await
+            http_api::publish(broker, req, &topic, &slot).await
         }
         (&Method::GET, "/api/topics") => topics_api::list(&broker, &req),
         (&Method::GET, p) if p.starts_with("/api/topics/") => {

@@ -44,6 +44,12 @@ async fn connections_over_the_per_ip_limit_get_429_and_over_the_total_503() {
     let b = spawn_broker_with(|c| c.server.max_connections = 1).await;
     let c1 = connect(&b.ws_url("/ws")).await;
     assert_eq!(refused_status(&b.ws_url("/ws")).await, 503);
+    let refused = &b.broker.metrics.as_ref().unwrap().connections_refused;
+    assert_eq!(
+        refused.with_label_values(&["max_connections"]).get(),
+        1,
+        "counted by limit"
+    );
     c1.close().await;
     b.stop().await;
 }
@@ -78,6 +84,70 @@ async fn publishing_over_the_rate_is_refused_then_closed() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     slow.close().await;
+    b.stop().await;
+}
+
+/// POSTs `body` to `path` on a kept-alive connection; the status and body of the answer.
+async fn post_on(stream: &mut TcpStream, path: &str, body: &str) -> (u16, String) {
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if raw.len() >= end + 4 + len {
+                let status = head[9..12].parse().unwrap();
+                return (
+                    status,
+                    String::from_utf8_lossy(&raw[end + 4..end + 4 + len]).into_owned(),
+                );
+            }
+        }
+        let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "the connection closed early");
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn http_publishing_over_the_rate_gets_429_per_connection() {
+    let b = spawn_broker_with(|c| c.limits.publish_rate_per_connection = 3).await;
+    let mut conn = TcpStream::connect(b.addr).await.unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        statuses.push(post_on(&mut conn, "/api/publish/h", &i.to_string()).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let (status, body) = post_on(&mut conn, "/api/publish/h", "9").await;
+    assert_eq!(status, 429);
+    assert!(
+        body.contains("rate_limited") && body.contains("publish_rate_per_connection"),
+        "{body}"
+    );
+    // A batch answers each item: over the budget, an item carries the error.
+    let mut fresh = TcpStream::connect(b.addr).await.unwrap();
+    let items: Vec<_> = (0..4).map(|i| json!({"topic": "h", "data": i})).collect();
+    let (status, body) = post_on(&mut fresh, "/api/publish", &json!(items).to_string()).await;
+    assert_eq!(status, 200);
+    let answers: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let limited: Vec<bool> = answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["error"]["code"] == "rate_limited")
+        .collect();
+    assert_eq!(limited, [false, false, false, true], "{answers}");
     b.stop().await;
 }
 

@@ -137,6 +137,28 @@ async fn pub_sub_works_over_wss_and_https() {
 }
 
 #[tokio::test]
+async fn a_refusal_over_the_limit_is_readable_inside_tls() {
+    let cert = make_cert("refusal");
+    let (c, k) = (cert.cert_file.clone(), cert.key_file.clone());
+    let b = spawn_broker_with(|cfg| {
+        cfg.tls.cert_file = c.display().to_string();
+        cfg.tls.key_file = k.display().to_string();
+        cfg.server.max_connections = 1;
+    })
+    .await;
+    let _held = wss(b.addr, &cert.der).await;
+    let mut tls = tls_connect(b.addr, &cert.der)
+        .await
+        .expect("the refused client still gets TLS");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("server.max_connections"), "{answer}");
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn a_reload_picks_up_a_renewed_certificate() {
     let old = make_cert("old");
     let (c, k) = (old.cert_file.clone(), old.key_file.clone());

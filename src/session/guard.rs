@@ -6,8 +6,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
+use crate::error::{ErrorCode, RequestError};
+
 /// Rate-limit refusals in a row after which the connection is closed (1008).
 pub const MAX_RATE_LIMITED_IN_A_ROW: u32 = 5;
+
+/// The error for a publish over the connection's rate.
+pub fn rate_limited(rate: u32) -> RequestError {
+    RequestError::new(
+        ErrorCode::RateLimited,
+        format!("over {rate} publishes per second (limits.publish_rate_per_connection); slow down"),
+    )
+}
 
 /// A token bucket of `rate` publishes per second, holding one second's worth.
 #[derive(Debug)]
@@ -28,6 +38,11 @@ impl PublishBucket {
             last: Instant::now(),
             refused_in_a_row: 0,
         }
+    }
+
+    /// Publishes per second allowed (0: no limit).
+    pub fn rate(&self) -> u32 {
+        self.rate as u32
     }
 
     /// Takes one token, or says the publish is over the rate.

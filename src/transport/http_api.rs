@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use super::{error_response, json_response, Body};
 use crate::auth::Grants;
-use crate::broker::Broker;
+use crate::broker::{Broker, ConnectionSlot};
 use crate::error::{ErrorCode, RequestError};
 use crate::protocol::{json, Payload};
 use crate::registry::Published;
@@ -145,8 +145,16 @@ pub fn request_error(e: &RequestError) -> Response<Body> {
     error_response(status, e.code.as_str(), &e.message)
 }
 
+/// Who publishes over one HTTP request: its rights and its connection's publish budget.
+struct Publisher<'a> {
+    broker: &'a Broker,
+    grants: Grants,
+    slot: &'a ConnectionSlot,
+}
+
 /// Publishes to `topic` after checking it (clients cannot publish to `$` topics).
-fn publish_one(broker: &Broker, grants: &Grants, topic: &str, payload: Payload) -> Result<Published, RequestError> {
+fn publish_one(p: &Publisher<'_>, topic: &str, payload: Payload) -> Result<Published, RequestError> {
+    let (broker, grants) = (p.broker, &p.grants);
     let name = TopicName::parse(topic)?;
     if name.is_system() {
         return Err(RequestError::new(
@@ -159,6 +167,7 @@ fn publish_one(broker: &Broker, grants: &Grants, topic: &str, payload: Payload) 
         return Err(e);
     }
     broker.registry.admit(&name)?;
+    p.slot.take_publish()?;
     if let Some(m) = &broker.metrics {
         m.published.with_label_values(&["http"]).inc();
     }
@@ -166,13 +175,23 @@ fn publish_one(broker: &Broker, grants: &Grants, topic: &str, payload: Payload) 
 }
 
 /// `POST /api/publish/{topic}`.
-pub async fn publish(broker: Arc<Broker>, req: Request<hyper::body::Incoming>, topic: &str) -> Response<Body> {
+pub async fn publish(
+    broker: Arc<Broker>,
+    req: Request<hyper::body::Incoming>,
+    topic: &str,
+    slot: &ConnectionSlot,
+) -> Response<Body> {
     let result = async {
         let grants = grants(&broker, &req)?;
         let kind = body_kind(&req)?;
         let body = read_body(req, broker.settings().limits.max_message_bytes).await?;
         count_received(&broker, &body);
-        publish_one(&broker, &grants, topic, payload(kind, body)?)
+        let publisher = Publisher {
+            broker: &broker,
+            grants,
+            slot,
+        };
+        publish_one(&publisher, topic, payload(kind, body)?)
     }
     .await;
     match result {
@@ -182,7 +201,11 @@ pub async fn publish(broker: Arc<Broker>, req: Request<hyper::body::Incoming>, t
 }
 
 /// `POST /api/publish`: a JSON or MessagePack array of `{topic, data}`; one answer per item.
-pub async fn publish_batch(broker: Arc<Broker>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+pub async fn publish_batch(
+    broker: Arc<Broker>,
+    req: Request<hyper::body::Incoming>,
+    slot: &ConnectionSlot,
+) -> Response<Body> {
     let result = async {
         let grants = grants(&broker, &req)?;
         let kind = body_kind(&req)?;
@@ -190,9 +213,14 @@ pub async fn publish_batch(broker: Arc<Broker>, req: Request<hyper::body::Incomi
         let limit = broker.settings().limits.max_message_bytes.saturating_mul(16);
         let body = read_body(req, limit).await?;
         count_received(&broker, &body);
+        let publisher = Publisher {
+            broker: &broker,
+            grants,
+            slot,
+        };
         match kind {
-            BodyKind::Json => batch_json(&broker, &grants, &body),
-            BodyKind::Msgpack => batch_msgpack(&broker, &grants, &body),
+            BodyKind::Json => batch_json(&publisher, &body),
+            BodyKind::Msgpack => batch_msgpack(&publisher, &body),
             _ => Err(RequestError::bad_request(
                 "a batch body must be application/json or application/msgpack: an array of {topic, data}",
             )),
@@ -205,7 +233,7 @@ pub async fn publish_batch(broker: Arc<Broker>, req: Request<hyper::body::Incomi
     }
 }
 
-fn batch_json(broker: &Broker, grants: &Grants, body: &[u8]) -> Result<Vec<serde_json::Value>, RequestError> {
+fn batch_json(publisher: &Publisher<'_>, body: &[u8]) -> Result<Vec<serde_json::Value>, RequestError> {
     #[derive(serde::Deserialize)]
     struct Item<'a> {
         #[serde(borrow)]
@@ -229,7 +257,7 @@ fn batch_json(broker: &Broker, grants: &Grants, body: &[u8]) -> Result<Vec<serde
                     .data
                     .ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a `data` field")))?;
                 let payload = json::payload(data.get()).map_err(RequestError::bad_request)?;
-                let p = publish_one(broker, grants, &topic, payload)?;
+                let p = publish_one(publisher, &topic, payload)?;
                 Ok((topic, p))
             };
             match one() {
@@ -240,7 +268,7 @@ fn batch_json(broker: &Broker, grants: &Grants, body: &[u8]) -> Result<Vec<serde
         .collect())
 }
 
-fn batch_msgpack(broker: &Broker, grants: &Grants, body: &[u8]) -> Result<Vec<serde_json::Value>, RequestError> {
+fn batch_msgpack(publisher: &Publisher<'_>, body: &[u8]) -> Result<Vec<serde_json::Value>, RequestError> {
     let mut rest = body;
     let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, 64)
         .map_err(|e| RequestError::bad_request(format!("malformed MessagePack batch: {e}")))?;
@@ -275,7 +303,7 @@ fn batch_msgpack(broker: &Broker, grants: &Grants, body: &[u8]) -> Result<Vec<se
                 let mut encoded = Vec::new();
                 rmpv::encode::write_value_ref(&mut encoded, data)
                     .map_err(|e| RequestError::bad_request(format!("item {i}: bad `data`: {e}")))?;
-                let p = publish_one(broker, grants, &topic, msgpack_value(data, &encoded)?)?;
+                let p = publish_one(publisher, &topic, msgpack_value(data, &encoded)?)?;
                 Ok((topic, p))
             };
             match one() {
