@@ -1,6 +1,9 @@
 //! Churn without leaks: many connect–subscribe–publish–disconnect cycles, in
 //! bounded concurrent batches, leave no connection, no topic and no file
-//! descriptor behind.
+//! descriptor behind, and resident memory where it was after a warm-up.
+//!
+//! `FANOUT_CHURN_CYCLES=200000 cargo test --test churn -- --nocapture`
+//! runs the long version recorded in BENCHMARKS.md.
 
 mod common;
 
@@ -11,8 +14,10 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::json;
 use tokio::time::Instant;
 
-/// Cycles in all; each is one connection's whole life.
+/// Cycles in all unless `FANOUT_CHURN_CYCLES` says otherwise; each is one connection's whole life.
 const CYCLES: usize = 20_000;
+/// Cycles run before the baseline is taken, so allocator pools and tables have grown once.
+const WARM_UP: usize = 2_000;
 /// Connections alive at once.
 const CONCURRENCY: usize = 200;
 /// Topics the cycles share, so topics are created and reaped while others use them.
@@ -21,6 +26,38 @@ const TOPICS: usize = 50;
 /// File descriptors this process holds now.
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Resident memory of this process (broker and clients), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs cycles `range` with [`CONCURRENCY`] alive at once.
+async fn churn(b: &TestBroker, range: std::ops::Range<usize>) {
+    stream::iter(range)
+        .for_each_concurrent(CONCURRENCY, |i| async move { cycle(b, i).await })
+        .await;
+}
+
+/// Waits until the broker holds no connection and no topic.
+async fn settled(b: &TestBroker) {
+    // The server side of a connection ends a moment after the client's.
+    let deadline = Instant::now() + WAIT;
+    while b.broker.connections() > 0 || b.broker.registry.topic_count() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {} connections, {} topics",
+            b.broker.connections(),
+            b.broker.registry.topic_count()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// One client's life: connect, subscribe, publish, receive its own message, close.
@@ -49,33 +86,31 @@ async fn cycle(b: &TestBroker, i: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_connections_come_and_go_without_leaks() {
+    let cycles = std::env::var("FANOUT_CHURN_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CYCLES);
     let b = spawn_broker_with(|c| c.history.size = 0).await;
-    let fds_before = open_fds();
+    churn(&b, 0..WARM_UP).await;
+    settled(&b).await;
+    let (fds_before, rss_before) = (open_fds(), rss_kib());
     let start = Instant::now();
-    stream::iter(0..CYCLES)
-        .for_each_concurrent(CONCURRENCY, |i| {
-            let b = &b;
-            async move { cycle(b, i).await }
-        })
-        .await;
+    churn(&b, WARM_UP..cycles.max(WARM_UP)).await;
     let took = start.elapsed();
-    // The server side of a connection ends a moment after the client's.
-    let deadline = Instant::now() + WAIT;
-    while b.broker.connections() > 0 || b.broker.registry.topic_count() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "left behind: {} connections, {} topics",
-            b.broker.connections(),
-            b.broker.registry.topic_count()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    settled(&b).await;
     assert!(b.broker.connections.is_empty(), "the connection table is empty");
-    let fds_after = open_fds();
+    let (fds_after, rss_after) = (open_fds(), rss_kib());
     assert!(
         fds_after <= fds_before + 4,
         "file descriptors: {fds_before} before, {fds_after} after"
     );
-    eprintln!("{CYCLES} cycles, {CONCURRENCY} at a time, in {took:?}");
+    assert!(
+        rss_after <= rss_before + rss_before / 10,
+        "resident memory grew more than 10%: {rss_before} KiB after the warm-up, {rss_after} KiB after"
+    );
+    eprintln!(
+        "{cycles} cycles, {CONCURRENCY} at a time: {took:?} after a {WARM_UP}-cycle warm-up; \
+         fds {fds_before} -> {fds_after}, RSS {rss_before} -> {rss_after} KiB, topics 0"
+    );
     b.stop().await;
 }
