@@ -121,6 +121,16 @@ pub enum Scenario {
         /// How long to hold them open.
         #[arg(long, default_value = "3s", value_parser = parse_duration)]
         hold: Duration,
+        /// A topic every connection subscribes to, so one publisher reaches
+        /// them all (JSON or MessagePack); none by default.
+        #[arg(long)]
+        subscribe: Option<String>,
+        /// Reconnect (with `since` and the topic's epoch) when the broker
+        /// drops a connection, after exponential backoff with full jitter,
+        /// as browsers do: kill and restart the broker during --hold to
+        /// measure the reconnect storm.
+        #[arg(long)]
+        reconnect: bool,
     },
     /// Fan-out with reconnect storms: subscribers drop and resubscribe with
     /// `since` (last seq seen); measures loss, duplicates and gap notices

@@ -103,7 +103,15 @@ fn build(command: Scenario) -> Result<Built> {
             common,
             connections,
             hold,
-        } => (common, scenario::connect(connections)?, Some(hold), None),
+            subscribe,
+            reconnect,
+        } => {
+            if subscribe.is_some() {
+                needs_envelopes(&common, "connect --subscribe")?;
+            }
+            let plan = scenario::connect(connections, subscribe, reconnect)?;
+            (common, plan, Some(hold), None)
+        }
         Scenario::Reconnect {
             common,
             publishers,

@@ -45,6 +45,10 @@ pub enum Incoming<'a> {
         id: u64,
         /// The topic's current sequence number.
         seq: Option<u64>,
+        /// The life of the topic `seq` counts in (subscribe to an exact topic).
+        epoch: Option<Cow<'a, str>>,
+        /// False when a resume with `since` could not be honoured.
+        recovered: Option<bool>,
     },
     /// A `gap` notice: messages `from..=to` were dropped.
     Gap {
@@ -68,6 +72,8 @@ struct OutMsg<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     since: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<u64>,
 }
 
@@ -81,6 +87,10 @@ struct InMsg<'a> {
     topic: Option<Cow<'a, str>>,
     #[serde(default)]
     seq: Option<u64>,
+    #[serde(default, borrow)]
+    epoch: Option<Cow<'a, str>>,
+    #[serde(default)]
+    recovered: Option<bool>,
     #[serde(default)]
     from: Option<u64>,
     #[serde(default)]
@@ -115,13 +125,15 @@ impl Protocol {
         !matches!(self, Protocol::Raw)
     }
 
-    /// A subscribe request (`None` for raw: the URL is the subscription).
-    pub fn subscribe(&self, topic: &str, id: u64, since: Option<u64>) -> Option<Frame> {
+    /// A subscribe request (`None` for raw: the URL is the subscription),
+    /// resuming after `since` received in `epoch` when given.
+    pub fn subscribe(&self, topic: &str, id: u64, since: Option<u64>, epoch: Option<&str>) -> Option<Frame> {
         let msg = OutMsg {
             op: "subscribe",
             topic,
             data: None,
             since,
+            epoch: since.and(epoch),
             id: Some(id),
         };
         self.envelope(&msg)
@@ -139,6 +151,7 @@ impl Protocol {
                     topic,
                     data: Some(payload),
                     since: None,
+                    epoch: None,
                     id: None,
                 };
                 self.envelope(&msg).expect("msgpack has envelopes")
@@ -199,6 +212,8 @@ impl Protocol {
             "ack" => Incoming::Ack {
                 id: m.id.unwrap_or(0),
                 seq: m.seq,
+                epoch: m.epoch,
+                recovered: m.recovered,
             },
             "gap" => Incoming::Gap {
                 from: m.from.unwrap_or(0),
@@ -272,9 +287,15 @@ mod tests {
     fn json_roundtrip_of_envelopes() {
         let p = Protocol::Json;
         assert_eq!(
-            p.subscribe("t.a", 1, Some(5)),
+            p.subscribe("t.a", 1, Some(5), None),
             Some(Frame::Text(
                 r#"{"op":"subscribe","topic":"t.a","since":5,"id":1}"#.into()
+            ))
+        );
+        assert_eq!(
+            p.subscribe("t.a", 1, Some(5), Some("00ff")),
+            Some(Frame::Text(
+                r#"{"op":"subscribe","topic":"t.a","since":5,"epoch":"00ff","id":1}"#.into()
             ))
         );
         let Frame::Text(publ) = p.publish("t.a", "p1:0:2:3:xx") else {
@@ -297,7 +318,25 @@ mod tests {
         let m = Message::Text(r#"{"seq":5,"type":"message","topic":"t.a","data":"a\"b"}"#.into());
         assert!(matches!(p.parse(&m), Incoming::Data { seq: Some(5), .. }));
         let m = Message::Text(r#"{"type":"ack","id":1,"topic":"T","seq":7}"#.into());
-        assert_eq!(p.parse(&m), Incoming::Ack { id: 1, seq: Some(7) });
+        assert_eq!(
+            p.parse(&m),
+            Incoming::Ack {
+                id: 1,
+                seq: Some(7),
+                epoch: None,
+                recovered: None
+            }
+        );
+        let m = Message::Text(r#"{"type":"ack","id":2,"topic":"T","seq":3,"epoch":"00ab","recovered":false}"#.into());
+        assert_eq!(
+            p.parse(&m),
+            Incoming::Ack {
+                id: 2,
+                seq: Some(3),
+                epoch: Some("00ab".into()),
+                recovered: Some(false)
+            }
+        );
     }
 
     #[test]

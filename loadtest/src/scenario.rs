@@ -138,13 +138,15 @@ pub fn rooms(rooms: usize, clients: usize, topics: bool) -> Result<Plan, Scenari
 }
 
 /// C idle connections (handshake only; raw mode connects to one topic).
-pub fn connect(connections: usize) -> Result<Plan, ScenarioError> {
+pub fn connect(connections: usize, subscribe: Option<String>, reconnects: bool) -> Result<Plan, ScenarioError> {
     if connections == 0 {
         return Err(ScenarioError::Invalid("need at least one connection".into()));
     }
     let idle = ConnSpec {
+        subscribe: subscribe.into_iter().collect(),
         publish: None,
-        ..ConnSpec::default()
+        slow: false,
+        reconnects,
     };
     Ok(plan("connect", vec![idle; connections], true))
 }

@@ -37,10 +37,21 @@ pub struct Opened {
     pub writer: WsWriter,
     /// Messages that arrived while waiting for acks (process them first).
     pub pending: Vec<Message>,
-    /// Topic sequence number from each subscribe ack, by topic.
-    pub ack_seq: HashMap<String, u64>,
+    /// Where each subscribed topic stood in its subscribe ack, by topic.
+    pub positions: HashMap<String, TopicPos>,
+    /// Topics whose resume the broker could not honour (it restarted, say).
+    pub unrecovered: Vec<String>,
     /// Time to connect and complete the handshake.
     pub connect_time: Duration,
+}
+
+/// Where a subscriber stands in one topic: the last seq, and the epoch it counts in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicPos {
+    /// The last seq received (or the ack's seq).
+    pub seq: u64,
+    /// The topic's epoch from the ack, passed back on resume.
+    pub epoch: Option<String>,
 }
 
 /// The local address for connection `index` (127.0.0.1..=127.0.0.N).
@@ -51,12 +62,12 @@ pub fn local_addr(index: usize, n: u32) -> Option<IpAddr> {
     })
 }
 
-/// Opens connection `spec`, subscribing with `since` (topic -> seq) when given.
+/// Opens connection `spec`, resuming each topic found in `since` after its position.
 pub async fn open(
     spec: &ConnSpec,
     opts: &RunOpts,
     local: Option<IpAddr>,
-    since: &HashMap<String, u64>,
+    since: &HashMap<String, TopicPos>,
 ) -> Result<Opened, OpenError> {
     let limit = Duration::from_millis(opts.connect_timeout_ms.max(1));
     tokio::time::timeout(limit, open_inner(spec, opts, local, since))
@@ -68,11 +79,11 @@ async fn open_inner(
     spec: &ConnSpec,
     opts: &RunOpts,
     local: Option<IpAddr>,
-    since: &HashMap<String, u64>,
+    since: &HashMap<String, TopicPos>,
 ) -> Result<Opened, OpenError> {
     let topic = spec.raw_topic();
     let query = match since.get(topic) {
-        Some(n) if !opts.protocol.has_envelopes() => format!("since={n}"),
+        Some(p) if !opts.protocol.has_envelopes() => format!("since={}", p.seq),
         _ => String::new(),
     };
     let url = opts.protocol.url(&opts.url, &opts.raw_path, topic, &query);
@@ -85,12 +96,17 @@ async fn open_inner(
     let connect_time = started.elapsed();
     let (mut reader, writer) = client.into_split();
     let mut pending = Vec::new();
-    let mut ack_seq = HashMap::new();
+    let mut positions = HashMap::new();
+    let mut unrecovered = Vec::new();
     if opts.protocol.has_envelopes() && !spec.subscribe.is_empty() {
         let mut waiting: HashMap<u64, &str> = HashMap::new();
         for (k, t) in spec.subscribe.iter().enumerate() {
             let id = k as u64 + 1;
-            match opts.protocol.subscribe(t, id, since.get(t).copied()) {
+            let resume = since.get(t);
+            match opts
+                .protocol
+                .subscribe(t, id, resume.map(|p| p.seq), resume.and_then(|p| p.epoch.as_deref()))
+            {
                 Some(Frame::Text(s)) => writer.queue_text(&s).await,
                 Some(Frame::Binary(b)) => writer.queue_binary(&b).await,
                 None => {}
@@ -101,9 +117,21 @@ async fn open_inner(
         while !waiting.is_empty() {
             let msg = reader.next_message().await?;
             match opts.protocol.parse(&msg) {
-                Incoming::Ack { id, seq } => {
+                Incoming::Ack {
+                    id,
+                    seq,
+                    epoch,
+                    recovered,
+                } => {
                     if let Some(t) = waiting.remove(&id) {
-                        ack_seq.insert(t.to_string(), seq.unwrap_or(0));
+                        let pos = TopicPos {
+                            seq: seq.unwrap_or(0),
+                            epoch: epoch.map(|e| e.into_owned()),
+                        };
+                        positions.insert(t.to_string(), pos);
+                        if recovered == Some(false) {
+                            unrecovered.push(t.to_string());
+                        }
                     }
                 }
                 Incoming::Error(reason) if !waiting.is_empty() && !matches!(msg, Message::Ping(_)) => {
@@ -118,7 +146,8 @@ async fn open_inner(
         reader,
         writer,
         pending,
-        ack_seq,
+        positions,
+        unrecovered,
         connect_time,
     })
 }

@@ -1,10 +1,13 @@
 //! The reading side of every connection: decodes payloads, classifies
 //! them per publisher (in order, reordered, duplicate), records latency
-//! from the intended send time, counts gap notices and errors, and, in
-//! the reconnect scenario, reconnects with `since` when told to.
+//! from the intended send time, counts gap notices and errors, and, for
+//! reconnecting connections, reconnects with `since` and the topic's epoch:
+//! at once when a storm says so, with exponential backoff and full jitter
+//! when the broker dropped it (so a restarted broker is not hit by every
+//! client in the same millisecond, as browsers behave).
 
 use super::messages::RunOpts;
-use super::open::{open, Opened};
+use super::open::{open, Opened, TopicPos};
 use super::Shared;
 use crate::client::Message;
 use crate::clock::now_ns;
@@ -16,7 +19,20 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{watch, Notify};
+
+/// The first reconnect delay's upper bound after the broker dropped a connection.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between reconnect attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Exponential backoff with full jitter: attempt `n` waits a random time in
+/// `[0, min(BACKOFF_MAX, BACKOFF_FIRST * 2^n))`.
+fn backoff(attempt: u32) -> Duration {
+    let cap = BACKOFF_FIRST.saturating_mul(1 << attempt.min(16)).min(BACKOFF_MAX);
+    cap.mul_f64(rand::random::<f64>())
+}
 
 /// Everything a subscriber task needs besides its connection.
 pub struct SubCtx {
@@ -85,7 +101,7 @@ pub async fn run_subscriber(mut ctx: SubCtx, mut conn: Opened) {
     }
     let own = ctx.spec.publish.as_ref().map(|p| p.id);
     let mut trackers: HashMap<u32, SeqTracker> = HashMap::new();
-    let mut last_seq: HashMap<String, u64> = conn.ack_seq.clone();
+    let mut last_seq: HashMap<String, TopicPos> = conn.positions.clone();
     let mut batch = Batch::default();
     let protocol = ctx.opts.protocol;
     let reconnects = ctx.spec.reconnects;
@@ -99,9 +115,9 @@ pub async fn run_subscriber(mut ctx: SubCtx, mut conn: Opened) {
                 Incoming::Data { payload, topic, seq } => {
                     if let (true, Some(t), Some(s)) = (reconnects, topic, seq) {
                         match last_seq.get_mut(t.as_ref()) {
-                            Some(v) => *v = s,
+                            Some(v) => v.seq = s,
                             None => {
-                                last_seq.insert(t.into_owned(), s);
+                                last_seq.insert(t.into_owned(), TopicPos { seq: s, epoch: None });
                             }
                         }
                     }
@@ -126,6 +142,7 @@ pub async fn run_subscriber(mut ctx: SubCtx, mut conn: Opened) {
             handle(&msg, &mut batch);
         }
         batch.flush(&ctx.shared);
+        // `Some(dropped)`: reconnect; `dropped` when the broker (not a storm) ended it.
         let reconnect = loop {
             tokio::select! {
                 _ = ctx.stop.changed() => {
@@ -133,11 +150,11 @@ pub async fn run_subscriber(mut ctx: SubCtx, mut conn: Opened) {
                     let _ = conn.writer.close(1000, "load test over").await;
                     return;
                 }
-                _ = ctx.reconnect.notified(), if ctx.spec.reconnects => break true,
+                _ = ctx.reconnect.notified(), if ctx.spec.reconnects => break Some(false),
                 msg = conn.reader.next_message() => match msg {
                     Ok(Message::Close(_)) => {
                         batch.errors += 1;
-                        break ctx.spec.reconnects;
+                        break ctx.spec.reconnects.then_some(true);
                     }
                     Ok(m) => {
                         handle(&m, &mut batch);
@@ -147,31 +164,55 @@ pub async fn run_subscriber(mut ctx: SubCtx, mut conn: Opened) {
                     }
                     Err(_) => {
                         batch.errors += 1;
-                        break ctx.spec.reconnects;
+                        break ctx.spec.reconnects.then_some(true);
                     }
                 }
             }
         };
         batch.flush(&ctx.shared);
-        if !reconnect {
+        let Some(dropped) = reconnect else {
             let _ = ctx.stop.changed().await;
             return;
+        };
+        if !dropped {
+            let _ = conn.writer.close(1000, "reconnect").await;
         }
-        let _ = conn.writer.close(1000, "reconnect").await;
         drop(conn);
+        // A storm reconnects at once; a dropped connection waits a jittered
+        // moment even before its first try, and longer after each failure.
+        let (mut attempt, mut wait) = (0u32, dropped);
         conn = loop {
+            if wait {
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(attempt)) => {}
+                    _ = ctx.stop.changed() => {
+                        batch.flush(&ctx.shared);
+                        return;
+                    }
+                }
+            }
             match open(&ctx.spec, &ctx.opts, ctx.local, &last_seq).await {
                 Ok(c) => break c,
                 Err(_) => {
+                    (attempt, wait) = (attempt + 1, true);
                     batch.errors += 1;
                     if *ctx.stop.borrow() {
                         batch.flush(&ctx.shared);
                         return;
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             }
         };
+        // The ack says where each topic stands now; where the broker could not
+        // resume (it restarted), the seqs start again from there.
+        for (topic, pos) in &conn.positions {
+            match last_seq.get_mut(topic) {
+                Some(last) if !conn.unrecovered.contains(topic) => last.epoch = pos.epoch.clone(),
+                _ => {
+                    last_seq.insert(topic.clone(), pos.clone());
+                }
+            }
+        }
         batch.reconnects += 1;
     }
 }
