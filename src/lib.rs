@@ -12,6 +12,7 @@
 //! - [`transport`]: WebSocket (`/ws`, `/ws/t/{topic}`) and the HTTP API.
 //! - [`server`]: accept loop, routing, limits, drain; [`broker`]: shared state.
 //! - [`connections`]: the table of open sessions an operator can list.
+//! - [`stats`]: the `$sys.stats` snapshot published every second.
 //! - Operations: [`logging`] (redacting log output), [`reload`] (SIGHUP),
 //!   [`signals`] (stop, second stop, reload), [`notify`] (systemd).
 //! - Leaves anyone may use: [`config`], [`error`], [`metrics`], [`shutdown`],
@@ -34,6 +35,7 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod signals;
+pub mod stats;
 pub mod tls;
 pub mod topic;
 pub mod transport;

@@ -57,6 +57,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     info!(addr = %listener.local_addr()?, "listening");
     crate::notify::ready();
     let sweeper = tokio::spawn(sweep(Arc::clone(&broker)));
+    let stats = tokio::spawn(crate::stats::publish_every_interval(Arc::clone(&broker)));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -98,6 +99,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
         );
     }
     sweeper.abort();
+    stats.abort();
     if let Some(m) = metrics_server {
         m.abort();
     }
