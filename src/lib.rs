@@ -12,7 +12,8 @@
 //! - [`transport`]: WebSocket (`/ws`, `/ws/t/{topic}`) and the HTTP API.
 //! - [`server`]: accept loop, routing, limits, drain; [`broker`]: shared state.
 //! - [`connections`]: the table of open sessions an operator can list.
-//! - [`stats`]: the `$sys.stats` snapshot published every second.
+//! - [`stats`]: the `$sys.stats` snapshot published every second;
+//!   [`dashboard`]: the embedded page at `/` that shows it.
 //! - Operations: [`logging`] (redacting log output), [`reload`] (SIGHUP),
 //!   [`signals`] (stop, second stop, reload), [`notify`] (systemd).
 //! - Leaves anyone may use: [`config`], [`error`], [`metrics`], [`shutdown`],
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connections;
+pub mod dashboard;
 pub mod error;
 pub mod history;
 pub mod logging;

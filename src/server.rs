@@ -25,6 +25,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::broker::{Broker, ConnectionSlot, Refusal};
 use crate::config::Config;
+use crate::dashboard;
 use crate::error::ServerError;
 use crate::transport::{admin, error_response, http_api, poll, sse, text_response, topics_api, ws, Body};
 
@@ -333,6 +334,7 @@ async fn route(
         (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => readiness(&broker),
         (&Method::GET, "/metrics") => admin::metrics(&broker),
+        (&Method::GET, p) if dashboard::serves(p) => dashboard::response(p),
         (&Method::GET, "/api/connections") => admin::connections(&broker, &req),
         (&Method::POST, "/api/publish") => http_api::publish_batch(broker, req).await,
         (&Method::POST, p) if p.starts_with("/api/publish/") => {
