@@ -86,11 +86,17 @@ fn the_dashboard_works_in_headless_chromium() {
         .map_while(Result::ok)
     {
         eprintln!("browser: {line}");
-        if line == "RESTART" {
-            // A crash, not a drain: the page must notice a dropped connection by itself.
-            drop(broker);
-            broker = BrokerProcess::start_on("dashboard-browser", "", &[], &addr.to_string());
-            writeln!(stdin, "RESTARTED").expect("tell node the broker is back");
+        match line.as_str() {
+            "STOP" => {
+                // A crash, not a drain: the page must notice a dropped connection by itself.
+                broker.kill();
+                writeln!(stdin, "STOPPED").expect("tell node the broker is gone");
+            }
+            "START" => {
+                broker = BrokerProcess::start_on("dashboard-browser", "", &[], &addr.to_string());
+                writeln!(stdin, "STARTED").expect("tell node the broker is back");
+            }
+            _ => {}
         }
         log.push(line);
     }

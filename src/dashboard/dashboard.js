@@ -251,9 +251,27 @@ function resubscribe(filter, ackSeq) {
   subscribe(filter, since);
 }
 
-// Subscribes to `filter`; `since` undefined asks for the last value, a number for a replay.
+// Starts watching `filter`. An exact topic that retains messages is subscribed from just
+// before its current seq, so its last value shows at once whatever the topic's rules.
+async function watch(filter) {
+  let since;
+  if (exact(filter) && /^[\w\-:@$.]+$/.test(filter)) {
+    const q = new URLSearchParams({ prefix: filter, limit: '1' });
+    if (token) q.set('token', token);
+    try {
+      const res = await fetch(`/api/topics?${q}`);
+      const t = res.ok ? (await res.json()).topics?.[0] : undefined;
+      if (t && t.topic === filter && t.retained > 0 && t.seq > 0) since = t.seq - 1;
+    } catch {
+      // Not reachable now: subscribing (or queueing the watch for the reconnect) still works.
+    }
+  }
+  subscribe(filter, since);
+}
+
+// Subscribes to `filter`; `since` undefined asks only for a last value the rules keep.
 function subscribe(filter, since) {
-  const resuming = since !== undefined || watches.has(filter);
+  const resuming = watches.has(filter);
   const msg = { op: 'subscribe', topic: filter };
   if (since !== undefined) msg.since = since;
   if (!watches.has(filter)) watches.set(filter, null);
@@ -396,7 +414,7 @@ function start() {
   $('watch-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const f = $('watch-topic').value.trim();
-    if (f && !watches.has(f)) subscribe(f, undefined);
+    if (f && !watches.has(f)) watch(f);
   });
   $('pause-btn').addEventListener('click', togglePause);
   $('clear-btn').addEventListener('click', () => $('messages').replaceChildren());

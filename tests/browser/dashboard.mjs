@@ -1,7 +1,7 @@
 // Drives the built-in dashboard in headless Chromium (playwright-core, Debian's
 // /usr/bin/chromium or $CHROMIUM). Run by tests/dashboard_browser.rs, which owns
-// the broker: this script prints `RESTART` when it wants the broker stopped and
-// started again on the same port, and waits for `RESTARTED` on stdin.
+// the broker: this script prints `STOP` when it wants the broker killed and waits
+// for `STOPPED` on stdin, then `START` (same port) and waits for `STARTED`.
 //
 // Usage: node dashboard.mjs BASE_URL OUT_DIR
 // Exit 0 after printing `PASS`; otherwise a `FAIL:` line on stderr and a
@@ -19,6 +19,10 @@ mkdirSync(outDir, { recursive: true });
 const stdin = createInterface({ input: process.stdin });
 const nextLine = () => new Promise((resolve) => stdin.once('line', resolve));
 const step = (text) => console.log(`step: ${text}`);
+const expectLine = async (want) => {
+  const got = await nextLine();
+  if (got !== want) throw new Error(`expected ${want} from the test, got ${got}`);
+};
 
 // Console errors and page errors, and whether the broker was down on purpose at the time.
 const problems = [];
@@ -89,10 +93,12 @@ async function run() {
   const conns = await page.textContent(statValue('connections'));
   if (!(Number(conns) >= 1)) throw new Error(`connections shows ${conns}`);
 
-  step('watch a topic and see an HTTP publish arrive');
+  step('watch a topic: its last value shows at once, then HTTP publishes arrive');
+  const seq0Msg = await publish('dash.e2e', { n: 0, before: 'subscribe' });
   await page.fill('#watch-topic', 'dash.e2e');
   await page.click('#watch-btn');
   await waitForNote(/watching dash\.e2e/);
+  await page.waitForSelector(`${row('dash.e2e', seq0Msg)}.replay`);
   const markup = { n: 1, text: '<img src=x onerror=alert(1)>' };
   const seq1 = await publish('dash.e2e', markup);
   const first = await page.waitForSelector(row('dash.e2e', seq1));
@@ -136,10 +142,12 @@ async function run() {
 
   step('the broker restarts; the page says so and reconnects');
   brokerDown = true;
-  console.log('RESTART');
-  const reply = await nextLine();
-  if (reply !== 'RESTARTED') throw new Error(`expected RESTARTED, got ${reply}`);
+  console.log('STOP');
+  await expectLine('STOPPED');
   await waitForNote(/connection lost/);
+  await page.waitForFunction(() => /^reconnecting in \d+\.\d s…$/.test(document.querySelector('#status').textContent));
+  console.log('START');
+  await expectLine('STARTED');
   await page.waitForSelector('#status[data-state="connected"]');
   await waitForNote(/reconnected/);
   brokerDown = false;

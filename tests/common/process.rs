@@ -104,6 +104,12 @@ impl BrokerProcess {
         assert!(ok, "kill -{name} failed");
     }
 
+    /// Kills the process (SIGKILL, a crash) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits up to `within` for the process to exit.
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
