@@ -46,8 +46,8 @@ pub struct Snapshot {
     /// Messages subscribers lost per second (overflow policies).
     pub drops_per_s: Option<f64>,
     /// 99th percentile of publish-to-socket-write time since the last snapshot, in ms
-    /// (the upper bound of the latency histogram bucket holding it); `null` when nothing
-    /// was written.
+    /// (the upper bound of the latency histogram bucket holding it, 10 000 past the last);
+    /// `null` when nothing was written.
     pub p99_delivery_ms: Option<f64>,
     /// Seconds since the broker started.
     pub uptime_s: u64,
@@ -61,20 +61,26 @@ struct Totals {
     bytes_sent: f64,
     dropped: f64,
     /// The latency histogram's cumulative buckets: (upper bound in seconds, count).
+    /// The `+Inf` bucket is not among them: `latency_count` is its count.
     latency: Vec<(f64, u64)>,
+    /// Observations in the latency histogram.
+    latency_count: u64,
 }
 
 impl Totals {
     fn read(m: &Metrics) -> Totals {
-        let latency = m
-            .delivery_latency
-            .collect()
+        let families = m.delivery_latency.collect();
+        let histogram = families
             .iter()
             .flat_map(|f| f.get_metric())
-            .flat_map(|metric| metric.get_histogram().get_bucket())
-            .map(|b| (b.upper_bound(), b.cumulative_count()))
-            .collect();
+            .map(|metric| metric.get_histogram());
+        let (mut latency, mut latency_count) = (Vec::new(), 0);
+        for h in histogram {
+            latency.extend(h.get_bucket().iter().map(|b| (b.upper_bound(), b.cumulative_count())));
+            latency_count += h.get_sample_count();
+        }
         Totals {
+            latency_count,
             published: counter_sum(&m.published),
             delivered: m.delivered.get() as f64,
             bytes_sent: m.bytes_sent.get() as f64,
@@ -93,15 +99,23 @@ fn counter_sum(c: &impl Collector) -> f64 {
         .sum()
 }
 
-/// The 99th percentile between two readings of cumulative buckets, in ms.
-fn p99_ms(before: &[(f64, u64)], after: &[(f64, u64)]) -> Option<f64> {
-    let delta = |i: usize| after[i].1.saturating_sub(before.get(i).map_or(0, |b| b.1));
-    let total = after.len().checked_sub(1).map(delta).filter(|&t| t > 0)?;
-    // The rank of the 99th percentile: the first bucket holding at least that many.
+/// The 99th percentile of what was observed between two readings, in ms: the upper bound
+/// of the first bucket holding it (the last finite bound when it lies beyond them all).
+fn p99_ms(before: &Totals, after: &Totals) -> Option<f64> {
+    let total = after
+        .latency_count
+        .checked_sub(before.latency_count)
+        .filter(|&t| t > 0)?;
+    let delta = |i: usize| {
+        after.latency[i]
+            .1
+            .saturating_sub(before.latency.get(i).map_or(0, |b| b.1))
+    };
     let rank = (total * 99).div_ceil(100);
-    let bound = (0..after.len())
-        .find(|&i| delta(i) >= rank)
-        .map_or(after[after.len() - 1].0, |i| after[i].0);
+    let bucket = (0..after.latency.len()).find(|&i| delta(i) >= rank);
+    let bound = bucket
+        .or(after.latency.len().checked_sub(1))
+        .map(|i| after.latency[i].0)?;
     Some(bound * 1000.0)
 }
 
@@ -130,7 +144,7 @@ fn snapshot(broker: &Broker, before: &Totals, now: &Totals, elapsed: Duration, u
         messages_out_per_s: on(m_out),
         bytes_out_per_s: on(b_out),
         drops_per_s: on(drops),
-        p99_delivery_ms: metrics.and_then(|_| p99_ms(&before.latency, &now.latency)),
+        p99_delivery_ms: metrics.and_then(|_| p99_ms(before, now)),
         uptime_s: uptime.as_secs(),
     }
 }
@@ -168,14 +182,36 @@ pub async fn publish_every_interval(broker: Arc<Broker>) {
 mod tests {
     use super::*;
 
+    fn latency(buckets: &[(f64, u64)], count: u64) -> Totals {
+        Totals {
+            latency: buckets.to_vec(),
+            latency_count: count,
+            ..Totals::default()
+        }
+    }
+
     #[test]
     fn p99_is_the_bucket_holding_the_99th_percentile_of_what_changed() {
-        let before = [(0.001, 10), (0.005, 10), (0.01, 10), (f64::INFINITY, 10)];
+        let before = latency(&[(0.001, 10), (0.005, 10), (0.01, 10)], 10);
         // 100 new observations: 98 under 1 ms, 1 under 5 ms, 1 under 10 ms.
-        let after = [(0.001, 108), (0.005, 109), (0.01, 110), (f64::INFINITY, 110)];
+        let after = latency(&[(0.001, 108), (0.005, 109), (0.01, 110)], 110);
         assert_eq!(p99_ms(&before, &after), Some(5.0));
         assert_eq!(p99_ms(&after, &after), None, "nothing written: no percentile");
-        assert_eq!(p99_ms(&[], &[(0.001, 1), (f64::INFINITY, 1)]), Some(1.0));
+        // Beyond every bucket: the last bound, a floor.
+        let slow = latency(&[(0.001, 108), (0.005, 109), (0.01, 110)], 310);
+        assert_eq!(p99_ms(&after, &slow), Some(10.0));
+        assert_eq!(p99_ms(&Totals::default(), &latency(&[(0.001, 1)], 1)), Some(1.0));
+    }
+
+    #[test]
+    fn the_latency_histogram_is_read_without_its_infinite_bucket() {
+        let m = Metrics::new(prometheus::Registry::new()).unwrap();
+        m.delivery_latency.observe(0.0015);
+        m.delivery_latency.observe(60.0);
+        let t = Totals::read(&m);
+        assert_eq!(t.latency_count, 2);
+        assert!(t.latency.iter().all(|(bound, _)| bound.is_finite()));
+        assert_eq!(p99_ms(&Totals::default(), &t), Some(10_000.0));
     }
 
     #[test]
@@ -185,14 +221,14 @@ mod tests {
             delivered: 100.0,
             bytes_sent: 1000.0,
             dropped: 5.0,
-            latency: vec![],
+            ..Totals::default()
         };
         let b = Totals {
             published: 30.0,
             delivered: 300.0,
             bytes_sent: 500.0,
             dropped: 5.0,
-            latency: vec![],
+            ..Totals::default()
         };
         assert_eq!(rates(&a, &b, Duration::from_secs(2)), [10.0, 100.0, 0.0, 0.0]);
     }
