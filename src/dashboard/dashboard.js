@@ -297,7 +297,8 @@ function subscribe(filter, since) {
 function unsubscribe(filter) {
   watches.delete(filter);
   renderWatches();
-  request({ op: 'unsubscribe', topic: filter }, () => {});
+  // The stats panel holds the connection's one subscription to $sys.stats: keep it.
+  if (filter !== STATS) request({ op: 'unsubscribe', topic: filter }, () => {});
 }
 
 function renderWatches() {
