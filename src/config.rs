@@ -257,6 +257,16 @@ impl MetricsConfig {
     }
 }
 
+/// What the broker's own `$` topics get, whatever the rules say: five minutes of
+/// one-a-second snapshots, so a dashboard that subscribes with `since` fills its charts.
+pub const SYSTEM_TOPIC_SETTINGS: TopicSettings = TopicSettings {
+    history_size: 300,
+    ttl: Duration::from_secs(300),
+    last_value: true,
+    policy: Policy::DropOldest,
+    presence: false,
+};
+
 /// The settings one topic gets from the rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicSettings {
@@ -391,6 +401,9 @@ impl Config {
 
     /// The settings of `topic`: the first matching rule, with defaults for what it leaves out.
     pub fn topic_settings(&self, topic: &TopicName) -> TopicSettings {
+        if topic.is_system() {
+            return SYSTEM_TOPIC_SETTINGS;
+        }
         let rule = self
             .topics
             .iter()

@@ -12,6 +12,8 @@
 //! - [`transport`]: WebSocket (`/ws`, `/ws/t/{topic}`) and the HTTP API.
 //! - [`server`]: accept loop, routing, limits, drain; [`broker`]: shared state.
 //! - [`connections`]: the table of open sessions an operator can list.
+//! - [`stats`]: the `$sys.stats` snapshot published every second;
+//!   [`dashboard`]: the embedded page at `/` that shows it.
 //! - Operations: [`logging`] (redacting log output), [`reload`] (SIGHUP),
 //!   [`signals`] (stop, second stop, reload), [`notify`] (systemd).
 //! - Leaves anyone may use: [`config`], [`error`], [`metrics`], [`shutdown`],
@@ -21,6 +23,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connections;
+pub mod dashboard;
 pub mod error;
 pub mod history;
 pub mod logging;
@@ -34,6 +37,7 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod signals;
+pub mod stats;
 pub mod tls;
 pub mod topic;
 pub mod transport;

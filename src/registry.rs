@@ -25,6 +25,7 @@ pub use presence::PresenceInfo;
 pub use query::{HistoryPage, PollStart, TopicQuery};
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -71,6 +72,9 @@ pub struct Registry {
     patterns: RwLock<HashMap<Pattern, Subscribers>>,
     /// Where new topics take their settings from; replaced by a reload.
     config: RwLock<Arc<Config>>,
+    /// How many of `topics` are the broker's own (`$sys.stats`): kept out of the
+    /// user-facing count and `limits.max_topics`. Changed only when a topic is made or removed.
+    system_topics: AtomicUsize,
 }
 
 /// Subscribers of one topic or pattern by connection. A connection covered by
@@ -86,6 +90,8 @@ struct Subscriber {
 
 struct Topic {
     settings: TopicSettings,
+    /// A broker topic (`$...`), counted in `Registry::system_topics`.
+    system: bool,
     state: Mutex<TopicState>,
 }
 
@@ -142,6 +148,7 @@ impl Registry {
             topics: DashMap::new(),
             patterns: RwLock::new(HashMap::new()),
             config: RwLock::new(config),
+            system_topics: AtomicUsize::new(0),
         }
     }
 
@@ -283,6 +290,7 @@ impl Registry {
             st.history.expire(now);
             if st.is_idle() {
                 st.removed = true;
+                self.forget(t);
                 return false;
             }
             true
@@ -293,7 +301,7 @@ impl Registry {
     /// Checked before the topic is made, so concurrent creators may pass it by a few.
     pub fn admit(&self, name: &TopicName) -> Result<(), RequestError> {
         let max = self.config.read().limits.max_topics;
-        if max == 0 || self.topics.len() < max || self.topics.contains_key(name) {
+        if max == 0 || self.topic_count() < max || self.topics.contains_key(name) {
             return Ok(());
         }
         Err(RequestError::new(
@@ -302,9 +310,11 @@ impl Registry {
         ))
     }
 
-    /// How many topics exist.
+    /// How many topics clients made exist: the broker's own `$` topics are not counted.
     pub fn topic_count(&self) -> usize {
-        self.topics.len()
+        self.topics
+            .len()
+            .saturating_sub(self.system_topics.load(Ordering::Relaxed))
     }
 
     /// The topic, created (with every matching pattern subscriber) if it does not exist.
@@ -326,7 +336,11 @@ impl Registry {
                     }
                 }
             }
+            if name.is_system() {
+                self.system_topics.fetch_add(1, Ordering::Relaxed);
+            }
             Arc::new(Topic {
+                system: name.is_system(),
                 state: Mutex::new(TopicState {
                     seq: 0,
                     epoch: Epoch::new(),
@@ -344,7 +358,7 @@ impl Registry {
 
     /// Removes `name` if it is idle.
     fn reap(&self, name: &TopicName) {
-        self.topics.remove_if(name, |_, t| {
+        let removed = self.topics.remove_if(name, |_, t| {
             let mut st = t.state.lock();
             if st.is_idle() {
                 st.removed = true;
@@ -352,6 +366,16 @@ impl Registry {
             }
             false
         });
+        if let Some((_, t)) = removed {
+            self.forget(&t);
+        }
+    }
+
+    /// Keeps `system_topics` current when `t` leaves the table.
+    fn forget(&self, t: &Topic) {
+        if t.system {
+            self.system_topics.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

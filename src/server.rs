@@ -25,6 +25,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::broker::{Broker, ConnectionSlot, Refusal};
 use crate::config::Config;
+use crate::dashboard;
 use crate::error::ServerError;
 use crate::transport::{admin, error_response, http_api, poll, sse, text_response, topics_api, ws, Body};
 
@@ -57,6 +58,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     info!(addr = %listener.local_addr()?, "listening");
     crate::notify::ready();
     let sweeper = tokio::spawn(sweep(Arc::clone(&broker)));
+    let stats = tokio::spawn(crate::stats::publish_every_interval(Arc::clone(&broker)));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -98,6 +100,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
         );
     }
     sweeper.abort();
+    stats.abort();
     if let Some(m) = metrics_server {
         m.abort();
     }
@@ -354,6 +357,7 @@ async fn route(
         (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => readiness(&broker),
         (&Method::GET, "/metrics") => admin::metrics(&broker),
+        (&Method::GET, p) if dashboard::serves(p) => dashboard::response(p),
         (&Method::GET, "/api/connections") => admin::connections(&broker, &req),
         (&Method::POST, "/api/publish") => http_api::publish_batch(broker, req, &slot).await,
         (&Method::POST, p) if p.starts_with("/api/publish/") => {

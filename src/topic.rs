@@ -75,8 +75,13 @@ impl Pattern {
         &self.text
     }
 
-    /// Whether `topic` is one the pattern matches.
+    /// Whether `topic` is one the pattern matches. As in MQTT, a pattern opening with a
+    /// wildcard does not reach the broker's `$` topics: `>` must not hand every client
+    /// `$sys.stats` once a second; `$sys.*` does match it.
     pub fn matches(&self, topic: &TopicName) -> bool {
+        if topic.is_system() && !matches!(self.tokens.first(), Some(Token::Literal(_))) {
+            return false;
+        }
         let mut names = topic.as_str().split('.');
         for token in self.tokens.iter() {
             match token {
@@ -312,5 +317,13 @@ mod tests {
         assert!(pattern(">").matches(&topic("anything.at.all")));
         assert!(pattern("*.>").matches(&topic("a.b")));
         assert!(!pattern("*.>").matches(&topic("a")));
+    }
+
+    #[test]
+    fn a_leading_wildcard_does_not_reach_broker_topics() {
+        assert!(!pattern(">").matches(&topic("$sys.stats")));
+        assert!(!pattern("*.stats").matches(&topic("$sys.stats")));
+        assert!(pattern("$sys.*").matches(&topic("$sys.stats")));
+        assert!(pattern("$sys.>").matches(&topic("$sys.stats")));
     }
 }

@@ -45,6 +45,15 @@ pub enum PollStart {
     },
 }
 
+impl TopicQuery {
+    /// Whether the query names the broker's `$` topics (by prefix or filter): only then
+    /// are they listed, so a plain listing shows what clients made.
+    fn asks_for_system(&self) -> bool {
+        let prefix = self.prefix.as_deref().is_some_and(|p| p.starts_with('$'));
+        prefix || self.filter.as_ref().is_some_and(|f| f.as_str().starts_with('$'))
+    }
+}
+
 impl Registry {
     /// A snapshot of `name`, if it exists.
     pub fn topic_info(&self, name: &TopicName) -> Option<TopicInfo> {
@@ -59,6 +68,7 @@ impl Registry {
             .topics
             .iter()
             .map(|e| e.key().clone())
+            .filter(|n| !n.is_system() || q.asks_for_system())
             .filter(|n| q.prefix.as_deref().is_none_or(|p| n.as_str().starts_with(p)))
             .filter(|n| q.filter.as_ref().is_none_or(|f| f.matches(n)))
             .filter(|n| q.after.as_deref().is_none_or(|a| n.as_str() > a))

@@ -28,12 +28,17 @@ pub fn config_file(name: &str, content: &str) -> PathBuf {
 impl BrokerProcess {
     /// Starts `fanout --config <file with content> --listen 127.0.0.1:0` with `env`.
     pub fn start(name: &str, content: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_on(name, content, env, "127.0.0.1:0")
+    }
+
+    /// As [`BrokerProcess::start`], listening on `listen` (a restart on the same port).
+    pub fn start_on(name: &str, content: &str, env: &[(&str, &str)], listen: &str) -> Self {
         let config = config_file(name, content);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fanout"));
         cmd.arg("--config")
             .arg(&config)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -97,6 +102,12 @@ impl BrokerProcess {
             .expect("run kill")
             .success();
         assert!(ok, "kill -{name} failed");
+    }
+
+    /// Kills the process (SIGKILL, a crash) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits up to `within` for the process to exit.
