@@ -16,6 +16,8 @@ const conn = { ws: null, nextId: 1, pending: new Map(), attempt: 0, countdown: 0
 const watches = new Map();
 // Last seq seen per topic: resubscribing passes it as `since`, so nothing is lost or repeated.
 const lastSeq = new Map();
+// The epoch each topic's seqs count in (from subscribe acks), sent back with `since`.
+const epochs = new Map();
 const series = new Map(); // stat name -> [[ts, value]]
 let paused = false;
 const held = [];
@@ -86,6 +88,7 @@ function connected() {
 function request(msg, onReply) {
   if (!connected()) return false;
   msg.id = conn.nextId++;
+  if (msg.op === 'subscribe' && msg.since !== undefined && epochs.has(msg.topic)) msg.epoch = epochs.get(msg.topic);
   conn.pending.set(msg.id, onReply);
   conn.ws.send(JSON.stringify(msg));
   return true;
@@ -95,6 +98,7 @@ function onServerMessage(m) {
   if (m.type === 'message') return onPublished(m);
   if (m.type === 'gap') return onGap(m);
   if (m.type === 'ack' || m.type === 'error') {
+    if (m.epoch && m.topic) epochs.set(m.topic, m.epoch);
     const reply = conn.pending.get(m.id);
     conn.pending.delete(m.id);
     if (reply) reply(m);
@@ -102,13 +106,14 @@ function onServerMessage(m) {
   }
 }
 
-// A `since` the broker has not reached means it restarted and counts from 1 again.
+// A resume the broker could not honour (another epoch, or a seq it never reached):
+// the topic started again (the broker restarted), and the live stream follows the ack.
 function restarted(m) {
-  return m.type === 'error' && /beyond the current seq/.test(m.message);
+  return m.type === 'ack' && m.recovered === false;
 }
 
-function brokerRestarted() {
-  lastSeq.clear();
+function brokerRestarted(topic, seq) {
+  lastSeq.set(topic, seq ?? 0);
   if (!conn.restartNoted) note('the broker restarted: its seqs start again from 1');
   conn.restartNoted = true;
 }
@@ -119,10 +124,7 @@ function subscribeStats() {
   // `since` 0 the first time: the broker keeps 5 minutes of snapshots, which fill the charts.
   const since = lastSeq.get(STATS) ?? 0;
   request({ op: 'subscribe', topic: STATS, since }, (r) => {
-    if (restarted(r)) {
-      brokerRestarted();
-      subscribeStats();
-    }
+    if (restarted(r)) brokerRestarted(STATS, r.seq);
   });
 }
 
@@ -278,9 +280,8 @@ function subscribe(filter, since) {
   renderWatches();
   const sent = request(msg, (r) => {
     if (restarted(r)) {
-      // Everything the new broker holds is new to us.
-      brokerRestarted();
-      subscribe(filter, 0);
+      brokerRestarted(filter, r.seq);
+      watches.set(filter, r.seq ?? null);
     } else if (r.type === 'error') {
       if (r.code === 'closed') return; // resubscribed on reconnect
       watches.delete(filter);
