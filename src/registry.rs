@@ -18,9 +18,11 @@
 mod presence;
 mod query;
 mod rate;
+mod remote;
 
 pub use presence::PresenceInfo;
 pub use query::{HistoryPage, PollStart, TopicQuery};
+pub use remote::Delivered;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -97,11 +99,13 @@ struct TopicState {
     members: Option<presence::Members>,
     /// Set when the topic leaves the table; whoever still holds it must look it up again.
     removed: bool,
+    /// Cluster interests holding the topic (its seq must survive with no subscriber); 0 on one node.
+    pinned: u32,
 }
 
 impl TopicState {
     fn is_idle(&self) -> bool {
-        self.subscribers.is_empty() && self.history.is_empty()
+        self.subscribers.is_empty() && self.history.is_empty() && self.pinned == 0
     }
 
     fn add(&mut self, queue: &Arc<SendQueue>) {
@@ -330,6 +334,7 @@ impl Registry {
                     rate: rate::Rate::default(),
                     members: settings.presence.then(presence::Members::default),
                     removed: false,
+                    pinned: 0,
                 }),
                 settings,
             })

@@ -47,7 +47,7 @@ struct StreamRequest {
 }
 
 /// Answers `GET /sse[/{topic}]` with an event stream, or a 400 naming what is wrong.
-pub fn stream<B>(broker: &Arc<Broker>, req: &Request<B>, path_topic: Option<&str>) -> Response<Body> {
+pub async fn stream<B>(broker: &Arc<Broker>, req: &Request<B>, path_topic: Option<&str>) -> Response<Body> {
     if let Err(text) = super::check_origin(broker, req.headers()) {
         return text_response(StatusCode::FORBIDDEN, &text);
     }
@@ -70,7 +70,7 @@ pub fn stream<B>(broker: &Arc<Broker>, req: &Request<B>, path_topic: Option<&str
             Filter::Exact(t) => asked.since.iter().find(|(n, _)| n == t).and_then(|(_, s)| *s),
             Filter::Pattern(_) => None,
         };
-        match session.subscribe_at(filter.as_str(), since, None) {
+        match session.subscribe_at(filter.as_str(), since, None).await {
             Ok(at) => {
                 if let Filter::Exact(t) = filter {
                     positions.push((t.clone(), since.or(at).unwrap_or(0)));
