@@ -368,3 +368,96 @@ async fn a_node_starts_without_nats_is_unready_and_connects_when_it_comes() {
     http_publish(b.addr, "t", &json!("hello")).await;
     assert_eq!(next_message(&mut c).await["data"], "hello");
 }
+
+/// A TCP proxy in front of NATS that a test can cut and restore, to cut one node off.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    upstream: std::net::SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    fn start(upstream: std::net::SocketAddr) -> Self {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let p = Proxy {
+            addr,
+            upstream,
+            tasks: Default::default(),
+        };
+        p.open();
+        p
+    }
+
+    fn open(&self) {
+        let listener = fanout::server::listen(self.addr).expect("proxy port is free again");
+        let (upstream, tasks) = (self.upstream, std::sync::Arc::clone(&self.tasks));
+        let accept = tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_cut_off_from_nats_tells_its_subscribers_what_it_cannot_recover() {
+    let Some(nats) = NatsServer::start("gap") else { return };
+    let proxy = Proxy::start(nats.addr);
+    // Every node keeps 3 messages per topic, so the stream does too.
+    let spawn = |url: String| {
+        spawn_broker_with(move |c| {
+            c.cluster.nats_url = url;
+            c.cluster.request_timeout = Duration::from_secs(3);
+            c.history.size = 3;
+        })
+    };
+    let a = spawn(format!("nats://{}", proxy.addr)).await;
+    let b = spawn(nats.url()).await;
+    wait_ready(&a, true).await;
+    wait_ready(&b, true).await;
+    let mut sub = connect(&a.ws_url("/ws")).await;
+    subscribe(&mut sub, "gap.t", None).await;
+    let mut publisher = connect(&b.ws_url("/ws")).await;
+    for k in 1..=2 {
+        publisher.publish("gap.t", json!(k)).await;
+    }
+    for seq in 1..=2 {
+        assert_eq!(next_message(&mut sub).await["seq"], seq);
+    }
+    proxy.cut();
+    wait_ready(&a, false).await;
+    // While A is cut off, B publishes more than the stream keeps per topic: 3..=7 are gone.
+    for k in 3..=10 {
+        publisher.publish("gap.t", json!(k)).await;
+    }
+    proxy.open();
+    wait_ready(&a, true).await;
+    publisher.publish("gap.t", json!(11)).await;
+    let gap = sub.recv().await;
+    assert_eq!(
+        gap,
+        json!({"type": "gap", "topic": "gap.t", "from": 3, "to": 7, "reason": "history"}),
+        "what A cannot recover is told, not skipped silently"
+    );
+    for seq in 8..=11 {
+        let m = next_message(&mut sub).await;
+        assert_eq!((m["seq"].as_u64(), &m["data"]), (Some(seq), &json!(seq)));
+    }
+    let (_, metrics) = http_get(a.addr, "/metrics", &[]).await;
+    assert!(String::from_utf8(metrics)
+        .unwrap()
+        .contains("fanout_cluster_gaps_total 1"));
+}
