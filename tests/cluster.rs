@@ -461,3 +461,56 @@ async fn a_node_cut_off_from_nats_tells_its_subscribers_what_it_cannot_recover()
         .unwrap()
         .contains("fanout_cluster_gaps_total 1"));
 }
+
+/// `fanout_cluster_interests` of a node.
+async fn interests(b: &TestBroker) -> u64 {
+    let (_, metrics) = http_get(b.addr, "/metrics", &[]).await;
+    String::from_utf8(metrics)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("fanout_cluster_interests "))
+        .and_then(|v| v.parse().ok())
+        .expect("the interests gauge")
+}
+
+/// Waits (bounded) until a node follows exactly `n` filters on NATS.
+async fn wait_interests(b: &TestBroker, n: u64) {
+    let deadline = Instant::now() + WAIT;
+    while interests(b).await != n {
+        assert!(Instant::now() < deadline, "node {} never followed {n} filters", b.addr);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_follows_only_what_its_clients_hold_and_lets_go_with_the_last() {
+    let Some(nats) = NatsServer::start("interest") else {
+        return;
+    };
+    let (a, b) = (node(&nats.url()).await, node(&nats.url()).await);
+    let mut first = connect(&a.ws_url("/ws")).await;
+    subscribe(&mut first, "i.one", None).await;
+    subscribe(&mut first, "i.*", None).await;
+    let mut second = connect(&a.ws_url("/ws")).await;
+    subscribe(&mut second, "i.one", None).await;
+    assert_eq!(
+        (interests(&a).await, interests(&b).await),
+        (2, 0),
+        "one per filter, only where held"
+    );
+    first
+        .send(json!({"op": "unsubscribe", "topic": "i.one", "id": 5}))
+        .await;
+    assert_eq!(first.recv().await["type"], "ack");
+    assert_eq!(interests(&a).await, 2, "the second client still holds i.one");
+    second.close().await;
+    wait_interests(&a, 1).await;
+    first.close().await;
+    wait_interests(&a, 0).await;
+    // Nobody follows i.one now; publishing still works and the history is kept for later.
+    let seq = http_publish(b.addr, "i.one", &json!("kept")).await;
+    let mut late = connect(&a.ws_url("/ws")).await;
+    let ack = subscribe(&mut late, "i.one", Some(0)).await;
+    assert_eq!(ack["seq"].as_u64(), Some(seq));
+    assert_eq!(next_message(&mut late).await["data"], "kept");
+}
