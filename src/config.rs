@@ -599,7 +599,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cluster.stream"), "{e}");
-        let c = load("", &[("FANOUT__CLUSTER__NATS_URL", "nats://127.0.0.1:4222")]).unwrap();
+        let e = load("[cluster]\nnats_url = \"http://x:y:z\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster.nats_url"), "{e}");
+        let c = load(
+            "",
+            &[(
+                "FANOUT__CLUSTER__NATS_URL",
+                "nats://127.0.0.1:4222, nats://127.0.0.2:4222",
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.cluster.urls().len(), 2);
         assert!(c.cluster.enabled() && c.cluster.subject_prefix == "fanout");
         let e = load("[server]\nallowed_origins = [\"https://a.com/\"]\n", &[])
             .unwrap_err()

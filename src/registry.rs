@@ -13,7 +13,9 @@
 //! shard, then a topic. Nothing takes a shard while it holds a topic.
 //!
 //! Read-side queries (listing, history, long-poll) live in `registry/query.rs`,
-//! presence in `registry/presence.rs`, the publish rate in `registry/rate.rs`.
+//! presence in `registry/presence.rs`, the publish rate in `registry/rate.rs`,
+//! and cluster mode's way in (messages whose seq the cluster assigned) in
+//! `registry/remote.rs`.
 
 mod presence;
 mod query;

@@ -167,7 +167,8 @@ impl Cluster {
                     }
                 }
             });
-        let client = match options.connect(self.url.as_str()).await {
+        let urls: Vec<async_nats::ServerAddr> = self.url.split(',').filter_map(|u| u.trim().parse().ok()).collect();
+        let client = match options.connect(urls).await {
             Ok(c) => c,
             Err(e) => {
                 warn!(url = %self.url, error = %e, "cannot use cluster.nats_url; the node stays not ready");

@@ -40,10 +40,27 @@ impl ClusterConfig {
         !self.nats_url.trim().is_empty()
     }
 
-    /// Checks the prefix and stream name (only when cluster mode is on).
+    /// The NATS server addresses of `nats_url` (comma-separated), trimmed.
+    pub fn urls(&self) -> Vec<String> {
+        self.nats_url
+            .split(',')
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+
+    /// Checks the URLs, prefix and stream name (only when cluster mode is on).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.enabled() {
             return Ok(());
+        }
+        for url in self.urls() {
+            if let Err(e) = url.parse::<async_nats::ServerAddr>() {
+                return Err(ConfigError::invalid(
+                    "cluster.nats_url",
+                    format!("`{url}` is not a NATS server address ({e}); use forms like \"nats://nats:4222\", comma-separated for several"),
+                ));
+            }
         }
         let prefix_ok = TopicName::parse(&self.subject_prefix).is_ok_and(|t| !t.is_system());
         if !prefix_ok {
