@@ -276,6 +276,19 @@ async fn a_client_of_a_dead_node_recovers_on_another_with_since() {
         .map(|m| m["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, (4..=11).collect::<Vec<_>>(), "{page}");
+    // SSE and long-polling on yet another node catch up from the shared history too.
+    let mut sse = common::sse_connect(b.addr, "/sse/chat.room?since=9", &[]).await;
+    assert_eq!(sse.status, 200);
+    for seq in 10..=11 {
+        let ev = sse.next_event().await;
+        assert_eq!(
+            (ev.id.as_deref(), &ev.json()["data"]),
+            (Some(seq.to_string().as_str()), &json!(seq))
+        );
+    }
+    let (status, polled) = get_json(b.addr, "/api/poll/chat.room?since=10&timeout=5").await;
+    assert_eq!(status, 200, "{polled}");
+    assert_eq!(polled["messages"][0]["seq"], 11, "{polled}");
     // `since` beyond the cluster's seq is refused on any node, as on one node.
     let mut other = connect(&b.ws_url("/ws")).await;
     other
