@@ -59,11 +59,13 @@ impl Cluster {
             entry.refs += 1;
             Arc::clone(&entry.interest)
         };
-        let opened = interest.ready.get_or_try_init(|| self.open(&interest)).await;
-        if let Err(e) = opened {
-            self.release(filter);
-            return Err(e);
-        }
+        // Released on failure, and if the subscriber goes away (this future dropped) meanwhile.
+        let mut held = Acquiring {
+            cluster: self,
+            filter: Some(filter),
+        };
+        interest.ready.get_or_try_init(|| self.open(&interest)).await?;
+        held.filter = None;
         Ok(())
     }
 
@@ -100,16 +102,16 @@ impl Cluster {
     async fn open(self: &Arc<Self>, interest: &Interest) -> Result<(), ClusterError> {
         let link = self.link()?;
         let subject = self.subject(interest.filter.as_str());
+        // Pinned from before the catch-up until the interest goes: unpinned on the way out otherwise.
+        let mut pinned = Pinned {
+            cluster: self,
+            name: None,
+        };
         let (policy, floor, caught_up) = match &interest.filter {
             Filter::Exact(name) => {
                 self.registry.pin(name);
-                match self.last_stream_seq(link, &subject).await {
-                    Ok(last) => (DeliverPolicy::All, 0, last),
-                    Err(e) => {
-                        self.registry.unpin(name);
-                        return Err(e);
-                    }
-                }
+                pinned.name = Some(name);
+                (DeliverPolicy::All, 0, self.last_stream_seq(link, &subject).await?)
             }
             Filter::Pattern(_) => {
                 let end = self.stream_end(link).await?;
@@ -122,17 +124,10 @@ impl Cluster {
                 )
             }
         };
-        let started = self.follow(link, subject, policy, floor).await;
-        let (task, mut progress) = match started {
-            Ok(t) => t,
-            Err(e) => {
-                if let Filter::Exact(name) = &interest.filter {
-                    self.registry.unpin(name);
-                }
-                return Err(e);
-            }
-        };
-        *interest.task.lock() = Some(task.clone());
+        let (task, mut progress) = self.follow(link, subject, policy, floor).await?;
+        // From here the task holds the pin: `release` (or the failure below) undoes both.
+        *interest.task.lock() = Some(task);
+        pinned.name = None;
         if let Some(m) = &self.metrics {
             m.interests.inc();
         }
@@ -248,6 +243,34 @@ impl Cluster {
             if let Some(m) = &self.metrics {
                 m.gaps.inc();
             }
+        }
+    }
+}
+
+/// One [`Cluster::acquire`] under way; released if it does not complete.
+struct Acquiring<'a> {
+    cluster: &'a Cluster,
+    filter: Option<&'a Filter>,
+}
+
+impl Drop for Acquiring<'_> {
+    fn drop(&mut self) {
+        if let Some(filter) = self.filter {
+            self.cluster.release(filter);
+        }
+    }
+}
+
+/// A topic pinned by an interest still opening; unpinned if the opening stops short.
+struct Pinned<'a> {
+    cluster: &'a Cluster,
+    name: Option<&'a crate::topic::TopicName>,
+}
+
+impl Drop for Pinned<'_> {
+    fn drop(&mut self) {
+        if let Some(name) = self.name {
+            self.cluster.registry.unpin(name);
         }
     }
 }
