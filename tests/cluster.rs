@@ -526,4 +526,23 @@ async fn a_node_follows_only_what_its_clients_hold_and_lets_go_with_the_last() {
     let ack = subscribe(&mut late, "i.one", Some(0)).await;
     assert_eq!(ack["seq"].as_u64(), Some(seq));
     assert_eq!(next_message(&mut late).await["data"], "kept");
+    // A pattern followed again later starts afresh: no gap notice for what nobody here followed.
+    let mut before = connect(&a.ws_url("/ws")).await;
+    subscribe(&mut before, "j.*", None).await;
+    http_publish(b.addr, "j.x", &json!(1)).await;
+    assert_eq!(next_message(&mut before).await["seq"], 1);
+    before.close().await;
+    wait_interests(&a, 1).await;
+    for k in 2..=5 {
+        http_publish(b.addr, "j.x", &json!(k)).await;
+    }
+    let mut after = connect(&a.ws_url("/ws")).await;
+    subscribe(&mut after, "j.*", None).await;
+    http_publish(b.addr, "j.x", &json!(6)).await;
+    let m = after.recv().await;
+    assert_eq!(
+        (m["type"].as_str(), m["seq"].as_u64()),
+        (Some("message"), Some(6)),
+        "{m}"
+    );
 }

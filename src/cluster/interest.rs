@@ -92,6 +92,7 @@ impl Cluster {
             if let Filter::Exact(name) = &entry.interest.filter {
                 self.registry.unpin(name);
             }
+            self.registry.forget(&entry.interest.filter);
             if let Some(m) = &self.metrics {
                 m.interests.dec();
             }

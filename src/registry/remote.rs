@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::{fan_out, gap_frame, now_ms, Registry};
 use crate::protocol::{Message, Wire};
-use crate::topic::TopicName;
+use crate::topic::{Filter, TopicName};
 
 /// What a cluster delivery did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +95,25 @@ impl Registry {
         }
     }
 
+    /// Forgets the topics `filter` covers that nothing on this node follows any more (no
+    /// subscriber, no pin), retained messages included: once the node stops following a
+    /// topic what it holds goes stale, and a later interest must start afresh rather than
+    /// report the messages it was not following as lost.
+    pub fn forget(&self, filter: &Filter) {
+        let unfollowed = |t: &Arc<super::Topic>| {
+            let mut st = t.state.lock();
+            let stale = st.subscribers.is_empty() && st.pinned == 0;
+            st.removed |= stale;
+            stale
+        };
+        match filter {
+            Filter::Exact(name) => {
+                self.topics.remove_if(name, |_, t| unfollowed(t));
+            }
+            Filter::Pattern(p) => self.topics.retain(|name, t| !(p.matches(name) && unfollowed(t))),
+        }
+    }
+
     /// The topic's current seq, if the node holds it.
     pub fn seq(&self, name: &TopicName) -> Option<u64> {
         let t = self.topics.get(name).map(|t| Arc::clone(t.value()))?;
@@ -109,7 +128,6 @@ mod tests {
     use crate::config::Config;
     use crate::protocol::{Payload, SessionId};
     use crate::queue::{Drained, Entry, QueueLimits, SendQueue};
-    use crate::topic::Filter;
 
     fn msg(seq: u64) -> Message {
         Message::new(
@@ -171,5 +189,12 @@ mod tests {
         assert_eq!((seqs, page.gap), (vec![1, 2, 3, 4], None));
         r.unpin(&name);
         assert_eq!(r.seq(&name), Some(4), "history keeps it");
+        r.forget(&Filter::parse("c.*").unwrap());
+        assert_eq!(r.seq(&name), None, "unfollowed: what it held is stale");
+        assert_eq!(
+            r.deliver(msg(9)),
+            Delivered::Fanned(0),
+            "a new interest starts afresh, no false gap"
+        );
     }
 }
