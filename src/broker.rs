@@ -17,6 +17,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Auth;
+use crate::cluster::{Cluster, ClusterMetrics};
 use crate::config::Config;
 use crate::connections::ConnectionTable;
 use crate::error::RequestError;
@@ -43,7 +44,9 @@ pub struct Broker {
     /// Where the separate metrics listener is bound, once it is.
     pub metrics_addr: OnceLock<SocketAddr>,
     /// Topics and subscriptions.
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
+    /// The NATS bridge in cluster mode (`cluster.nats_url` set); `None` on a single node.
+    pub cluster: Option<Arc<Cluster>>,
     /// The stop signal and connection tracker.
     pub shutdown: Shutdown,
     next_session: AtomicU64,
@@ -123,10 +126,22 @@ impl Broker {
         };
         let auth = Arc::new(load_auth(&config));
         let tls = load_tls(&config, None);
+        let registry = Arc::new(Registry::new(Arc::clone(&config)));
+        let cluster = match config.cluster.enabled() {
+            true => {
+                let cluster_metrics = match &metrics {
+                    Some(m) => Some(ClusterMetrics::new(m.registry()).map_err(MetricsError::from)?),
+                    None => None,
+                };
+                Some(Cluster::new(&config, Arc::clone(&registry), cluster_metrics))
+            }
+            false => None,
+        };
         Ok(Arc::new(Broker {
+            cluster,
             tls: RwLock::new(tls),
             auth: RwLock::new(auth),
-            registry: Registry::new(Arc::clone(&config)),
+            registry,
             settings: RwLock::new(Arc::clone(&config)),
             metrics,
             connections: ConnectionTable::new(),
@@ -170,9 +185,10 @@ impl Broker {
         SessionId(self.next_session.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Whether the broker accepts new work (`/readyz`).
+    /// Whether the broker accepts new work (`/readyz`): not draining, and in cluster
+    /// mode connected to NATS.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && self.cluster.as_ref().is_none_or(|c| c.is_ready())
     }
 
     /// Answers `/readyz` with 503 from now on (the first step of a drain).

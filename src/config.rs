@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::ConfigError;
 use crate::topic::{Filter, TopicName};
 
+mod cluster;
 mod security;
+pub use cluster::ClusterConfig;
 pub use security::{origin_allowed, AuthConfig, AuthMode, TlsConfig};
 
 /// The default configuration file, every key commented.
@@ -49,6 +51,9 @@ pub struct Config {
     /// Certificates for `wss://` and `https://`.
     #[serde(default)]
     pub tls: TlsConfig,
+    /// Cluster mode over NATS; off (a single node) when `nats_url` is empty.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 /// `[server]`.
@@ -368,6 +373,7 @@ impl Config {
         positive("http.max_limit", self.http.max_limit)?;
         positive("http.sse_heartbeat", self.http.sse_heartbeat.as_millis() as usize)?;
         self.auth.validate()?;
+        self.cluster.validate()?;
         // Reads the key file, so a missing or wrong key stops the start (or the reload).
         crate::auth::Auth::from_config(self)?;
         crate::tls::acceptor(self)?;
@@ -453,7 +459,7 @@ fn describe(e: config::ConfigError) -> String {
 }
 
 /// Durations as humantime strings (`"10s"`, `"5m"`).
-mod duration {
+pub(crate) mod duration {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -602,6 +608,24 @@ mod tests {
         assert!(e.contains("auth.anonymous_subscribe[0]"), "{e}");
         let e = load("[tls]\ncert_file = \"/x.pem\"\n", &[]).unwrap_err().to_string();
         assert!(e.contains("tls.key_file"), "{e}");
+        let e = load("[cluster]\nnats_url = \"nats://x:4222\"\nstream = \"a.b\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster.stream"), "{e}");
+        let e = load("[cluster]\nnats_url = \"http://x:y:z\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster.nats_url"), "{e}");
+        let c = load(
+            "",
+            &[(
+                "FANOUT__CLUSTER__NATS_URL",
+                "nats://127.0.0.1:4222, nats://127.0.0.2:4222",
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.cluster.urls().len(), 2);
+        assert!(c.cluster.enabled() && c.cluster.subject_prefix == "fanout");
         let e = load("[server]\nallowed_origins = [\"https://a.com/\"]\n", &[])
             .unwrap_err()
             .to_string();

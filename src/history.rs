@@ -68,6 +68,29 @@ impl History {
         self.expire(now_ms);
     }
 
+    /// Puts an older message where it belongs if it is missing (a cluster catch-up
+    /// arriving behind the live stream), then applies the limits.
+    pub fn fill(&mut self, msg: &Arc<Message>, now_ms: u64) {
+        if !self.retains() {
+            return;
+        }
+        let at = self.entries.partition_point(|m| m.seq < msg.seq);
+        if self.entries.get(at).is_some_and(|m| m.seq == msg.seq) {
+            return;
+        }
+        self.entries.insert(at, Arc::clone(msg));
+        let keep = self.size.max(self.last_value as usize);
+        while self.entries.len() > keep {
+            self.entries.pop_front();
+        }
+        self.expire(now_ms);
+    }
+
+    /// Forgets everything retained (what follows does not join up with it).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     /// Drops messages older than the ttl (the last value stays if the topic keeps one).
     pub fn expire(&mut self, now_ms: u64) {
         let floor = usize::from(self.last_value);

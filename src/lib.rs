@@ -7,7 +7,8 @@
 //!   published [`protocol::Message`] and its frames, encoded once per format.
 //! - [`queue`]: the bounded per-connection [`queue::SendQueue`] and its
 //!   overflow policies; [`history`]: a topic's ring of recent messages.
-//! - [`registry`]: the sharded topic table and the publish entry point.
+//! - [`registry`]: the sharded topic table and the publish entry point;
+//!   [`cluster`] beside it: the NATS bridge of cluster mode.
 //! - [`session`]: one connection's subscriptions and its writer loop.
 //! - [`transport`]: WebSocket (`/ws`, `/ws/t/{topic}`) and the HTTP API.
 //! - [`server`]: accept loop, routing, limits, drain; [`broker`]: shared state.
@@ -21,6 +22,7 @@
 
 pub mod auth;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod dashboard;

@@ -13,16 +13,20 @@
 //! shard, then a topic. Nothing takes a shard while it holds a topic.
 //!
 //! Read-side queries (listing, history, long-poll) live in `registry/query.rs`,
-//! presence in `registry/presence.rs`, the publish rate in `registry/rate.rs`.
+//! presence in `registry/presence.rs`, the publish rate in `registry/rate.rs`,
+//! and cluster mode's way in (messages whose seq the cluster assigned) in
+//! `registry/remote.rs`.
 
 mod epoch;
 mod presence;
 mod query;
 mod rate;
+mod remote;
 
 pub use epoch::Epoch;
 pub use presence::PresenceInfo;
 pub use query::{HistoryPage, PollStart, TopicQuery};
+pub use remote::Delivered;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -75,6 +79,9 @@ pub struct Registry {
     /// How many of `topics` are the broker's own (`$sys.stats`): kept out of the
     /// user-facing count and `limits.max_topics`. Changed only when a topic is made or removed.
     system_topics: AtomicUsize,
+    /// In cluster mode, the epoch every topic shares: seqs live in the shared stream,
+    /// so they mean the same on every node until that stream starts again.
+    shared_epoch: std::sync::OnceLock<Epoch>,
 }
 
 /// Subscribers of one topic or pattern by connection. A connection covered by
@@ -107,11 +114,13 @@ struct TopicState {
     members: Option<presence::Members>,
     /// Set when the topic leaves the table; whoever still holds it must look it up again.
     removed: bool,
+    /// Cluster interests holding the topic (its seq must survive with no subscriber); 0 on one node.
+    pinned: u32,
 }
 
 impl TopicState {
     fn is_idle(&self) -> bool {
-        self.subscribers.is_empty() && self.history.is_empty()
+        self.subscribers.is_empty() && self.history.is_empty() && self.pinned == 0
     }
 
     fn add(&mut self, queue: &Arc<SendQueue>) {
@@ -149,7 +158,14 @@ impl Registry {
             patterns: RwLock::new(HashMap::new()),
             config: RwLock::new(config),
             system_topics: AtomicUsize::new(0),
+            shared_epoch: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Gives every topic made from now on `epoch` (cluster mode: the shared stream's),
+    /// instead of one of its own.
+    pub fn share_epoch(&self, epoch: Epoch) {
+        let _ = self.shared_epoch.set(epoch);
     }
 
     /// Takes topic settings from `config` from now on. Existing topics keep theirs
@@ -290,7 +306,7 @@ impl Registry {
             st.history.expire(now);
             if st.is_idle() {
                 st.removed = true;
-                self.forget(t);
+                self.count_removed(t);
                 return false;
             }
             true
@@ -343,12 +359,13 @@ impl Registry {
                 system: name.is_system(),
                 state: Mutex::new(TopicState {
                     seq: 0,
-                    epoch: Epoch::new(),
+                    epoch: self.shared_epoch.get().copied().unwrap_or_default(),
                     subscribers,
                     history: History::new(&settings),
                     rate: rate::Rate::default(),
                     members: settings.presence.then(presence::Members::default),
                     removed: false,
+                    pinned: 0,
                 }),
                 settings,
             })
@@ -367,12 +384,12 @@ impl Registry {
             false
         });
         if let Some((_, t)) = removed {
-            self.forget(&t);
+            self.count_removed(&t);
         }
     }
 
     /// Keeps `system_topics` current when `t` leaves the table.
-    fn forget(&self, t: &Topic) {
+    fn count_removed(&self, t: &Topic) {
         if t.system {
             self.system_topics.fetch_sub(1, Ordering::Relaxed);
         }

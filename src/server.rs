@@ -56,6 +56,9 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
         tokio::spawn(serve_metrics(l, Arc::clone(&broker)))
     });
     info!(addr = %listener.local_addr()?, "listening");
+    if let Some(cluster) = &broker.cluster {
+        cluster.start();
+    }
     crate::notify::ready();
     let sweeper = tokio::spawn(sweep(Arc::clone(&broker)));
     let stats = tokio::spawn(crate::stats::publish_every_interval(Arc::clone(&broker)));
@@ -158,6 +161,8 @@ async fn serve_metrics(listener: TcpListener, broker: Arc<Broker>) {
 fn readiness(broker: &Broker) -> Response<Body> {
     if broker.is_ready() {
         text_response(StatusCode::OK, "ready")
+    } else if broker.cluster.as_ref().is_some_and(|c| !c.is_ready()) {
+        text_response(StatusCode::SERVICE_UNAVAILABLE, "not connected to the cluster (NATS)")
     } else {
         text_response(StatusCode::SERVICE_UNAVAILABLE, "draining")
     }
@@ -370,7 +375,7 @@ async fn route(
             // Topic names never hold `/`, so the suffix is unambiguous.
             match rest.split_once('/') {
                 None => topics_api::info(&broker, &req, rest),
-                Some((topic, "history")) => topics_api::history(&broker, &req, topic),
+                Some((topic, "history")) => topics_api::history(&broker, &req, topic).await,
                 Some((topic, "presence")) => topics_api::presence(&broker, &req, topic),
                 Some(_) => error_response(
                     StatusCode::NOT_FOUND,
@@ -383,8 +388,8 @@ async fn route(
             let topic = p["/api/poll/".len()..].to_owned();
             poll::poll(broker, req, &topic).await
         }
-        (&Method::GET, "/sse") => sse::stream(&broker, &req, None),
-        (&Method::GET, p) if p.starts_with("/sse/") => sse::stream(&broker, &req, Some(&p["/sse/".len()..])),
+        (&Method::GET, "/sse") => sse::stream(&broker, &req, None).await,
+        (&Method::GET, p) if p.starts_with("/sse/") => sse::stream(&broker, &req, Some(&p["/sse/".len()..])).await,
         (_, "/healthz" | "/readyz" | "/metrics" | "/api/connections" | "/api/publish") => error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "bad_request",

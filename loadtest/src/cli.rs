@@ -195,7 +195,8 @@ pub enum Scenario {
 /// Flags every scenario shares.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Base URL of the server (loopback only unless --allow-remote).
+    /// Base URL of the server (loopback only unless --allow-remote). Several,
+    /// comma-separated (a cluster's nodes): connections take them in turn.
     #[arg(long, default_value = "ws://127.0.0.1:8080")]
     pub url: String,
     /// Wire format: raw frames, or the broker's json / msgpack envelopes.

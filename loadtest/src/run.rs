@@ -127,7 +127,9 @@ pub struct RunReport {
 
 /// Runs the whole thing.
 pub async fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
-    limits::check_loopback(&cfg.opts.url, cfg.allow_remote)?;
+    for url in cfg.opts.url.split(',') {
+        limits::check_loopback(url.trim(), cfg.allow_remote)?;
+    }
     let conns = cfg.plan.conns.len();
     limits::check_fds(conns, cfg.workers, limits::nofile_limit())?;
     limits::check_ports(conns, cfg.opts.local_addrs, limits::ephemeral_ports())?;

@@ -30,6 +30,11 @@ impl Epoch {
         Epoch(mix(base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))))
     }
 
+    /// The epoch named by `seed`: the same on every node that derives it from the same seed.
+    pub fn derived(seed: u64) -> Epoch {
+        Epoch(mix(seed))
+    }
+
     /// Parses the wire form; `None` when it is not 1 to 16 hex digits.
     pub fn parse(text: &str) -> Option<Epoch> {
         if text.is_empty() || text.len() > 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -143,11 +143,12 @@ impl Session {
         &self.queue
     }
 
-    /// Decodes and carries out one request, queueing its reply.
-    pub fn handle_request(&mut self, frame: &[u8]) {
+    /// Decodes and carries out one request, queueing its reply. Only cluster mode ever
+    /// waits here (on NATS); on a single node the future is ready at once.
+    pub async fn handle_request(&mut self, frame: &[u8]) {
         let wire = self.queue.wire();
         match protocol::decode(wire, frame) {
-            Ok(msg) => self.handle(msg),
+            Ok(msg) => self.handle(msg).await,
             Err(e) => self.reply_error(e.id, &e.error),
         }
     }
@@ -157,7 +158,7 @@ impl Session {
         self.reply_error(None, &RequestError::bad_request(message));
     }
 
-    fn handle(&mut self, msg: ClientMsg) {
+    async fn handle(&mut self, msg: ClientMsg) {
         match msg {
             ClientMsg::Subscribe {
                 id,
@@ -166,7 +167,7 @@ impl Session {
                 epoch,
             } => {
                 let resume = since.map(|since| Resume { since, epoch });
-                if let Err(e) = self.subscribe(&topic, resume, id) {
+                if let Err(e) = self.subscribe(&topic, resume, id).await {
                     self.reply_error(id, &e);
                 }
             }
@@ -174,7 +175,7 @@ impl Session {
                 Ok(()) => self.ack(id, Some(&topic), None),
                 Err(e) => self.reply_error(id, &e),
             },
-            ClientMsg::Publish { id, topic, data } => match self.publish(&topic, data) {
+            ClientMsg::Publish { id, topic, data } => match self.publish(&topic, data).await {
                 Ok(p) => self.ack(id, Some(&topic), Some(p.seq)),
                 Err(e) => self.reply_error(id, &e),
             },
@@ -197,13 +198,13 @@ impl Session {
 
     /// Subscribes to `text` (a topic or pattern), resuming after `resume` if given; the
     /// ack carries the topic's current seq and epoch.
-    pub fn subscribe(&mut self, text: &str, resume: Option<Resume>, id: Option<u64>) -> Result<(), RequestError> {
-        self.subscribe_at(text, resume, id).map(|_| ())
+    pub async fn subscribe(&mut self, text: &str, resume: Option<Resume>, id: Option<u64>) -> Result<(), RequestError> {
+        self.subscribe_at(text, resume, id).await.map(|_| ())
     }
 
     /// As [`Session::subscribe`], returning the topic's position at the moment of
     /// subscribing (`None` for a pattern, or a subscription the connection already had).
-    pub fn subscribe_at(
+    pub async fn subscribe_at(
         &mut self,
         text: &str,
         resume: Option<Resume>,
@@ -233,9 +234,14 @@ impl Session {
         if let Filter::Exact(name) = &filter {
             self.broker.registry.admit(name)?;
         }
+        if let Some(cluster) = &self.broker.cluster {
+            // The topic's history and seq arrive from the cluster before the registry answers.
+            cluster.acquire(&filter).await?;
+        }
         let queue = Arc::clone(&self.queue);
         let mut at = None;
-        self.broker
+        let subscribed = self
+            .broker
             .registry
             .subscribe(&filter, &self.queue, resume, |position| {
                 at = position;
@@ -251,7 +257,13 @@ impl Session {
                         },
                     ));
                 }
-            })?;
+            });
+        if let Err(e) = subscribed {
+            if let Some(cluster) = &self.broker.cluster {
+                cluster.release(&filter);
+            }
+            return Err(e);
+        }
         if let Filter::Exact(name) = &filter {
             self.broker.registry.join(name, self.id, &self.client);
         }
@@ -277,6 +289,9 @@ impl Session {
             .remove(text)
             .ok_or_else(|| RequestError::new(ErrorCode::NotFound, format!("not subscribed to `{text}`")))?;
         self.broker.registry.unsubscribe(&filter, self.id);
+        if let Some(cluster) = &self.broker.cluster {
+            cluster.release(&filter);
+        }
         self.subscriptions_changed(-1);
         if let Filter::Exact(name) = &filter {
             self.broker.registry.leave(name, self.id);
@@ -295,13 +310,13 @@ impl Session {
     }
 
     /// Publishes `data` to `topic` on behalf of this connection.
-    pub fn publish(&mut self, topic: &str, data: Payload) -> Result<Published, RequestError> {
+    pub async fn publish(&mut self, topic: &str, data: Payload) -> Result<Published, RequestError> {
         let name = TopicName::parse(topic)?;
-        self.publish_to(&name, data)
+        self.publish_to(&name, data).await
     }
 
     /// Publishes to an already-validated topic (raw sockets).
-    pub fn publish_to(&mut self, topic: &TopicName, data: Payload) -> Result<Published, RequestError> {
+    pub async fn publish_to(&mut self, topic: &TopicName, data: Payload) -> Result<Published, RequestError> {
         if topic.is_system() {
             return Err(RequestError::new(
                 ErrorCode::Forbidden,
@@ -320,7 +335,10 @@ impl Session {
             // One add per published message (not per delivery): the publish itself locks the topic.
             published.inc();
         }
-        Ok(self.broker.registry.publish(topic, data, Some(self.id)))
+        match &self.broker.cluster {
+            None => Ok(self.broker.registry.publish(topic, data, Some(self.id))),
+            Some(cluster) => crate::cluster::publish(cluster, &self.broker.registry, topic, data, Some(self.id)).await,
+        }
     }
 
     fn ack(&self, id: Option<u64>, topic: Option<&str>, seq: Option<u64>) {
@@ -365,6 +383,9 @@ impl Drop for Session {
     fn drop(&mut self) {
         for filter in self.subscriptions.values() {
             self.broker.registry.unsubscribe(filter, self.id);
+            if let Some(cluster) = &self.broker.cluster {
+                cluster.release(filter);
+            }
             if let Filter::Exact(name) = filter {
                 self.broker.registry.leave(name, self.id);
             }

@@ -153,7 +153,7 @@ struct Publisher<'a> {
 }
 
 /// Publishes to `topic` after checking it (clients cannot publish to `$` topics).
-fn publish_one(p: &Publisher<'_>, topic: &str, payload: Payload) -> Result<Published, RequestError> {
+async fn publish_one(p: &Publisher<'_>, topic: &str, payload: Payload) -> Result<Published, RequestError> {
     let (broker, grants) = (p.broker, &p.grants);
     let name = TopicName::parse(topic)?;
     if name.is_system() {
@@ -171,7 +171,10 @@ fn publish_one(p: &Publisher<'_>, topic: &str, payload: Payload) -> Result<Publi
     if let Some(m) = &broker.metrics {
         m.published.with_label_values(&["http"]).inc();
     }
-    Ok(broker.registry.publish(&name, payload, None))
+    match &broker.cluster {
+        None => Ok(broker.registry.publish(&name, payload, None)),
+        Some(cluster) => crate::cluster::publish(cluster, &broker.registry, &name, payload, None).await,
+    }
 }
 
 /// `POST /api/publish/{topic}`.
@@ -191,7 +194,7 @@ pub async fn publish(
             grants,
             slot,
         };
-        publish_one(&publisher, topic, payload(kind, body)?)
+        publish_one(&publisher, topic, payload(kind, body)?).await
     }
     .await;
     match result {
@@ -213,18 +216,32 @@ pub async fn publish_batch(
         let limit = broker.settings().limits.max_message_bytes.saturating_mul(16);
         let body = read_body(req, limit).await?;
         count_received(&broker, &body);
+        let items = match kind {
+            BodyKind::Json => batch_json(&body)?,
+            BodyKind::Msgpack => batch_msgpack(&body)?,
+            _ => {
+                return Err(RequestError::bad_request(
+                    "a batch body must be application/json or application/msgpack: an array of {topic, data}",
+                ))
+            }
+        };
         let publisher = Publisher {
             broker: &broker,
             grants,
             slot,
         };
-        match kind {
-            BodyKind::Json => batch_json(&publisher, &body),
-            BodyKind::Msgpack => batch_msgpack(&publisher, &body),
-            _ => Err(RequestError::bad_request(
-                "a batch body must be application/json or application/msgpack: an array of {topic, data}",
-            )),
+        let mut answers = Vec::with_capacity(items.len());
+        for item in items {
+            let published = match item {
+                Ok((topic, payload)) => publish_one(&publisher, &topic, payload).await.map(|p| (topic, p)),
+                Err(e) => Err(e),
+            };
+            answers.push(match published {
+                Ok((topic, p)) => published_json(&topic, p),
+                Err(e) => serde_json::json!({ "error": error_json(&e) }),
+            });
         }
+        Ok(answers)
     }
     .await;
     match result {
@@ -233,7 +250,10 @@ pub async fn publish_batch(
     }
 }
 
-fn batch_json(publisher: &Publisher<'_>, body: &[u8]) -> Result<Vec<serde_json::Value>, RequestError> {
+/// One batch item, parsed: its topic and payload, or what is wrong with it.
+type BatchItem = Result<(String, Payload), RequestError>;
+
+fn batch_json(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
     #[derive(serde::Deserialize)]
     struct Item<'a> {
         #[serde(borrow)]
@@ -248,7 +268,7 @@ fn batch_json(publisher: &Publisher<'_>, body: &[u8]) -> Result<Vec<serde_json::
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            let one = || -> Result<(String, Published), RequestError> {
+            let one = || -> BatchItem {
                 let topic: String = item
                     .topic
                     .and_then(|t| serde_json::from_str(t.get()).ok())
@@ -257,18 +277,14 @@ fn batch_json(publisher: &Publisher<'_>, body: &[u8]) -> Result<Vec<serde_json::
                     .data
                     .ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a `data` field")))?;
                 let payload = json::payload(data.get()).map_err(RequestError::bad_request)?;
-                let p = publish_one(publisher, &topic, payload)?;
-                Ok((topic, p))
+                Ok((topic, payload))
             };
-            match one() {
-                Ok((topic, p)) => published_json(&topic, p),
-                Err(e) => serde_json::json!({ "error": error_json(&e) }),
-            }
+            one()
         })
         .collect())
 }
 
-fn batch_msgpack(publisher: &Publisher<'_>, body: &[u8]) -> Result<Vec<serde_json::Value>, RequestError> {
+fn batch_msgpack(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
     let mut rest = body;
     let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, 64)
         .map_err(|e| RequestError::bad_request(format!("malformed MessagePack batch: {e}")))?;
@@ -281,7 +297,7 @@ fn batch_msgpack(publisher: &Publisher<'_>, body: &[u8]) -> Result<Vec<serde_jso
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let one = || -> Result<(String, Published), RequestError> {
+            let one = || -> BatchItem {
                 let ValueRef::Map(fields) = item else {
                     return Err(RequestError::bad_request(format!(
                         "item {i}: must be a map of {{topic, data}}"
@@ -303,13 +319,9 @@ fn batch_msgpack(publisher: &Publisher<'_>, body: &[u8]) -> Result<Vec<serde_jso
                 let mut encoded = Vec::new();
                 rmpv::encode::write_value_ref(&mut encoded, data)
                     .map_err(|e| RequestError::bad_request(format!("item {i}: bad `data`: {e}")))?;
-                let p = publish_one(publisher, &topic, msgpack_value(data, &encoded)?)?;
-                Ok((topic, p))
+                Ok((topic, msgpack_value(data, &encoded)?))
             };
-            match one() {
-                Ok((topic, p)) => published_json(&topic, p),
-                Err(e) => serde_json::json!({ "error": error_json(&e) }),
-            }
+            one()
         })
         .collect())
 }

@@ -64,6 +64,11 @@ async fn answer<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Result<Res
             max_bytes: q.max_bytes,
         },
     ));
+    // In cluster mode the node follows the topic for as long as the poll lasts.
+    let _held = match &broker.cluster {
+        Some(c) => Some(c.hold(Filter::Exact(name.clone())).await?),
+        None => None,
+    };
     let since = match broker.registry.poll_start(&name, since, limit, &queue) {
         PollStart::Ready(page) => {
             let seq = page

@@ -50,7 +50,7 @@ struct StreamRequest {
 }
 
 /// Answers `GET /sse[/{topic}]` with an event stream, or a 400 naming what is wrong.
-pub fn stream<B>(broker: &Arc<Broker>, req: &Request<B>, path_topic: Option<&str>) -> Response<Body> {
+pub async fn stream<B>(broker: &Arc<Broker>, req: &Request<B>, path_topic: Option<&str>) -> Response<Body> {
     if let Err(text) = super::check_origin(broker, req.headers()) {
         return text_response(StatusCode::FORBIDDEN, &text);
     }
@@ -74,7 +74,7 @@ pub fn stream<B>(broker: &Arc<Broker>, req: &Request<B>, path_topic: Option<&str
             Filter::Pattern(_) => None,
         };
         let resume = since.map(|since| crate::registry::Resume { since, epoch: None });
-        match session.subscribe_at(filter.as_str(), resume, None) {
+        match session.subscribe_at(filter.as_str(), resume, None).await {
             Ok(at) => {
                 if let (Filter::Exact(t), Some(p)) = (filter, at) {
                     // Not recovered: the topic started again, so the stream goes on from its seq now.

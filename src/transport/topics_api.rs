@@ -224,13 +224,18 @@ pub fn info<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Response<Body>
 
 /// `GET /api/topics/{topic}/history?since=N&limit=M`: retained messages after N
 /// (default 0), oldest first, with a `gap` for what is gone.
-pub fn history<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Response<Body> {
-    let result = || -> Result<Response<Body>, RequestError> {
+pub async fn history<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Response<Body> {
+    let result = async {
         let name = readable_topic(broker, req, topic)?;
         let pairs = query_pairs(req);
         let since = u64_param(&pairs, "since")?.unwrap_or(0);
         let max = broker.config.http.max_limit;
         let limit = limit_param(&pairs, max, max)?;
+        // In cluster mode the shared history comes from the cluster, whichever node answers.
+        let _held = match &broker.cluster {
+            Some(c) => Some(c.hold(Filter::Exact(name.clone())).await?),
+            None => None,
+        };
         let page = broker.registry.history(&name, since, limit)?;
         let seq = page.messages.last().map_or(page.seq, |m| m.seq);
         Ok(messages_response(
@@ -241,7 +246,7 @@ pub fn history<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Response<Bo
             &page.messages,
         ))
     };
-    result().unwrap_or_else(|e| request_error(&e))
+    result.await.unwrap_or_else(|e: RequestError| request_error(&e))
 }
 
 /// `GET /api/topics/{topic}/presence`: member count and up to `presence.max_members_listed` ids.

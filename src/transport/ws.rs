@@ -287,11 +287,8 @@ where
     debug!("connected");
     let queue = Arc::clone(session.queue());
     if let Some(topic) = &params.topic {
-        if let Err(e) = session.subscribe(
-            topic.as_str(),
-            params.since.map(|since| Resume { since, epoch: None }),
-            None,
-        ) {
+        let resume = params.since.map(|since| Resume { since, epoch: None });
+        if let Err(e) = session.subscribe(topic.as_str(), resume, None).await {
             queue.close(frame::close(1008, &e.message), false);
         }
     }
@@ -406,10 +403,10 @@ async fn read_messages<R: AsyncRead + Unpin>(
                 queue.close(frame::close(code, ""), true);
                 return Err(ReadEnd::Gone);
             }
-            (Incoming::Text(t), Wire::Raw) => raw_publish(session, params, Payload::Text(t))?,
-            (Incoming::Binary(b), Wire::Raw) => raw_publish(session, params, Payload::Binary(b))?,
-            (Incoming::Text(t), Wire::Json) => handle(session, &t)?,
-            (Incoming::Binary(b), Wire::Msgpack) => handle(session, &b)?,
+            (Incoming::Text(t), Wire::Raw) => raw_publish(session, params, Payload::Text(t)).await?,
+            (Incoming::Binary(b), Wire::Raw) => raw_publish(session, params, Payload::Binary(b)).await?,
+            (Incoming::Text(t), Wire::Json) => handle(session, &t).await?,
+            (Incoming::Binary(b), Wire::Msgpack) => handle(session, &b).await?,
             (Incoming::Binary(_), Wire::Json) => session
                 .reject_frame("binary frame on a JSON connection; send text frames or connect with format=msgpack"),
             (Incoming::Text(_), Wire::Msgpack) => session
@@ -421,8 +418,8 @@ async fn read_messages<R: AsyncRead + Unpin>(
 }
 
 /// Answers one request; a client that keeps publishing over its rate is closed.
-fn handle(session: &mut Session, request: &[u8]) -> Result<(), ReadEnd> {
-    session.handle_request(request);
+async fn handle(session: &mut Session, request: &[u8]) -> Result<(), ReadEnd> {
+    session.handle_request(request).await;
     if session.rate_abused() {
         return Err(ReadEnd::Violation(1008, "rate limited".into()));
     }
@@ -430,10 +427,11 @@ fn handle(session: &mut Session, request: &[u8]) -> Result<(), ReadEnd> {
 }
 
 /// Publishes a raw socket's frame; a refusal can only be told with a close (1008).
-fn raw_publish(session: &mut Session, params: &WsParams, payload: Payload) -> Result<(), ReadEnd> {
+async fn raw_publish(session: &mut Session, params: &WsParams, payload: Payload) -> Result<(), ReadEnd> {
     if let Some(topic) = &params.topic {
         session
             .publish_to(topic, payload)
+            .await
             .map_err(|e| ReadEnd::Violation(1008, e.message))?;
     }
     Ok(())

@@ -96,6 +96,7 @@ pub async fn run_worker(mut cmds: mpsc::Receiver<Command>, events: mpsc::Sender<
             opts: opts.clone(),
             shared: shared.clone(),
             local: local_addr(i, opts.local_addrs),
+            index: i,
             reconnect,
             stop: stop_rx.clone(),
         };
@@ -150,7 +151,7 @@ async fn connect_all(
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
             let local = local_addr(i, opts.local_addrs);
-            (i, open(&plan.conns[i], &opts, local, &HashMap::new()).await)
+            (i, open(&plan.conns[i], &opts, i, local, &HashMap::new()).await)
         });
     }
     let mut report = ReadyReport::default();

@@ -62,15 +62,23 @@ pub fn local_addr(index: usize, n: u32) -> Option<IpAddr> {
     })
 }
 
+/// The server connection `index` uses: `--url` may list several (a cluster's nodes),
+/// comma-separated; connections take them in turn.
+pub fn base_url(urls: &str, index: usize) -> &str {
+    let n = urls.split(',').count();
+    urls.split(',').nth(index % n).unwrap_or(urls).trim()
+}
+
 /// Opens connection `spec`, resuming each topic found in `since` after its position.
 pub async fn open(
     spec: &ConnSpec,
     opts: &RunOpts,
+    index: usize,
     local: Option<IpAddr>,
     since: &HashMap<String, TopicPos>,
 ) -> Result<Opened, OpenError> {
     let limit = Duration::from_millis(opts.connect_timeout_ms.max(1));
-    tokio::time::timeout(limit, open_inner(spec, opts, local, since))
+    tokio::time::timeout(limit, open_inner(spec, opts, index, local, since))
         .await
         .map_err(|_| OpenError::Timeout(limit))?
 }
@@ -78,6 +86,7 @@ pub async fn open(
 async fn open_inner(
     spec: &ConnSpec,
     opts: &RunOpts,
+    index: usize,
     local: Option<IpAddr>,
     since: &HashMap<String, TopicPos>,
 ) -> Result<Opened, OpenError> {
@@ -86,7 +95,9 @@ async fn open_inner(
         Some(p) if !opts.protocol.has_envelopes() => format!("since={}", p.seq),
         _ => String::new(),
     };
-    let url = opts.protocol.url(&opts.url, &opts.raw_path, topic, &query);
+    let url = opts
+        .protocol
+        .url(base_url(&opts.url, index), &opts.raw_path, topic, &query);
     let started = std::time::Instant::now();
     let config = ClientConfig {
         local_addr: local,
@@ -158,6 +169,8 @@ mod tests {
 
     #[test]
     fn local_addrs_cycle() {
+        assert_eq!(base_url("ws://a", 7), "ws://a");
+        assert_eq!(base_url("ws://a,ws://b,ws://c", 4), "ws://b");
         assert_eq!(local_addr(0, 0), None);
         assert_eq!(local_addr(0, 3), Some("127.0.0.1".parse().unwrap()));
         assert_eq!(local_addr(5, 3), Some("127.0.0.3".parse().unwrap()));

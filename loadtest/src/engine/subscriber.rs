@@ -44,6 +44,8 @@ pub struct SubCtx {
     pub shared: Arc<Shared>,
     /// Local address to reconnect from.
     pub local: Option<IpAddr>,
+    /// The connection's index in the plan (picks its server among several `--url`s).
+    pub index: usize,
     /// Reconnect request (reconnect scenario).
     pub reconnect: Arc<Notify>,
     /// Becomes true when the run ends.
@@ -191,7 +193,7 @@ pub async fn run_subscriber(mut ctx: SubCtx, mut conn: Opened) {
                     }
                 }
             }
-            match open(&ctx.spec, &ctx.opts, ctx.local, &last_seq).await {
+            match open(&ctx.spec, &ctx.opts, ctx.index, ctx.local, &last_seq).await {
                 Ok(c) => break c,
                 Err(_) => {
                     (attempt, wait) = (attempt + 1, true);
