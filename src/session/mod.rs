@@ -236,7 +236,9 @@ impl Session {
         }
         if let Some(cluster) = &self.broker.cluster {
             // The topic's history and seq arrive from the cluster before the registry answers.
-            cluster.acquire(&filter).await?;
+            // Boxed: NATS's futures are kilobytes, and inline they would sit in every
+            // connection's reader future, single-node mode included.
+            Box::pin(cluster.acquire(&filter)).await?;
         }
         let queue = Arc::clone(&self.queue);
         let mut at = None;
@@ -337,7 +339,17 @@ impl Session {
         }
         match &self.broker.cluster {
             None => Ok(self.broker.registry.publish(topic, data, Some(self.id))),
-            Some(cluster) => crate::cluster::publish(cluster, &self.broker.registry, topic, data, Some(self.id)).await,
+            // Boxed for the reason given in `subscribe_at`.
+            Some(cluster) => {
+                Box::pin(crate::cluster::publish(
+                    cluster,
+                    &self.broker.registry,
+                    topic,
+                    data,
+                    Some(self.id),
+                ))
+                .await
+            }
         }
     }
 
