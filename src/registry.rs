@@ -176,27 +176,37 @@ impl Registry {
 
     /// Assigns the next seq of `topic` and queues the message for every subscriber.
     pub fn publish(&self, topic: &TopicName, payload: Payload, origin: Option<SessionId>) -> Published {
-        loop {
-            let t = self.topic(topic);
-            let mut st = t.state.lock();
-            if st.removed {
-                continue;
-            }
+        self.with_topic(topic, |t, st| {
             st.seq += 1;
             let now = now_ms();
             st.rate.record(now);
             let msg = Arc::new(Message::new(topic.clone(), st.seq, now, payload, origin));
             st.history.push(&msg, now);
             let subscribers = fan_out(&st.subscribers, &msg, t.settings.policy);
+            Published {
+                seq: msg.seq,
+                subscribers,
+            }
+        })
+    }
+
+    /// Runs `f` on the state of `name` (made if need be), locked while the topic is
+    /// still in the table: one removed between the lookup and the lock is looked up
+    /// again. A topic `f` leaves idle is reaped once the lock is released.
+    fn with_topic<R>(&self, name: &TopicName, f: impl FnOnce(&Topic, &mut TopicState) -> R) -> R {
+        loop {
+            let t = self.topic(name);
+            let mut st = t.state.lock();
+            if st.removed {
+                continue;
+            }
+            let out = f(&t, &mut st);
             let idle = st.is_idle();
             drop(st);
             if idle {
-                self.reap(topic);
+                self.reap(name);
             }
-            return Published {
-                seq: msg.seq,
-                subscribers,
-            };
+            return out;
         }
     }
 
@@ -215,23 +225,20 @@ impl Registry {
         on_subscribed: impl FnOnce(Option<Position>),
     ) -> Result<(), RequestError> {
         match filter {
-            Filter::Exact(name) => loop {
-                let t = self.topic(name);
-                let mut st = t.state.lock();
-                if st.removed {
-                    continue;
-                }
-                let recovered = resume.is_none_or(|r| r.since <= st.seq && r.epoch.is_none_or(|e| e == st.epoch));
-                on_subscribed(Some(Position {
-                    seq: st.seq,
-                    epoch: st.epoch,
-                    recovered,
-                }));
-                let since = resume.filter(|_| recovered).map(|r| r.since);
-                replay(name, &st, queue, since, t.settings.policy);
-                st.add(queue);
-                return Ok(());
-            },
+            Filter::Exact(name) => {
+                self.with_topic(name, |t, st| {
+                    let recovered = resume.is_none_or(|r| r.since <= st.seq && r.epoch.is_none_or(|e| e == st.epoch));
+                    on_subscribed(Some(Position {
+                        seq: st.seq,
+                        epoch: st.epoch,
+                        recovered,
+                    }));
+                    let since = resume.filter(|_| recovered).map(|r| r.since);
+                    replay(name, st, queue, since, t.settings.policy);
+                    st.add(queue);
+                });
+                Ok(())
+            }
             Filter::Pattern(pattern) => {
                 let mut patterns = self.patterns.write();
                 let subs = patterns.entry(pattern.clone()).or_default();

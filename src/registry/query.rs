@@ -99,29 +99,18 @@ impl Registry {
     /// next message). With nothing to answer yet, `queue` is subscribed under the same
     /// lock, so no message can fall between the check and the wait.
     pub fn poll_start(&self, name: &TopicName, since: Option<u64>, limit: usize, queue: &Arc<SendQueue>) -> PollStart {
-        loop {
-            let t = self.topic(name);
-            let mut st = t.state.lock();
-            if st.removed {
-                continue;
-            }
+        self.with_topic(name, |_, st| {
             // A `since` beyond the current seq is from an earlier life of the topic
             // (a restart, or reaped while idle): go on from where it stands now.
             let since = since.filter(|&s| s <= st.seq).unwrap_or(st.seq);
-            let page = page(&st, since, limit);
-            let start = if page.messages.is_empty() && page.gap.is_none() {
+            let page = page(st, since, limit);
+            if page.messages.is_empty() && page.gap.is_none() {
                 st.add(queue);
                 PollStart::Waiting { since }
             } else {
                 PollStart::Ready(page)
-            };
-            let idle = st.is_idle();
-            drop(st);
-            if idle {
-                self.reap(name);
             }
-            return start;
-        }
+        })
     }
 }
 

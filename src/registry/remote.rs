@@ -30,12 +30,7 @@ impl Registry {
     /// Fans out `msg`, whose seq the cluster assigned, unless the topic already had it.
     pub fn deliver(&self, msg: Message) -> Delivered {
         let name = msg.topic.clone();
-        loop {
-            let t = self.topic(&name);
-            let mut st = t.state.lock();
-            if st.removed {
-                continue;
-            }
+        self.with_topic(&name, |t, st| {
             let now = now_ms();
             if msg.seq <= st.seq {
                 st.history.fill(&Arc::new(msg), now);
@@ -56,29 +51,16 @@ impl Registry {
             let msg = Arc::new(msg);
             st.history.push(&msg, now);
             let n = fan_out(&st.subscribers, &msg, t.settings.policy);
-            let idle = st.is_idle();
-            drop(st);
-            if idle {
-                self.reap(&name);
-            }
-            return match hole {
+            match hole {
                 Some((from, to)) => Delivered::AfterGap(from, to, n),
                 None => Delivered::Fanned(n),
-            };
-        }
+            }
+        })
     }
 
     /// Keeps `name` (and its seq) while a cluster interest follows it, subscribers or not.
     pub fn pin(&self, name: &TopicName) {
-        loop {
-            let t = self.topic(name);
-            let mut st = t.state.lock();
-            if st.removed {
-                continue;
-            }
-            st.pinned += 1;
-            return;
-        }
+        self.with_topic(name, |_, st| st.pinned += 1);
     }
 
     /// Lets go of a [`Registry::pin`]; the topic goes once idle.
