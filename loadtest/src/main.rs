@@ -68,9 +68,7 @@ fn build(command: Scenario) -> Result<Built> {
             subscribers,
             slow_fraction,
         } => {
-            if !(0.0..1.0).contains(&slow_fraction) {
-                bail!("--slow-fraction must be in [0, 1)");
-            }
+            scenario::check_slow_fraction(slow_fraction)?;
             let slow = (subscribers as f64 * slow_fraction).round() as usize;
             let plan = scenario::fanout("slow", publishers, subscribers, slow, false, topics(&common))?;
             (common, plan, None, None)

@@ -93,6 +93,15 @@ pub fn topics(
     Ok(plan("topics", conns, true))
 }
 
+/// Checks `--slow-fraction`: the share of subscribers that never read, below 1.
+pub fn check_slow_fraction(fraction: f64) -> Result<(), ScenarioError> {
+    if (0.0..1.0).contains(&fraction) {
+        Ok(())
+    } else {
+        Err(ScenarioError::Invalid("--slow-fraction must be in [0, 1)".into()))
+    }
+}
+
 /// The soak shape: the `topics` mix (exact, group-pattern and firehose subscribers
 /// of several publishers), where every `1 / slow_fraction`-th subscriber never reads
 /// and the exact subscribers that read take part in reconnect storms (resuming with
@@ -106,9 +115,7 @@ pub fn soak(
     firehose: usize,
     slow_fraction: f64,
 ) -> Result<Plan, ScenarioError> {
-    if !(0.0..1.0).contains(&slow_fraction) {
-        return Err(ScenarioError::Invalid("--slow-fraction must be in [0, 1)".into()));
-    }
+    check_slow_fraction(slow_fraction)?;
     let mut plan = self::topics(topics, groups, publishers, exact, pattern, firehose)?;
     plan.scenario = "soak".into();
     // Spread evenly over exact, pattern and firehose subscribers alike.

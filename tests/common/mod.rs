@@ -289,15 +289,28 @@ pub async fn http(
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     s.write_all(body).await.unwrap();
+    read_response(s, WAIT).await
+}
+
+/// Reads a `connection: close` response to its end, within `limit`: the status and
+/// the body (de-chunked when it came chunked).
+async fn read_response(mut s: TcpStream, limit: Duration) -> (u16, Vec<u8>) {
     let mut out = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+    tokio::time::timeout(limit, s.read_to_end(&mut out))
         .await
         .unwrap()
         .unwrap();
     let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a full response");
     let head = String::from_utf8_lossy(&out[..split]).to_string();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, out[split + 4..].to_vec())
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut d = Dechunk::default();
+        d.push(&out[split + 4..]);
+        d.out
+    } else {
+        out[split + 4..].to_vec()
+    };
+    (status, body)
 }
 
 /// `http` with a JSON body and a JSON answer.
@@ -318,22 +331,8 @@ pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
     let mut s = TcpStream::connect(addr).await.unwrap();
     let req = get_request(addr, path, "connection: close\r\n", headers);
     s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(40), s.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a full response");
-    let head = String::from_utf8_lossy(&out[..split]).to_string();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        let mut d = Dechunk::default();
-        d.push(&out[split + 4..]);
-        d.out
-    } else {
-        out[split + 4..].to_vec()
-    };
-    (status, body)
+    // Long enough for a long-poll that runs to its timeout.
+    read_response(s, Duration::from_secs(40)).await
 }
 
 /// `http_get` with a JSON answer.
