@@ -21,6 +21,7 @@ use crate::cluster::{Cluster, ClusterMetrics};
 use crate::config::Config;
 use crate::connections::ConnectionTable;
 use crate::error::RequestError;
+use crate::flush::Flushers;
 use crate::metrics::{Metrics, MetricsError};
 use crate::protocol::SessionId;
 use crate::registry::Registry;
@@ -39,8 +40,10 @@ pub struct Broker {
     tls: RwLock<Option<TlsAcceptor>>,
     /// Every metric; `None` with `metrics.enabled = false`.
     pub metrics: Option<Arc<Metrics>>,
-    /// Every open session, for `GET /api/connections`.
+    /// Every open session, for `GET /api/connections` and the keepalive sweep.
     pub connections: ConnectionTable,
+    /// The tasks that write plain TCP WebSockets' queues.
+    pub flushers: Flushers,
     /// Where the separate metrics listener is bound, once it is.
     pub metrics_addr: OnceLock<SocketAddr>,
     /// Topics and subscriptions.
@@ -145,6 +148,7 @@ impl Broker {
             settings: RwLock::new(Arc::clone(&config)),
             metrics,
             connections: ConnectionTable::new(),
+            flushers: Flushers::per_core(config.queue.flush_interval),
             metrics_addr: OnceLock::new(),
             config,
             shutdown: Shutdown::new(),
@@ -177,6 +181,7 @@ impl Broker {
         let tls = load_tls(&config, self.tls());
         *self.tls.write() = tls;
         self.registry.set_config(Arc::clone(&config));
+        self.flushers.set_interval(config.queue.flush_interval);
         *self.settings.write() = config;
     }
 
@@ -196,10 +201,18 @@ impl Broker {
         self.ready.store(false, Ordering::Relaxed);
     }
 
-    /// Starts draining: not ready, and every connection is told to finish.
+    /// Starts draining: not ready, and every connection is told to finish. WebSockets
+    /// flush their queues and close with 1001 (one that starts from now on closes as
+    /// soon as it is listed: it sees the signal).
     pub fn drain(&self) {
         self.ready.store(false, Ordering::Relaxed);
         self.shutdown.trigger();
+        self.connections.for_each(|listed| {
+            // SSE streams end on the signal themselves (and are listed as `ws` too).
+            if listed.peer.transport == "ws" && listed.queue.wire() != crate::protocol::Wire::Sse {
+                listed.queue.close(going_away(), true);
+            }
+        });
     }
 
     /// Connections open now.
@@ -233,6 +246,11 @@ impl Broker {
             http_publishes: Mutex::new(PublishBucket::new(settings.limits.publish_rate_per_connection)),
         })
     }
+}
+
+/// The close frame of a drain.
+pub fn going_away() -> bytes::Bytes {
+    crate::protocol::frame::close(1001, "server shutting down")
 }
 
 /// The auth rules of `config`. `Config::validate` has loaded the keys already; should

@@ -4,11 +4,13 @@
 //!
 //! A session lists itself when it starts and unlists when it drops; a
 //! listing holds the session's queue, so depth and losses are read live
-//! (one short queue lock per connection, only when the table is asked).
+//! (one short queue lock per connection, only when the table is asked),
+//! and its keepalive clock, which the keepalive sweep reads and moves.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
@@ -33,6 +35,49 @@ pub struct Listed {
     pub queue: Arc<SendQueue>,
     /// How many subscriptions it holds; the session keeps it current.
     pub subscriptions: AtomicUsize,
+    /// Pings and the idle check (WebSockets only).
+    pub keepalive: Keepalive,
+}
+
+/// One connection's keepalive clock, in [`monotonic_ms`]. The reader counts what the
+/// client sends; the keepalive sweep (the only other user) pings and watches the count.
+#[derive(Debug, Default)]
+pub struct Keepalive {
+    /// Frames received from the client so far.
+    pub activity: AtomicU64,
+    /// Ping period; 0: no pings and no idle check.
+    pub ping_ms: AtomicU64,
+    /// Close after this long without a frame from the client; 0: never.
+    pub idle_ms: AtomicU64,
+    /// `activity` as the sweep last saw it.
+    pub seen: AtomicU64,
+    /// When `activity` last moved.
+    pub quiet_since: AtomicU64,
+    /// When the next ping is due.
+    pub next_ping: AtomicU64,
+}
+
+impl Keepalive {
+    /// Starts the clock: pings every `ping`, idle after `idle` of silence.
+    pub fn start(&self, ping: Duration, idle: Duration) {
+        let now = monotonic_ms();
+        let ping = ping.as_millis() as u64;
+        self.idle_ms.store(idle.as_millis() as u64, Ordering::Relaxed);
+        self.quiet_since.store(now, Ordering::Relaxed);
+        self.next_ping.store(now + ping, Ordering::Relaxed);
+        self.ping_ms.store(ping, Ordering::Relaxed);
+    }
+
+    /// Counts one frame from the client.
+    pub fn record_activity(&self) {
+        self.activity.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Milliseconds on a monotonic clock that starts with the process.
+pub fn monotonic_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// One row of `GET /api/connections`.
@@ -81,6 +126,7 @@ impl ConnectionTable {
             peer,
             queue,
             subscriptions: AtomicUsize::new(0),
+            keepalive: Keepalive::default(),
         });
         self.sessions.insert(id, Arc::clone(&listed));
         listed
@@ -99,6 +145,14 @@ impl ConnectionTable {
     /// Whether no session is listed.
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
+    }
+
+    /// Runs `f` on every listed session. Shards are read one at a time and `f` runs
+    /// under a shard's read lock: it must not list or unlist anything.
+    pub fn for_each(&self, mut f: impl FnMut(&Listed)) {
+        for entry in self.sessions.iter() {
+            f(entry.value());
+        }
     }
 
     /// The first `limit` sessions in `sort` order.

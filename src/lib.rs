@@ -5,11 +5,14 @@
 //! - [`topic`]: topic names and `*`/`>` patterns, checked when built.
 //! - [`protocol`]: requests and replies in JSON and MessagePack; a
 //!   published [`protocol::Message`] and its frames, encoded once per format.
-//! - [`queue`]: the bounded per-connection [`queue::SendQueue`] and its
-//!   overflow policies; [`history`]: a topic's ring of recent messages.
+//! - [`queue`]: the bounded per-connection [`queue::SendQueue`], its
+//!   overflow policies and who writes it out; [`flush`]: the per-core tasks
+//!   that write queues to plain TCP sockets; [`history`]: a topic's ring of
+//!   recent messages.
 //! - [`registry`]: the sharded topic table and the publish entry point;
 //!   [`cluster`] beside it: the NATS bridge of cluster mode.
-//! - [`session`]: one connection's subscriptions and its writer loop.
+//! - [`session`]: one connection's subscriptions, the writing its own task
+//!   does, and the keepalive sweep (pings, idle timeout).
 //! - [`transport`]: WebSocket (`/ws`, `/ws/t/{topic}`) and the HTTP API.
 //! - [`server`]: accept loop, routing, limits, drain; [`broker`]: shared state.
 //! - [`connections`]: the table of open sessions an operator can list.
@@ -27,6 +30,7 @@ pub mod config;
 pub mod connections;
 pub mod dashboard;
 pub mod error;
+pub mod flush;
 pub mod history;
 pub mod logging;
 pub mod metrics;

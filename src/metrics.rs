@@ -298,7 +298,7 @@ impl WriterStats {
         }
         self.bytes_sent.inc_by(bytes);
         if let Some(ts) = oldest_ts_ms {
-            self.latency.observe(now_ms.saturating_sub(ts) as f64 / 1000.0);
+            self.latency.observe(batch_latency(now_ms, ts));
         }
         if self.due.is_none() {
             self.due = Some(Instant::now() + FLUSH_INTERVAL);
@@ -317,6 +317,26 @@ impl WriterStats {
         self.depth.flush();
         self.latency.flush();
         self.due = None;
+    }
+}
+
+/// Seconds from a batch's oldest publish to its write.
+fn batch_latency(now_ms: u64, oldest_ts_ms: u64) -> f64 {
+    now_ms.saturating_sub(oldest_ts_ms) as f64 / 1000.0
+}
+
+impl Metrics {
+    /// Records one batch a connection's own task wrote, straight into the shared
+    /// metrics: that path is taken per blocked socket or TLS connection, not per message.
+    pub fn record_batch(&self, messages: u64, bytes: u64, oldest_ts_ms: Option<u64>, now_ms: u64) {
+        if messages > 0 {
+            self.delivered.inc_by(messages);
+            self.send_queue_depth.observe(messages as f64);
+        }
+        self.bytes_sent.inc_by(bytes);
+        if let Some(ts) = oldest_ts_ms {
+            self.delivery_latency.observe(batch_latency(now_ms, ts));
+        }
     }
 }
 

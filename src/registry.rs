@@ -39,6 +39,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::{Config, Policy, TopicSettings};
 use crate::error::RequestError;
+use crate::flush::{self, FlushBatch};
 use crate::history::History;
 use crate::protocol::{encode_reply, GapReason, Message, Payload, Reply, SessionId, Wire};
 use crate::queue::SendQueue;
@@ -176,17 +177,20 @@ impl Registry {
 
     /// Assigns the next seq of `topic` and queues the message for every subscriber.
     pub fn publish(&self, topic: &TopicName, payload: Payload, origin: Option<SessionId>) -> Published {
-        self.with_topic(topic, |t, st| {
-            st.seq += 1;
-            let now = now_ms();
-            st.rate.record(now);
-            let msg = Arc::new(Message::new(topic.clone(), st.seq, now, payload, origin));
-            st.history.push(&msg, now);
-            let subscribers = fan_out(&st.subscribers, &msg, t.settings.policy);
-            Published {
-                seq: msg.seq,
-                subscribers,
-            }
+        // The flush shards get their queues once the topic's lock is released.
+        flush::with_batch(|batch| {
+            self.with_topic(topic, |t, st| {
+                st.seq += 1;
+                let now = now_ms();
+                st.rate.record(now);
+                let msg = Arc::new(Message::new(topic.clone(), st.seq, now, payload, origin));
+                st.history.push(&msg, now);
+                let subscribers = fan_out(&st.subscribers, &msg, t.settings.policy, batch);
+                Published {
+                    seq: msg.seq,
+                    subscribers,
+                }
+            })
         })
     }
 
@@ -403,14 +407,15 @@ impl Registry {
     }
 }
 
-/// Queues `msg` for every subscriber; returns how many got it.
-fn fan_out(subscribers: &Subscribers, msg: &Arc<Message>, policy: Policy) -> usize {
+/// Queues `msg` for every subscriber, leaving their flush shards' wake-ups to `batch`;
+/// returns how many got it.
+fn fan_out(subscribers: &Subscribers, msg: &Arc<Message>, policy: Policy, batch: &mut FlushBatch) -> usize {
     let mut delivered = 0;
     for sub in subscribers.values() {
         if sub.queue.skips(msg) {
             continue;
         }
-        sub.queue.push_message(msg, policy);
+        sub.queue.push_message_batched(msg, policy, batch);
         delivered += 1;
     }
     delivered
@@ -418,7 +423,7 @@ fn fan_out(subscribers: &Subscribers, msg: &Arc<Message>, policy: Policy) -> usi
 
 /// Queues what a new subscriber gets before the live stream: the replay after
 /// `since` (a `gap` first if some is gone) or, without `since`, the last value.
-fn replay(name: &TopicName, st: &TopicState, queue: &SendQueue, since: Option<u64>, policy: Policy) {
+fn replay(name: &TopicName, st: &TopicState, queue: &Arc<SendQueue>, since: Option<u64>, policy: Policy) {
     let messages = match since {
         Some(since) => {
             let replay = st.history.replay(since, st.seq);

@@ -61,6 +61,8 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     }
     crate::notify::ready();
     let sweeper = tokio::spawn(sweep(Arc::clone(&broker)));
+    let keepalive = tokio::spawn(crate::session::keepalive::run(Arc::clone(&broker)));
+    let flushers = broker.flushers.spawn(broker.metrics.clone());
     let stats = tokio::spawn(crate::stats::publish_every_interval(Arc::clone(&broker)));
     tokio::pin!(shutdown);
     loop {
@@ -103,7 +105,11 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
         );
     }
     sweeper.abort();
+    keepalive.abort();
     stats.abort();
+    for f in flushers {
+        f.abort();
+    }
     if let Some(m) = metrics_server {
         m.abort();
     }

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use super::{fan_out, gap_frame, now_ms, Registry};
+use crate::flush::{self, FlushBatch};
 use crate::protocol::{Message, Wire};
 use crate::topic::{Filter, TopicName};
 
@@ -30,7 +31,11 @@ impl Registry {
     /// Fans out `msg`, whose seq the cluster assigned, unless the topic already had it.
     pub fn deliver(&self, msg: Message) -> Delivered {
         let name = msg.topic.clone();
-        self.with_topic(&name, |t, st| {
+        flush::with_batch(|batch| self.deliver_in(msg, &name, batch))
+    }
+
+    fn deliver_in(&self, msg: Message, name: &TopicName, batch: &mut FlushBatch) -> Delivered {
+        self.with_topic(name, |t, st| {
             let now = now_ms();
             if msg.seq <= st.seq {
                 st.history.fill(&Arc::new(msg), now);
@@ -42,7 +47,7 @@ impl Registry {
                 st.history.clear();
                 for sub in st.subscribers.values() {
                     if sub.queue.wire() != Wire::Raw {
-                        sub.queue.push_reply(gap_frame(&sub.queue, &name, from, to));
+                        sub.queue.push_reply(gap_frame(&sub.queue, name, from, to));
                     }
                 }
             }
@@ -50,7 +55,7 @@ impl Registry {
             st.rate.record(now);
             let msg = Arc::new(msg);
             st.history.push(&msg, now);
-            let n = fan_out(&st.subscribers, &msg, t.settings.policy);
+            let n = fan_out(&st.subscribers, &msg, t.settings.policy, batch);
             match hole {
                 Some((from, to)) => Delivered::AfterGap(from, to, n),
                 None => Delivered::Fanned(n),

@@ -98,8 +98,10 @@ impl Expiry {
             if left <= 0.0 {
                 return;
             }
+            // Boxed: only connections with an expiring token need a timer, and inline it
+            // would sit in every connection's future.
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs_f64(left)) => {}
+                _ = Box::pin(tokio::time::sleep(Duration::from_secs_f64(left))) => {}
                 _ = changed => {}
             }
         }

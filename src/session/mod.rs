@@ -5,6 +5,7 @@
 //! ordered with them and written in the same vectored writes.
 
 pub mod guard;
+pub mod keepalive;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use crate::broker::Broker;
 use crate::connections::{Listed, Peer};
 use crate::error::{ErrorCode, RequestError};
 use crate::protocol::{self, ClientMsg, Payload, Reply, SessionId, Wire};
-use crate::queue::{QueueLimits, SendQueue};
+use crate::queue::{QueueLimits, SendQueue, Sink};
 use crate::registry::{Position, Published, Resume};
 use crate::topic::{Filter, TopicName};
 
@@ -52,16 +53,26 @@ impl Session {
         Self::with_peer(broker, wire, echo, peer)
     }
 
-    /// A session for `peer`, listed in the connection table and counted in the metrics.
-    /// Queue limits are the current settings' (a reload applies to later sessions).
+    /// A session for `peer`, listed in the connection table and counted in the metrics,
+    /// its queue drained by one task. Queue limits are the current settings' (a reload
+    /// applies to later sessions).
     pub fn with_peer(broker: Arc<Broker>, wire: Wire, echo: bool, peer: Peer) -> Self {
+        Self::with_sink(broker, wire, echo, peer, Sink::Task)
+    }
+
+    /// As [`Session::with_peer`], its queue written out by `sink`.
+    pub fn with_sink(broker: Arc<Broker>, wire: Wire, echo: bool, peer: Peer, sink: Sink) -> Self {
         let id = broker.next_session_id();
         let settings = broker.settings();
         let limits = QueueLimits {
             max_messages: settings.queue.max_messages,
             max_bytes: settings.queue.max_bytes,
         };
-        let queue = Arc::new(SendQueue::new(id, wire, echo, limits).with_metrics(broker.metrics.clone()));
+        let queue = Arc::new(
+            SendQueue::new(id, wire, echo, limits)
+                .with_sink(sink)
+                .with_metrics(broker.metrics.clone()),
+        );
         if let Some(m) = &broker.metrics {
             m.connections.with_label_values(&[peer.transport]).inc();
             m.connections_total.with_label_values(&[peer.transport]).inc();
@@ -141,6 +152,11 @@ impl Session {
     /// The queue the writer drains.
     pub fn queue(&self) -> &Arc<SendQueue> {
         &self.queue
+    }
+
+    /// This session's row in the connection table (its keepalive clock among it).
+    pub fn listed(&self) -> &Arc<Listed> {
+        &self.listed
     }
 
     /// Decodes and carries out one request, queueing its reply. Only cluster mode ever

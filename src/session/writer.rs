@@ -1,42 +1,29 @@
-//! The writer loop of one connection: waits for its queue, takes everything
-//! queued, and writes it with vectored writes (many frames per system call);
-//! sends pings, closes idle connections, and sends the close frame last.
+//! The writing a connection's own task does: all of it for a `Task` queue
+//! (TLS), and for a plain TCP socket only what its flush shard handed over —
+//! a socket that filled up, a failed write, the close. It waits for the
+//! socket, writes with vectored writes (many frames per system call), and
+//! sends the close frame last.
 //!
-//! Nothing else writes to the socket, and no lock is held while writing.
+//! Pings and the idle check are the keepalive sweep's (`session::keepalive`):
+//! they go on while a write here is blocked, and cut a client that stopped
+//! reading through [`SendQueue::close_idle`], which aborts the write.
+//!
+//! Nothing else writes to the socket meanwhile, and no lock is held while writing.
 
+use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::metrics::WriterStats;
-use crate::protocol::frame::{self, OpCode};
-use crate::protocol::{encode_reply, GapReason, Reply, Wire};
-use crate::queue::{Drained, Entry, Gap, SendQueue};
+use crate::queue::{Outgoing, SendQueue, TaskTurn, MAX_IOVECS};
 use crate::registry::now_ms;
-use crate::shutdown::Shutdown;
-
-/// Most buffers handed to one `writev` (Linux allows 1024).
-const MAX_IOVECS: usize = 512;
 
 /// How long a close frame may take to go out after an abort.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The writer's timing settings.
-#[derive(Debug, Clone, Copy)]
-pub struct WriterConfig {
-    /// Ping period; zero: none.
-    pub ping_interval: Duration,
-    /// Close after this long without a frame from the client; zero: never.
-    pub idle_timeout: Duration,
-    /// Least time between two writes: a writer woken sooner waits out the rest, so
-    /// frames that arrive meanwhile share one system call. Zero: write at once.
-    pub flush_interval: Duration,
-}
 
 /// How the writer ended.
 #[derive(Debug)]
@@ -50,156 +37,130 @@ pub enum WriterEnd {
     Dropped(io::Error),
 }
 
-/// Pings and the idle check. Kept apart from the queue loop because they must go on
-/// while a write is blocked: a peer that stopped reading is exactly the one to detect.
-struct Keepalive {
-    /// `None`: no pings (and so no idle check either).
-    pings: Option<Interval>,
-    idle_timeout: Duration,
-    /// Frames the reader got, as last seen; a change means the client is alive.
-    seen: u64,
-    last_active: Instant,
-    activity: Arc<AtomicU64>,
+/// The connection task's writing side: idle, holding the socket, until its queue has
+/// work for it; then a turn, boxed so an idle connection carries none of its state.
+pub struct Writer<W> {
+    queue: Arc<SendQueue>,
+    side: Side<W>,
+    /// Spaces a `Task` queue's writes (zero: none).
+    flush_interval: Duration,
 }
 
-impl Keepalive {
-    fn new(config: &WriterConfig, activity: Arc<AtomicU64>) -> Self {
-        let pings = (!config.ping_interval.is_zero()).then(|| {
-            let mut i = tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
-            i.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            i
-        });
-        Keepalive {
-            pings,
-            idle_timeout: config.idle_timeout,
-            seen: activity.load(Ordering::Relaxed),
-            last_active: Instant::now(),
-            activity,
+/// A boxed turn that hands the socket back.
+type Turn<W> = Pin<Box<dyn Future<Output = (Result<(), WriterEnd>, W)> + Send>>;
+
+enum Side<W> {
+    Idle(W),
+    Busy(Turn<W>),
+    Done,
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> Writer<W> {
+    /// The writer of `queue` to `io`. `flush_interval` spaces the writes of a `Task`
+    /// queue under load (a write after a quiet spell goes out at once).
+    pub fn new(queue: Arc<SendQueue>, io: W, flush_interval: Duration) -> Self {
+        Writer {
+            queue,
+            side: Side::Idle(io),
+            flush_interval,
         }
     }
 
-    /// Resolves at the next ping time; never without pings.
-    async fn tick(&mut self) {
-        match &mut self.pings {
-            Some(i) => {
-                i.tick().await;
+    /// Runs until the queue's close frame is written or the socket fails. Safe to drop
+    /// and call again: the turn in progress is kept.
+    pub async fn run(&mut self) -> WriterEnd {
+        loop {
+            match &mut self.side {
+                Side::Idle(_) => {
+                    self.queue.ready().await;
+                    if let Side::Idle(io) = std::mem::replace(&mut self.side, Side::Done) {
+                        let turn = turn(Arc::clone(&self.queue), io, self.flush_interval);
+                        self.side = Side::Busy(Box::pin(turn));
+                    }
+                }
+                Side::Busy(turn) => {
+                    let (result, io) = turn.await;
+                    match result {
+                        Ok(()) => self.side = Side::Idle(io),
+                        Err(end) => {
+                            self.side = Side::Done;
+                            return end;
+                        }
+                    }
+                }
+                Side::Done => std::future::pending().await,
             }
-            None => std::future::pending().await,
         }
-    }
-
-    /// At a ping time: true if the client has been silent for `idle_timeout` (the caller
-    /// closes), else queues a ping. Control frames bypass the queue limits, so a
-    /// subscriber with a full queue still gets its pings.
-    fn on_tick(&mut self, queue: &SendQueue) -> bool {
-        let now_seen = self.activity.load(Ordering::Relaxed);
-        if now_seen != self.seen {
-            self.seen = now_seen;
-            self.last_active = Instant::now();
-        } else if !self.idle_timeout.is_zero() && self.last_active.elapsed() >= self.idle_timeout {
-            return true;
-        }
-        queue.push_control(frame::encode(OpCode::Ping, b""));
-        false
     }
 }
 
-/// Runs until the queue's close frame is written or the socket fails.
-/// `activity` counts frames the reader got; it going still is what idle means.
-pub async fn run<W: AsyncWrite + Unpin>(
+/// Writes what the queue has for the task until it has nothing more (`Ok`), or until
+/// the connection is over: the close frame sent, or the socket lost.
+async fn turn<W: AsyncWrite + Unpin>(
     queue: Arc<SendQueue>,
     mut io: W,
-    config: WriterConfig,
-    activity: Arc<AtomicU64>,
-    shutdown: Shutdown,
-) -> WriterEnd {
-    let mut drained = Drained::default();
-    let mut keepalive = Keepalive::new(&config, activity);
-    let mut draining = false;
-    let mut last_write: Option<Instant> = None;
-    // Counted per batch in plain counters, added to the shared metrics once a second.
-    let mut stats = queue.metrics().map(|m| WriterStats::new(m));
-    // One timer, re-armed at most once a second, rather than a new one per wake-up.
-    let flush_timer = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(flush_timer);
-    let mut flush_armed = false;
-    // Registered once: a cancellation future made per wake-up would lock the token
-    // that every connection shares, on every wake-up of every writer.
-    let shutdown_signal = shutdown.triggered();
-    tokio::pin!(shutdown_signal);
-    loop {
-        tokio::select! {
+    flush_interval: Duration,
+) -> (Result<(), WriterEnd>, W) {
+    let mut out = Outgoing::default();
+    let spaced = queue.direct().is_none() && !flush_interval.is_zero();
+    let result = loop {
+        match queue.take_for_task(&mut out) {
+            TaskTurn::Wait => break Ok(()),
+            TaskTurn::Write { resumed } => {
+                if let (false, Some(m)) = (resumed, queue.metrics()) {
+                    m.record_batch(out.messages, out.bytes, out.oldest_ts, now_ms());
+                }
+                if let Err(end) = write_out(&mut io, &queue, &mut out).await {
+                    break Err(end);
+                }
+                // Under load, let the next frames gather before writing again.
+                if spaced && !queue.is_closed() {
+                    tokio::time::sleep(flush_interval).await;
+                }
+            }
+            TaskTurn::Close { frame, idle: true } => break Err(close_idle(&mut io, &frame).await),
+            TaskTurn::Close { frame, idle: false } => break Err(finish(&mut io, &frame).await),
+            TaskTurn::Failed(e) => break Err(WriterEnd::Dropped(e)),
+        }
+    };
+    (result, io)
+}
+
+/// Writes `out` through, waiting for the socket. Gives up at once if the queue is
+/// aborted (a slow consumer cut, a silent client): between frames that is a clean stop
+/// (the close frame follows), in the middle of one the connection is lost.
+async fn write_out<W: AsyncWrite + Unpin>(io: &mut W, queue: &SendQueue, out: &mut Outgoing) -> Result<(), WriterEnd> {
+    let wire = queue.wire();
+    while !out.is_done() {
+        let written = tokio::select! {
             biased;
-            _ = queue.ready() => {}
-            _ = &mut shutdown_signal, if !draining => {
-                draining = true;
-                queue.close(frame::close(1001, "server shutting down"), true);
-            }
-            _ = keepalive.tick() => {
-                if keepalive.on_tick(&queue) {
-                    return close_idle(&mut io, &queue).await;
+            _ = queue.aborted() => {
+                if out.mid_frame() {
+                    return Err(WriterEnd::Dropped(io::Error::other("aborted in the middle of a frame")));
                 }
+                return Ok(());
             }
-            _ = &mut flush_timer, if flush_armed => {
-                flush_armed = false;
-                if let Some(s) = &mut stats {
-                    s.flush();
-                }
-            }
-        }
-        // Batch only under load: after a quiet spell the first frame goes out at once.
-        if let Some(at) = last_write.map(|t| t + config.flush_interval) {
-            if at > Instant::now() && !queue.is_closed() {
-                tokio::time::sleep_until(at).await;
-            }
-        }
-        queue.drain(&mut drained);
-        match write_drained(&mut io, &queue, &drained, &mut keepalive).await {
-            Ok(()) => {}
-            Err(WriterEnd::Idle) => return close_idle(&mut io, &queue).await,
-            Err(end) => return end,
-        }
-        if !config.flush_interval.is_zero() {
-            last_write = Some(Instant::now());
-        }
-        if let Some(s) = &mut stats {
-            record_batch(s, &drained, queue.wire());
-            if let (false, Some(at)) = (flush_armed, s.due()) {
-                flush_timer.as_mut().reset(at);
-                flush_armed = true;
-            }
-        }
-        drained.entries.clear();
-        if let Some(close) = drained.close.take() {
-            return finish(&mut io, &close).await;
+            r = poll_fn(|cx| {
+                let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+                let n = out.slices(wire, &mut iov);
+                Pin::new(&mut *io).poll_write_vectored(cx, &iov[..n])
+            }) => r,
+        };
+        match written {
+            Ok(0) => return Err(WriterEnd::Dropped(io::ErrorKind::WriteZero.into())),
+            Ok(n) => out.advance(wire, n),
+            Err(e) => return Err(WriterEnd::Dropped(e)),
         }
     }
+    Ok(())
 }
 
-/// Adds one written batch to the writer's counts: messages, bytes, and the oldest
-/// message's publish time for the delivery latency.
-fn record_batch(stats: &mut WriterStats, drained: &Drained, wire: Wire) {
-    let (mut messages, mut bytes, mut oldest) = (0u64, 0u64, None::<u64>);
-    for entry in &drained.entries {
-        bytes += entry.bytes(wire).len() as u64;
-        if let Entry::Message(m) = entry {
-            messages += 1;
-            oldest = Some(oldest.map_or(m.ts, |o| o.min(m.ts)));
-        }
-    }
-    if bytes > 0 {
-        stats.record_batch(messages, bytes, oldest, now_ms());
-    }
-}
-
-/// Closes a connection whose client went silent. The close frame is tried once, without
-/// waiting: a peer that stopped reading would only make us wait for nothing.
-async fn close_idle<W: AsyncWrite + Unpin>(io: &mut W, queue: &SendQueue) -> WriterEnd {
-    let close = frame::close(1001, "idle timeout");
-    queue.close(close.clone(), false);
+/// Tries the close frame once, without waiting: a peer that stopped reading would only
+/// make us wait for nothing.
+async fn close_idle<W: AsyncWrite + Unpin>(io: &mut W, close: &Bytes) -> WriterEnd {
     // `timeout` polls the write once before looking at the (already elapsed) deadline.
     let _ = tokio::time::timeout(Duration::ZERO, async {
-        io.write_all(&close).await?;
+        io.write_all(close).await?;
         io.shutdown().await
     })
     .await;
@@ -221,109 +182,4 @@ async fn finish<W: AsyncWrite + Unpin>(io: &mut W, close: &Bytes) -> WriterEnd {
             "close frame not written in time",
         )),
     }
-}
-
-/// Writes one drained batch, with `gap` notices placed before the first later message
-/// of their topic. Gives up at once if the queue is aborted (a slow consumer is cut).
-async fn write_drained<W: AsyncWrite + Unpin>(
-    io: &mut W,
-    queue: &SendQueue,
-    drained: &Drained,
-    keepalive: &mut Keepalive,
-) -> Result<(), WriterEnd> {
-    let wire = queue.wire();
-    let gap_frames: Vec<(usize, Bytes)> = place_gaps(&drained.entries, &drained.gaps, wire);
-    let mut bufs: Vec<&[u8]> = Vec::with_capacity(drained.entries.len() + gap_frames.len());
-    let mut gaps = gap_frames.iter().peekable();
-    for (i, entry) in drained.entries.iter().enumerate() {
-        while let Some((_, g)) = gaps.next_if(|(at, _)| *at == i) {
-            bufs.push(g);
-        }
-        let b = entry.bytes(wire);
-        if !b.is_empty() {
-            bufs.push(b);
-        }
-    }
-    bufs.extend(gaps.map(|(_, g)| &g[..]));
-    let (mut idx, mut off) = (0usize, 0usize);
-    while idx < bufs.len() {
-        let iov: Vec<IoSlice<'_>> = bufs[idx..]
-            .iter()
-            .take(MAX_IOVECS)
-            .enumerate()
-            .map(|(k, b)| IoSlice::new(if k == 0 { &b[off..] } else { b }))
-            .collect();
-        let written = tokio::select! {
-            biased;
-            _ = queue.aborted() => {
-                if off == 0 {
-                    return Ok(());
-                }
-                return Err(WriterEnd::Dropped(io::Error::other("aborted in the middle of a frame")));
-            }
-            // A write blocked on a full socket still keeps time: the ping is queued for
-            // after this batch, and a client silent for too long is cut here.
-            _ = keepalive.tick() => {
-                if keepalive.on_tick(queue) {
-                    if off == 0 {
-                        return Err(WriterEnd::Idle);
-                    }
-                    // A close frame now would land inside the unfinished one.
-                    queue.close(Bytes::new(), false);
-                    return Err(WriterEnd::Dropped(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "idle timeout in the middle of a frame",
-                    )));
-                }
-                continue;
-            }
-            r = io.write_vectored(&iov) => r,
-        };
-        let mut n = match written {
-            Ok(0) => return Err(WriterEnd::Dropped(io::ErrorKind::WriteZero.into())),
-            Ok(n) => n,
-            Err(e) => return Err(WriterEnd::Dropped(e)),
-        };
-        while n > 0 {
-            let left = bufs[idx].len() - off;
-            if n >= left {
-                n -= left;
-                idx += 1;
-                off = 0;
-            } else {
-                off += n;
-                n = 0;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// For each gap, the entry index it goes before (`entries.len()`: at the end) and its frame.
-pub fn place_gaps(entries: &std::collections::VecDeque<Entry>, gaps: &[Gap], wire: Wire) -> Vec<(usize, Bytes)> {
-    // Raw sockets carry payloads only: they cannot be told about a gap.
-    if gaps.is_empty() || wire == Wire::Raw {
-        return Vec::new();
-    }
-    let mut placed: Vec<(usize, Bytes)> = gaps
-        .iter()
-        .map(|g| {
-            let at = entries
-                .iter()
-                .position(|e| matches!(e, Entry::Message(m) if m.topic == g.topic && m.seq > g.to))
-                .unwrap_or(entries.len());
-            let frame = encode_reply(
-                wire,
-                &Reply::Gap {
-                    topic: g.topic.as_str(),
-                    from: g.from,
-                    to: g.to,
-                    reason: GapReason::SlowConsumer,
-                },
-            );
-            (at, frame)
-        })
-        .collect();
-    placed.sort_by_key(|(at, _)| *at);
-    placed
 }

@@ -6,30 +6,31 @@
 //! is a raw topic socket: every frame received is published to the topic,
 //! every message of the topic is sent as exactly its payload.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
+use futures_util::future::Either;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, Instrument};
 
 use super::ws_read::{Incoming, MessageReader, ReadEnd};
 use super::{text_response, Body};
 use crate::auth::Grants;
 use crate::broker::{Broker, ConnectionSlot};
-use crate::connections::Peer;
+use crate::connections::{Keepalive, Peer};
+use crate::flush::DirectWrite;
 use crate::protocol::frame::{self, OpCode};
 use crate::protocol::{Payload, Wire};
+use crate::queue::Sink;
 use crate::registry::Resume;
-use crate::session::writer::{self, WriterConfig, WriterEnd};
+use crate::session::writer::{Writer, WriterEnd};
 use crate::session::Session;
 use crate::topic::TopicName;
 
@@ -195,11 +196,13 @@ pub fn upgrade(
     let subprotocol = chosen_subprotocol(req.headers());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let b = Arc::clone(broker);
+    // Boxed: inline, the parameters would sit in the connection's future for its whole life.
+    let params = Box::new(params);
     let span = tracing::info_span!(parent: None, "conn", session_id = tracing::field::Empty, %remote, transport = "ws");
     broker.shutdown.spawn(
         async move {
             match on_upgrade.await {
-                Ok(upgraded) => run_upgraded(b, upgraded, params).await,
+                Ok(upgraded) => start(b, upgraded, params).await,
                 Err(e) => debug!(error = %e, "upgrade failed"),
             }
             drop(slot);
@@ -249,27 +252,45 @@ fn check_access<B>(broker: &Broker, req: &Request<B>, params: &mut WsParams) -> 
     Ok(())
 }
 
-/// Splits the upgraded socket; a plain TCP socket is unwrapped so the writer's
-/// vectored writes reach the kernel directly.
-async fn run_upgraded(broker: Arc<Broker>, upgraded: hyper::upgrade::Upgraded, params: WsParams) {
+/// Splits the upgraded socket. A plain TCP socket is unwrapped: its flush shard writes
+/// to it directly, with vectored writes that reach the kernel as they are.
+fn start(
+    broker: Arc<Broker>,
+    upgraded: hyper::upgrade::Upgraded,
+    params: Box<WsParams>,
+) -> impl std::future::Future<Output = ()> + Send {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => {
-            let (read, write) = parts.io.into_inner().into_split();
-            // A copy of what the client sent after its handshake (usually nothing), so
-            // hyper's whole read buffer is not kept alive for the connection's life.
-            let early = Bytes::copy_from_slice(&parts.read_buf);
-            let read = std::io::Cursor::new(early).chain(read);
-            run(broker, read, write, params).await
+        Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
+            let (read, write) = io.into_inner().into_split();
+            // A copy of what the client sent after its handshake (usually nothing): hyper's
+            // buffer is 8 KiB, and it goes now rather than with the connection.
+            let early = Bytes::copy_from_slice(&read_buf);
+            drop(read_buf);
+            let write = Arc::new(write);
+            let sink = Sink::Direct(broker.flushers.direct(Arc::clone(&write)));
+            Either::Left(run(broker, read, early, DirectWrite(write), params, sink))
         }
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            run(broker, read, write, params).await
+            Either::Right(run(broker, read, Bytes::new(), write, params, Sink::Task))
         }
     }
 }
 
-/// Runs one WebSocket connection to its end.
-pub async fn run<R, W>(broker: Arc<Broker>, mut read: R, write: W, params: WsParams)
+/// Runs one WebSocket connection to its end, in one task: the reader, and the writing
+/// its flush shard leaves to it (or all of it, for a `Task` sink). `early` is what the
+/// client sent right after its handshake.
+///
+/// Not an `async fn`: that would keep a second copy of every argument in the future,
+/// which lives as long as the connection.
+pub fn run<R, W>(
+    broker: Arc<Broker>,
+    read: R,
+    early: Bytes,
+    write: W,
+    params: Box<WsParams>,
+    sink: Sink,
+) -> impl std::future::Future<Output = ()> + Send
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -278,55 +299,84 @@ where
         remote: params.remote,
         transport: "ws",
     };
-    let mut session = Session::with_peer(Arc::clone(&broker), params.wire, params.echo, peer);
+    let mut session = Session::with_sink(Arc::clone(&broker), params.wire, params.echo, peer, sink);
     if let Some(grants) = params.grants.clone() {
         session.set_grants(grants);
     }
-    let expiry = Arc::clone(session.expiry());
-    tracing::Span::current().record("session_id", session.id().0);
-    debug!("connected");
-    let queue = Arc::clone(session.queue());
-    if let Some(topic) = &params.topic {
-        let resume = params.since.map(|since| Resume { since, epoch: None });
-        if let Err(e) = session.subscribe(topic.as_str(), resume, None).await {
-            queue.close(frame::close(1008, &e.message), false);
-        }
-    }
-    let activity = Arc::new(AtomicU64::new(0));
-    let writer_done = CancellationToken::new();
     // Read once per connection: a reload applies to connections that start after it.
     let settings = broker.settings();
-    let s = &settings.server;
-    let config = WriterConfig {
-        ping_interval: s.ping_interval,
-        idle_timeout: s.idle_timeout,
-        flush_interval: settings.queue.flush_interval,
-    };
-    let mut writer = {
-        let (queue, activity, done, shutdown) = (
-            Arc::clone(&queue),
-            Arc::clone(&activity),
-            writer_done.clone(),
-            broker.shutdown.clone(),
-        );
-        let session_id = session.id().0;
-        // Not instrumented with the connection span: entering a span on every poll of
-        // the busiest task costs more than its one log line is worth.
-        tokio::spawn(async move {
-            let end = writer::run(queue, write, config, activity, shutdown).await;
-            debug!(session_id, ?end, "writer ended");
-            done.cancel();
-            end
-        })
-    };
-    let mut reader = MessageReader::new(&mut read, settings.limits.max_message_bytes);
+    let mut reader = MessageReader::with_early(read, early, settings.limits.max_message_bytes);
+    async move {
+        tracing::Span::current().record("session_id", session.id().0);
+        debug!("connected");
+        let queue = Arc::clone(session.queue());
+        let listed = Arc::clone(session.listed());
+        listed
+            .keepalive
+            .start(settings.server.ping_interval, settings.server.idle_timeout);
+        if broker.shutdown.is_triggered() {
+            // The drain closed the connections listed before this one.
+            queue.close(crate::broker::going_away(), true);
+        }
+        if let Some(topic) = &params.topic {
+            let resume = params.since.map(|since| Resume { since, epoch: None });
+            if let Err(e) = session.subscribe(topic.as_str(), resume, None).await {
+                queue.close(frame::close(1008, &e.message), false);
+            }
+        }
+        let end = converse(
+            &broker,
+            &mut reader,
+            write,
+            &mut session,
+            &params,
+            settings.queue.flush_interval,
+        )
+        .await;
+        if matches!(end, Some(WriterEnd::Closed)) {
+            // Read until the client's EOF so the close handshake completes and the kernel
+            // does not answer unread data with a reset. Only after a clean close: a peer
+            // cut for idleness or a failed write is presumed gone, and waiting for it
+            // would only keep its session (and queue) alive.
+            let mut read = reader.into_inner();
+            let _ = tokio::time::timeout(CLOSE_LINGER, discard_until_eof(&mut read)).await;
+        }
+        drop(session);
+        debug!("disconnected");
+    }
+}
+
+/// Reads and writes until both sides are done: the client's requests until it closes
+/// (or breaks the protocol, or its token expires), then the writer's close frame.
+/// Returns how the writer ended (`None`: not in time).
+async fn converse<R, W>(
+    broker: &Broker,
+    reader: &mut MessageReader<R>,
+    write: W,
+    session: &mut Session,
+    params: &WsParams,
+    flush_interval: Duration,
+) -> Option<WriterEnd>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let queue = Arc::clone(session.queue());
+    let listed = Arc::clone(session.listed());
+    let expiry = Arc::clone(session.expiry());
+    let mut writer = Writer::new(Arc::clone(&queue), write, flush_interval);
+    let writer = writer.run();
+    tokio::pin!(writer);
     let received = broker.metrics.as_ref().map(|m| m.bytes_received.clone());
+    let mut writer_end = None;
     let end = tokio::select! {
-        end = read_loop(&mut reader, &mut session, &params, &activity, received.as_ref()) => Some(end),
-        _ = writer_done.cancelled() => None,
+        end = read_loop(reader, session, params, &listed.keepalive, received.as_ref()) => Some(end),
+        end = &mut writer => {
+            writer_end = Some(end);
+            None
+        }
         _ = expiry.expired() => Some(ReadEnd::Violation(1008, "token expired".into())),
     };
-    drop(reader);
     match end {
         Some(ReadEnd::Violation(code, reason)) => {
             debug!(code, %reason, "protocol violation");
@@ -340,17 +390,12 @@ where
         Some(ReadEnd::Gone) => queue.close(Bytes::new(), false),
         None => {}
     }
-    // Let the writer send its close frame, then read until the client's EOF so the
-    // close handshake completes and the kernel does not answer unread data with a reset.
-    // Only after a clean close: a peer cut for idleness or a failed write is presumed
-    // gone, and waiting for it would only keep its session (and queue) alive.
-    let ended = tokio::time::timeout(CLOSE_LINGER, &mut writer).await;
-    if matches!(ended, Ok(Ok(WriterEnd::Closed))) {
-        let _ = tokio::time::timeout(CLOSE_LINGER, discard_until_eof(&mut read)).await;
-    }
-    writer.abort();
-    drop(session);
-    debug!("disconnected");
+    let ended = match writer_end {
+        Some(end) => Some(end),
+        None => tokio::time::timeout(CLOSE_LINGER, &mut writer).await.ok(),
+    };
+    debug!(?ended, "writer ended");
+    ended
 }
 
 /// The `kind` label of `fanout_protocol_errors_total` for a close code we send.
@@ -368,10 +413,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
     reader: &mut MessageReader<R>,
     session: &mut Session,
     params: &WsParams,
-    activity: &AtomicU64,
+    keepalive: &Keepalive,
     received: Option<&prometheus::IntCounter>,
 ) -> ReadEnd {
-    match read_messages(reader, session, params, activity, received).await {
+    match read_messages(reader, session, params, keepalive, received).await {
         Ok(never) => match never {},
         Err(end) => end,
     }
@@ -381,14 +426,14 @@ async fn read_messages<R: AsyncRead + Unpin>(
     reader: &mut MessageReader<R>,
     session: &mut Session,
     params: &WsParams,
-    activity: &AtomicU64,
+    keepalive: &Keepalive,
     received: Option<&prometheus::IntCounter>,
 ) -> Result<std::convert::Infallible, ReadEnd> {
     let queue = Arc::clone(session.queue());
     loop {
         queue.reply_room().await;
         let incoming = reader.next().await?;
-        activity.fetch_add(1, Ordering::Relaxed);
+        keepalive.record_activity();
         if let (Some(c), Incoming::Text(b) | Incoming::Binary(b)) = (received, &incoming) {
             c.inc_by(b.len() as u64);
         }
@@ -405,8 +450,10 @@ async fn read_messages<R: AsyncRead + Unpin>(
             }
             (Incoming::Text(t), Wire::Raw) => raw_publish(session, params, Payload::Text(t)).await?,
             (Incoming::Binary(b), Wire::Raw) => raw_publish(session, params, Payload::Binary(b)).await?,
-            (Incoming::Text(t), Wire::Json) => handle(session, &t).await?,
-            (Incoming::Binary(b), Wire::Msgpack) => handle(session, &b).await?,
+            // Boxed: the handling future is large, and inline it would sit in every
+            // connection's future for its whole life; requests are rare next to that.
+            (Incoming::Text(t), Wire::Json) => Box::pin(handle(session, &t)).await?,
+            (Incoming::Binary(b), Wire::Msgpack) => Box::pin(handle(session, &b)).await?,
             (Incoming::Binary(_), Wire::Json) => session
                 .reject_frame("binary frame on a JSON connection; send text frames or connect with format=msgpack"),
             (Incoming::Text(_), Wire::Msgpack) => session

@@ -4,8 +4,12 @@
 //! size, control frame sizes, and close frame validity. Each violation
 //! becomes the close code RFC 6455 asks for.
 
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{ready, Poll};
+
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 /// What the reader got.
 #[derive(Debug)]
@@ -80,12 +84,22 @@ const READ_BUF: usize = 4096;
 impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// A reader that refuses messages over `max_message_bytes` with 1009.
     pub fn new(read: R, max_message_bytes: usize) -> Self {
+        Self::with_early(read, Bytes::new(), max_message_bytes)
+    }
+
+    /// As [`MessageReader::new`], reading `early` (bytes that came with the handshake) first.
+    pub fn with_early(read: R, early: Bytes, max_message_bytes: usize) -> Self {
         MessageReader {
             read,
-            buf: BytesMut::new(),
+            buf: BytesMut::from(&early[..]),
             max_message_bytes,
             partial: None,
         }
+    }
+
+    /// The reader it reads from, for what comes after the last message.
+    pub fn into_inner(self) -> R {
+        self.read
     }
 
     /// The next complete message or control frame. Cancel-safe between frames only:
@@ -109,10 +123,31 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
 
     /// One read towards having `n` bytes buffered.
     async fn read_more(&mut self, n: usize) -> Result<(), ReadEnd> {
+        if self.buf.capacity() == 0 {
+            return self.read_idle().await;
+        }
         if self.buf.capacity() - self.buf.len() < READ_BUF.min(n - self.buf.len()).max(1) {
             self.buf.reserve(READ_BUF.max(n - self.buf.len()));
         }
         match self.read.read_buf(&mut self.buf).await {
+            Ok(0) | Err(_) => Err(ReadEnd::Gone),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// The first read of a connection with nothing buffered: into the stack, so that one
+    /// waiting for its client holds no buffer; the buffer is made for what arrives.
+    async fn read_idle(&mut self) -> Result<(), ReadEnd> {
+        let (read, buf) = (&mut self.read, &mut self.buf);
+        let got = poll_fn(|cx| {
+            let mut chunk = [0u8; READ_BUF];
+            let mut chunk = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut *read).poll_read(cx, &mut chunk))?;
+            buf.extend_from_slice(chunk.filled());
+            Poll::Ready(Ok::<_, std::io::Error>(chunk.filled().len()))
+        })
+        .await;
+        match got {
             Ok(0) | Err(_) => Err(ReadEnd::Gone),
             Ok(_) => Ok(()),
         }

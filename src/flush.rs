@@ -1,0 +1,513 @@
+//! Flush shards: the tasks that write queued frames to plain TCP WebSockets.
+//!
+//! Every such connection belongs to one shard (one per core, assigned in
+//! turn). Work queued on an idle queue puts the queue on its shard's list,
+//! and a publish hands each shard all of its queues at once
+//! ([`FlushBatch`]), so fanning a message out to a thousand subscribers
+//! wakes a task per core, not one per subscriber. The shard takes each
+//! listed queue's frames and writes them with one non-blocking `writev`;
+//! frames queued while a round runs go out together in the next one. A
+//! socket that is full is handed to its connection's own task (see
+//! `SendQueue`), which waits for it to drain: a slow reader never holds a
+//! shard up.
+//!
+//! `queue.flush_interval` spaces a shard's rounds (a round after a quiet
+//! spell starts at once), trading that much latency for more frames per
+//! system call.
+
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::io::AsyncWrite;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::metrics::{Metrics, WriterStats};
+use crate::protocol::Wire;
+use crate::queue::{FlushTake, Outgoing, SendQueue, Written, MAX_IOVECS};
+use crate::registry::now_ms;
+
+/// Queues written between two yields to the runtime, so a long round does not hold a
+/// worker thread away from the connections' readers.
+const QUEUES_PER_YIELD: usize = 64;
+
+/// The shards of one broker.
+#[derive(Debug)]
+pub struct Flushers {
+    shards: Box<[Arc<FlushShard>]>,
+    next: AtomicUsize,
+    /// `queue.flush_interval` in microseconds, shared with every shard (a reload changes it).
+    interval_us: Arc<AtomicU64>,
+}
+
+/// One shard: the queues with frames to write, and the task's wake-up.
+#[derive(Debug)]
+pub struct FlushShard {
+    index: usize,
+    dirty: Mutex<Vec<Arc<SendQueue>>>,
+    wake: Notify,
+    interval_us: Arc<AtomicU64>,
+}
+
+/// Where a plain TCP WebSocket's queue is written: its socket and its shard.
+#[derive(Debug)]
+pub struct Direct {
+    shard: Arc<FlushShard>,
+    socket: Arc<OwnedWriteHalf>,
+}
+
+impl Flushers {
+    /// `count` shards (at least one), rounds spaced by `interval`.
+    pub fn new(count: usize, interval: Duration) -> Self {
+        let interval_us = Arc::new(AtomicU64::new(interval.as_micros() as u64));
+        let shards = (0..count.max(1))
+            .map(|index| {
+                Arc::new(FlushShard {
+                    index,
+                    dirty: Mutex::new(Vec::new()),
+                    wake: Notify::new(),
+                    interval_us: Arc::clone(&interval_us),
+                })
+            })
+            .collect();
+        Flushers {
+            shards,
+            next: AtomicUsize::new(0),
+            interval_us,
+        }
+    }
+
+    /// One shard per core of this machine.
+    pub fn per_core(interval: Duration) -> Self {
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()), interval)
+    }
+
+    /// The sink of a new connection writing to `socket`, on the next shard in turn.
+    pub fn direct(&self, socket: Arc<OwnedWriteHalf>) -> Direct {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        Direct {
+            shard: Arc::clone(&self.shards[i]),
+            socket,
+        }
+    }
+
+    /// Changes the least time between two rounds (a reload).
+    pub fn set_interval(&self, interval: Duration) {
+        self.interval_us.store(interval.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Starts every shard's task; they run until aborted.
+    pub fn spawn(&self, metrics: Option<Arc<Metrics>>) -> Vec<tokio::task::JoinHandle<()>> {
+        self.shards
+            .iter()
+            .map(|s| tokio::spawn(run(Arc::clone(s), metrics.clone())))
+            .collect()
+    }
+}
+
+impl FlushShard {
+    fn push(&self, queue: Arc<SendQueue>) {
+        self.dirty.lock().push(queue);
+        self.wake.notify_one();
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_micros(self.interval_us.load(Ordering::Relaxed))
+    }
+}
+
+impl Direct {
+    /// The socket the shard writes to.
+    pub fn socket(&self) -> &TcpStream {
+        (*self.socket).as_ref()
+    }
+
+    /// Puts `queue` (whose sink this is) on its shard's list.
+    pub fn schedule(&self, queue: &Arc<SendQueue>) {
+        self.shard.push(Arc::clone(queue));
+    }
+}
+
+/// The connection task's writing half of a socket its shard also writes to (never at
+/// the same time: the queue says whose turn it is). Shutting it down half-closes.
+#[derive(Debug)]
+pub struct DirectWrite(pub Arc<OwnedWriteHalf>);
+
+impl DirectWrite {
+    fn socket(&self) -> &TcpStream {
+        (*self.0).as_ref()
+    }
+}
+
+impl AsyncWrite for DirectWrite {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let socket = self.socket();
+        loop {
+            ready!(socket.poll_write_ready(cx))?;
+            match socket.try_write_vectored(bufs) {
+                // Readiness was stale; `try_write_vectored` cleared it, so the next poll waits.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(self.socket()).shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// Queues a publish made ready to write, by shard, handed over once it is done.
+#[derive(Debug, Default)]
+pub struct FlushBatch {
+    by_shard: Vec<Vec<Arc<SendQueue>>>,
+}
+
+impl FlushBatch {
+    /// Adds a `Direct` queue that needs its shard.
+    pub fn add(&mut self, queue: &Arc<SendQueue>) {
+        let Some(d) = queue.direct() else { return };
+        let i = d.shard.index;
+        if self.by_shard.len() <= i {
+            self.by_shard.resize_with(i + 1, Vec::new);
+        }
+        self.by_shard[i].push(Arc::clone(queue));
+    }
+
+    /// Hands every shard its queues (one lock and one wake-up per shard).
+    pub fn submit(&mut self) {
+        for queues in &mut self.by_shard {
+            let Some(shard) = queues.first().and_then(|q| q.direct()).map(|d| Arc::clone(&d.shard)) else {
+                continue;
+            };
+            shard.dirty.lock().append(queues);
+            shard.wake.notify_one();
+        }
+    }
+}
+
+thread_local! {
+    /// Reused by every publish on this thread: no allocation per publish.
+    static BATCH: RefCell<FlushBatch> = RefCell::new(FlushBatch::default());
+}
+
+/// Runs `f` with this thread's batch, then submits it.
+pub fn with_batch<R>(f: impl FnOnce(&mut FlushBatch) -> R) -> R {
+    BATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut batch) => {
+            let out = f(&mut batch);
+            batch.submit();
+            out
+        }
+        // Only if a publish ran inside another on this thread: use a batch of its own.
+        Err(_) => {
+            let mut batch = FlushBatch::default();
+            let out = f(&mut batch);
+            batch.submit();
+            out
+        }
+    })
+}
+
+/// One shard's task: a round per wake-up, writing every listed queue.
+async fn run(shard: Arc<FlushShard>, metrics: Option<Arc<Metrics>>) {
+    let mut work: Vec<Arc<SendQueue>> = Vec::new();
+    let mut out = Outgoing::default();
+    // Counted per batch in plain counters, added to the shared metrics once a second.
+    let mut stats = metrics.as_deref().map(WriterStats::new);
+    let stats_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(stats_timer);
+    let mut stats_armed = false;
+    let mut last_round: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shard.wake.notified() => {}
+            _ = &mut stats_timer, if stats_armed => {
+                stats_armed = false;
+                if let Some(s) = &mut stats {
+                    s.flush();
+                }
+                continue;
+            }
+        }
+        space_round(&shard, &mut last_round).await;
+        std::mem::swap(&mut work, &mut *shard.dirty.lock());
+        let now = now_ms();
+        let mut since_yield = 0;
+        for queue in work.drain(..) {
+            if flush_one(&queue, &mut out, stats.as_mut(), now) {
+                shard.push(queue);
+            }
+            since_yield += 1;
+            if since_yield == QUEUES_PER_YIELD {
+                since_yield = 0;
+                tokio::task::yield_now().await;
+            }
+        }
+        if let (false, Some(at)) = (stats_armed, stats.as_ref().and_then(WriterStats::due)) {
+            stats_timer.as_mut().reset(at);
+            stats_armed = true;
+        }
+    }
+}
+
+/// Waits out the rest of `queue.flush_interval` since the last round, if it is set.
+async fn space_round(shard: &FlushShard, last_round: &mut Option<Instant>) {
+    let interval = shard.interval();
+    if interval.is_zero() {
+        return;
+    }
+    if let Some(at) = last_round.map(|t| t + interval) {
+        if at > Instant::now() {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+    *last_round = Some(Instant::now());
+}
+
+/// Writes one scheduled queue without blocking. True: more arrived meanwhile.
+fn flush_one(queue: &SendQueue, out: &mut Outgoing, stats: Option<&mut WriterStats>, now: u64) -> bool {
+    let Some(direct) = queue.direct() else { return false };
+    if queue.take_scheduled(out) != FlushTake::Batch {
+        return false;
+    }
+    if let Some(s) = stats {
+        s.record_batch(out.messages, out.bytes, out.oldest_ts, now);
+    }
+    let written = write_now(direct.socket(), out, queue.wire());
+    queue.flushed(out, written)
+}
+
+/// Writes `out` until it is done or the socket is full, never waiting.
+pub fn write_now(socket: &TcpStream, out: &mut Outgoing, wire: Wire) -> Written {
+    loop {
+        let result = {
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = out.slices(wire, &mut iov);
+            if n == 0 {
+                return Written::All;
+            }
+            socket.try_write_vectored(&iov[..n])
+        };
+        match result {
+            Ok(0) => return Written::Failed(io::ErrorKind::WriteZero.into()),
+            Ok(n) => out.advance(wire, n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Written::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Written::Failed(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::protocol::{Message, Payload, SessionId};
+    use crate::queue::{QueueLimits, Sink, TaskTurn};
+    use crate::session::writer::{Writer, WriterEnd};
+    use crate::topic::TopicName;
+    use bytes::Bytes;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A direct queue on one end of a loopback connection, and the other end.
+    async fn direct_queue(
+        flushers: &Flushers,
+        limits: QueueLimits,
+    ) -> (Arc<SendQueue>, Arc<OwnedWriteHalf>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (_read, write) = server.into_split();
+        let write = Arc::new(write);
+        let sink = Sink::Direct(flushers.direct(Arc::clone(&write)));
+        let q = Arc::new(SendQueue::new(SessionId(1), Wire::Raw, true, limits).with_sink(sink));
+        (q, write, client)
+    }
+
+    fn limits() -> QueueLimits {
+        QueueLimits {
+            max_messages: 100_000,
+            max_bytes: 1 << 30,
+        }
+    }
+
+    fn msg(seq: u64, len: usize) -> Arc<Message> {
+        let text = format!("{seq}:{}", "x".repeat(len));
+        Arc::new(Message::new(
+            TopicName::parse("t").unwrap(),
+            seq,
+            0,
+            Payload::text(text),
+            None,
+        ))
+    }
+
+    /// The raw frames' payloads as the client reads them, until `n` have arrived.
+    async fn read_payloads(client: &mut TcpStream, n: usize) -> Vec<String> {
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while out.len() < n {
+            let mut chunk = [0u8; 65536];
+            let got = client.read(&mut chunk).await.unwrap();
+            assert!(got > 0, "closed early");
+            buf.extend_from_slice(&chunk[..got]);
+            while let Some(&b1) = buf.get(1) {
+                let (head, len) = match b1 & 0x7f {
+                    126 if buf.len() >= 4 => (4, u16::from_be_bytes([buf[2], buf[3]]) as usize),
+                    127 if buf.len() >= 10 => (10, u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize),
+                    126 | 127 => break,
+                    n => (2, n as usize),
+                };
+                if buf.len() < head + len {
+                    break;
+                }
+                out.push(String::from_utf8(buf[head..head + len].to_vec()).unwrap());
+                buf.drain(..head + len);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn the_shard_writes_a_queue_without_its_task() {
+        let flushers = Flushers::new(1, Duration::ZERO);
+        let tasks = flushers.spawn(None);
+        let (q, _write, mut client) = direct_queue(&flushers, limits()).await;
+        for s in 1..=3 {
+            q.push_message(&msg(s, 10), Policy::DropOldest);
+        }
+        let got = read_payloads(&mut client, 3).await;
+        assert!(got[0].starts_with("1:") && got[2].starts_with("3:"), "{got:?}");
+        assert!(
+            matches!(q.take_for_task(&mut Outgoing::default()), TaskTurn::Wait),
+            "the connection's task had nothing to do"
+        );
+        tasks.iter().for_each(|t| t.abort());
+    }
+
+    #[tokio::test]
+    async fn a_publish_hands_each_shard_its_queues_at_once() {
+        let flushers = Flushers::new(2, Duration::ZERO);
+        let mut queues = Vec::new();
+        for _ in 0..4 {
+            queues.push(direct_queue(&flushers, limits()).await);
+        }
+        with_batch(|batch| {
+            for (q, _, _) in &queues {
+                q.push_message_batched(&msg(1, 1), Policy::DropOldest, batch);
+            }
+            assert!(
+                flushers.shards.iter().all(|s| s.dirty.lock().is_empty()),
+                "nothing before submit"
+            );
+        });
+        let listed: Vec<usize> = flushers.shards.iter().map(|s| s.dirty.lock().len()).collect();
+        assert_eq!(listed, [2, 2], "two queues per shard, in turn");
+        // A queue already on its shard's list is not listed twice.
+        queues[0].0.push_message(&msg(2, 1), Policy::DropOldest);
+        assert_eq!(flushers.shards[0].dirty.lock().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_goes_to_the_task_which_finishes_the_cut_frame() {
+        let flushers = Flushers::new(1, Duration::ZERO);
+        let (q, write, mut client) = direct_queue(&flushers, limits()).await;
+        // Far more than the socket buffers hold, while the client reads nothing.
+        let n = 400;
+        for s in 1..=n {
+            q.push_message(&msg(s, 20_000), Policy::DropOldest);
+        }
+        let shard = Arc::clone(&flushers.shards[0]);
+        let listed = std::mem::take(&mut *shard.dirty.lock());
+        assert_eq!(listed.len(), 1);
+        let mut out = Outgoing::default();
+        assert!(!flush_one(&listed[0], &mut out, None, 0), "nothing more arrived");
+        let mut writer = Writer::new(Arc::clone(&q), DirectWrite(write), Duration::ZERO);
+        let reader = tokio::spawn(async move { (read_payloads(&mut client, n as usize).await, client) });
+        let run = tokio::spawn(async move { writer.run().await });
+        let (got, mut client) = reader.await.unwrap();
+        for (i, p) in got.iter().enumerate() {
+            assert!(p.starts_with(&format!("{}:", i + 1)), "frame {i} intact and in order");
+            assert_eq!(p.len(), format!("{}:", i + 1).len() + 20_000);
+        }
+        // Written through, the queue is idle again: the next push goes to the shard.
+        q.push_message(&msg(n + 1, 1), Policy::DropOldest);
+        assert_eq!(shard.dirty.lock().len(), 1, "back on the shard once the task was done");
+        q.close(Bytes::from_static(b"\x88\x00"), true);
+        let listed = std::mem::take(&mut *shard.dirty.lock());
+        assert_eq!(listed[0].take_scheduled(&mut out), FlushTake::HandedOver);
+        assert!(matches!(run.await.unwrap(), WriterEnd::Closed));
+        assert_eq!(
+            read_payloads(&mut client, 2).await,
+            [format!("{}:x", n + 1), String::new()]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abort_in_the_middle_of_a_frame_loses_the_connection() {
+        let flushers = Flushers::new(1, Duration::ZERO);
+        let (q, _write, _client) = direct_queue(&flushers, limits()).await;
+        for s in 1..=200 {
+            q.push_message(&msg(s, 50_000), Policy::DropOldest);
+        }
+        let listed = std::mem::take(&mut *flushers.shards[0].dirty.lock());
+        let mut out = Outgoing::default();
+        flush_one(&listed[0], &mut out, None, 0);
+        q.close(crate::protocol::frame::close(1008, "slow consumer"), false);
+        let mut task = Outgoing::default();
+        match q.take_for_task(&mut task) {
+            TaskTurn::Failed(e) => assert!(e.to_string().contains("middle of a frame"), "{e}"),
+            // The socket happened to take whole frames only: then the close frame is next.
+            TaskTurn::Close { .. } => {}
+            other => panic!("expected the connection lost or closed, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn closing_a_scheduled_queue_hands_it_to_the_task() {
+        let flushers = Flushers::new(1, Duration::ZERO);
+        let (q, _write, _client) = direct_queue(&flushers, limits()).await;
+        q.push_message(&msg(1, 1), Policy::DropOldest);
+        q.close(Bytes::from_static(b"bye"), true);
+        assert!(
+            matches!(q.take_for_task(&mut Outgoing::default()), TaskTurn::Wait),
+            "still the shard's turn"
+        );
+        let listed = std::mem::take(&mut *flushers.shards[0].dirty.lock());
+        assert_eq!(
+            listed[0].take_scheduled(&mut Outgoing::default()),
+            FlushTake::HandedOver
+        );
+        let mut out = Outgoing::default();
+        assert!(matches!(q.take_for_task(&mut out), TaskTurn::Write { resumed: false }));
+        assert_eq!(out.messages, 1, "what was queued before the close is still sent");
+        assert!(matches!(q.take_for_task(&mut out), TaskTurn::Close { idle: false, .. }));
+    }
+}

@@ -1,0 +1,695 @@
+//! `SendQueue`: the bounded queue between publishers and one connection's
+//! writer, and who writes it out.
+//!
+//! Publishers push an `Arc<Message>` (a reference count, never a copy) and
+//! return at once. Limits count queued messages and bytes. When a message
+//! does not fit, the topic's [`Policy`] decides what is lost (`policy.rs`);
+//! every loss is remembered per topic as a seq range so the writer can send a
+//! `gap` notice before that topic's next message.
+//!
+//! Who writes depends on the queue's [`Sink`]. A `Task` queue wakes one task
+//! (an SSE stream, a long poll, a TLS WebSocket), which drains and writes. A
+//! `Direct` queue is a plain TCP WebSocket: work queued on an idle queue puts
+//! it on its flush shard's list (`crate::flush`), whose task writes it to the
+//! socket without blocking, many queues per wake-up and no task woken per
+//! subscriber. When the socket is full, or the queue closes, the writing is
+//! handed to the connection's own task until the queue is empty again. One
+//! [`Owner`] at a time, switched under the queue's lock, so frames never
+//! interleave and no lock is held while writing.
+//!
+//! Replies (acks, errors, pongs) and control frames (ping, close) are never
+//! dropped: a subscriber whose data queue is full still gets its pings.
+
+mod outgoing;
+mod policy;
+#[cfg(test)]
+mod tests;
+
+pub use outgoing::{place_gaps, Outgoing, MAX_IOVECS};
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::config::Policy;
+use crate::flush::{Direct, FlushBatch};
+use crate::metrics::{DropReason, Metrics};
+use crate::protocol::{Message, SessionId, Wire};
+use crate::topic::TopicName;
+use policy::Conflated;
+
+/// The size limits of one connection's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most messages queued at once.
+    pub max_messages: usize,
+    /// Most bytes queued at once (a single larger message still passes an empty queue).
+    pub max_bytes: usize,
+}
+
+/// Replies queued beyond this make the reader wait before handling more requests.
+const MAX_PENDING_REPLIES: usize = 1024;
+
+/// One thing for the writer to send.
+#[derive(Debug)]
+pub enum Entry {
+    /// A published message, rendered in the queue's wire format.
+    Message(Arc<Message>),
+    /// A reply frame (ack, error, pong); counts toward the reply backlog.
+    Reply(Bytes),
+    /// A control frame (ping, pong to a client ping); bypasses every limit.
+    Control(Bytes),
+    /// A message dropped after it was queued behind a reply; skipped.
+    Dropped,
+}
+
+impl Entry {
+    /// The bytes to write for this entry on `wire`.
+    pub fn bytes(&self, wire: Wire) -> &[u8] {
+        match self {
+            Entry::Message(m) => m.frame(wire),
+            Entry::Reply(b) | Entry::Control(b) => b,
+            Entry::Dropped => &[],
+        }
+    }
+}
+
+/// Messages `from..=to` of `topic` that this subscriber will not get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The topic.
+    pub topic: TopicName,
+    /// First missing seq.
+    pub from: u64,
+    /// Last missing seq.
+    pub to: u64,
+}
+
+/// What happened to a pushed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued.
+    Queued,
+    /// Queued, under backpressure, in place of an older message of the same topic (`conflate`).
+    Conflated,
+    /// Queued after dropping older messages (`drop_oldest`).
+    DroppedOldest,
+    /// Not queued (`drop_newest`).
+    DroppedNewest,
+    /// Not queued: the queue overflowed under `disconnect` and the connection is closing.
+    Disconnected,
+    /// Not queued: the connection is closing.
+    Closed,
+}
+
+/// What the writer takes in one wake-up.
+#[derive(Debug, Default)]
+pub struct Drained {
+    /// The entries, oldest first.
+    pub entries: VecDeque<Entry>,
+    /// Losses to report, oldest first per topic.
+    pub gaps: Vec<Gap>,
+    /// The close frame to send after the entries; the writer stops after it.
+    pub close: Option<Bytes>,
+}
+
+/// Who writes a queue's frames out.
+#[derive(Debug)]
+pub enum Sink {
+    /// One task waits on [`SendQueue::ready`] and drains.
+    Task,
+    /// A flush shard writes to the socket; the connection's task only when it is full.
+    Direct(Direct),
+}
+
+/// Who may write a `Direct` queue's frames now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Nobody: the queue is empty.
+    Idle,
+    /// Its flush shard: the queue is on the shard's list or being written.
+    Scheduled,
+    /// The connection's task: the socket is full, a write failed, or the queue closes.
+    Task,
+}
+
+/// What to do about newly queued work once the lock is released.
+#[must_use]
+enum Wake {
+    Nothing,
+    /// Wake the queue's task.
+    Task,
+    /// Put the queue on its flush shard's list.
+    Shard,
+}
+
+/// What the flush shard takes from a scheduled queue.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FlushTake {
+    /// A batch to write (in the `Outgoing` passed in).
+    Batch,
+    /// Nothing queued: the queue is idle again.
+    Nothing,
+    /// The queue is closing: its task writes from now on (and has been woken).
+    HandedOver,
+}
+
+/// How a flush shard's non-blocking write of a batch went.
+#[derive(Debug)]
+pub enum Written {
+    /// All of it.
+    All,
+    /// Some or none: the socket is full.
+    Blocked,
+    /// The socket failed.
+    Failed(io::Error),
+}
+
+/// What the connection's task is to do next.
+#[derive(Debug)]
+pub enum TaskTurn {
+    /// Nothing for it now: wait for [`SendQueue::ready`] again.
+    Wait,
+    /// Write the batch (in the `Outgoing` passed in).
+    Write {
+        /// The rest of a batch the flush shard began (and counted in the metrics).
+        resumed: bool,
+    },
+    /// Everything is written: send this close frame (empty: none) and stop.
+    Close {
+        /// The close frame.
+        frame: Bytes,
+        /// The client went silent: try once, do not wait, do not linger.
+        idle: bool,
+    },
+    /// The connection is lost: a write failed, or a frame was cut and cannot be finished.
+    Failed(io::Error),
+}
+
+/// The bounded send queue of one connection.
+#[derive(Debug)]
+pub struct SendQueue {
+    /// The connection this queue feeds.
+    session: SessionId,
+    /// How the connection renders frames, so publishers encode the right one.
+    wire: Wire,
+    /// Whether the connection gets the messages it published itself.
+    echo: bool,
+    limits: QueueLimits,
+    sink: Sink,
+    state: Mutex<State>,
+    /// Wakes the task: work arrived (`Task` sink), the writing was handed over, or a close.
+    ready: Notify,
+    /// Wakes the writer out of a blocked write: the connection must go now.
+    abort: Notify,
+    /// Wakes a reader waiting for the reply backlog to shrink.
+    drained: Notify,
+    /// Where drops are counted, and where the writer adds its batches; `None`: metrics off.
+    metrics: Option<Arc<Metrics>>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// The queue's wire, whose frame length each message counts for.
+    wire: Wire,
+    entries: VecDeque<Entry>,
+    /// Absolute position of `entries[0]`, so conflation can find an entry by position.
+    head: u64,
+    messages: usize,
+    bytes: usize,
+    replies: usize,
+    /// Each conflating topic's newest queued message (absolute position) and how many of
+    /// its messages are queued, so backpressure can cut it to exactly one.
+    conflated: HashMap<TopicName, Conflated>,
+    gaps: Vec<Gap>,
+    close: Option<Bytes>,
+    /// Set once closing: nothing more is queued.
+    closed: bool,
+    /// Closing without sending what is queued (a slow consumer cut, a silent client).
+    aborted: bool,
+    /// The client went silent: the close frame is tried once, without waiting.
+    idle: bool,
+    /// Messages lost on this connection so far.
+    dropped: u64,
+    /// Who writes next (`Direct` queues; a `Task` queue's task always does).
+    owner: Owner,
+    /// What the flush shard could not write before the socket filled; the task goes on with it.
+    unsent: Option<Box<Outgoing>>,
+    /// Why the flush shard's write failed; the task ends the connection with it.
+    failed: Option<io::Error>,
+}
+
+impl State {
+    /// The wake-up newly queued work needs; `was_empty`: nothing was queued before.
+    fn wake(&mut self, direct: bool, was_empty: bool) -> Wake {
+        match (direct, self.owner) {
+            (false, _) if was_empty => Wake::Task,
+            (true, Owner::Idle) => {
+                self.owner = Owner::Scheduled;
+                Wake::Shard
+            }
+            _ => Wake::Nothing,
+        }
+    }
+
+    /// Hands the writing to the task, which is woken for it.
+    fn hand_over(&mut self) -> Wake {
+        self.owner = Owner::Task;
+        Wake::Task
+    }
+
+    /// Moves everything queued into `out`.
+    fn take_into(&mut self, out: &mut Outgoing) -> bool {
+        self.head += out.load(&mut self.entries, &self.gaps, self.wire);
+        self.gaps.clear();
+        self.messages = 0;
+        self.bytes = 0;
+        self.conflated.clear();
+        let had_replies = self.replies > 0;
+        self.replies = 0;
+        had_replies
+    }
+}
+
+impl SendQueue {
+    /// An empty queue for `session`, rendering frames as `wire`, drained by one task.
+    pub fn new(session: SessionId, wire: Wire, echo: bool, limits: QueueLimits) -> Self {
+        SendQueue {
+            session,
+            wire,
+            echo,
+            limits,
+            sink: Sink::Task,
+            state: Mutex::new(State {
+                wire,
+                entries: VecDeque::new(),
+                head: 0,
+                messages: 0,
+                bytes: 0,
+                replies: 0,
+                conflated: HashMap::new(),
+                gaps: Vec::new(),
+                close: None,
+                closed: false,
+                aborted: false,
+                idle: false,
+                dropped: 0,
+                owner: Owner::Idle,
+                unsent: None,
+                failed: None,
+            }),
+            ready: Notify::new(),
+            abort: Notify::new(),
+            drained: Notify::new(),
+            metrics: None,
+        }
+    }
+
+    /// The same queue, written out by `sink`.
+    pub fn with_sink(mut self, sink: Sink) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// The same queue, counting its drops (and its writer's batches) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics this queue reports to, if metrics are on.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// The socket and flush shard of a `Direct` queue.
+    pub fn direct(&self) -> Option<&Direct> {
+        match &self.sink {
+            Sink::Direct(d) => Some(d),
+            Sink::Task => None,
+        }
+    }
+
+    /// The connection this queue feeds.
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+
+    /// The connection's wire format.
+    pub fn wire(&self) -> Wire {
+        self.wire
+    }
+
+    /// Whether `msg` should skip this subscriber (its own publish, without echo).
+    pub fn skips(&self, msg: &Message) -> bool {
+        !self.echo && msg.origin == Some(self.session)
+    }
+
+    /// Messages queued now.
+    pub fn depth(&self) -> usize {
+        self.state.lock().messages
+    }
+
+    /// Messages lost on this connection so far.
+    pub fn dropped(&self) -> u64 {
+        self.state.lock().dropped
+    }
+
+    /// Carries out a wake-up; `batch` collects flush-shard work to hand over in one go.
+    fn apply(self: &Arc<Self>, wake: Wake, batch: Option<&mut FlushBatch>) {
+        match wake {
+            Wake::Nothing => {}
+            Wake::Task => self.ready.notify_one(),
+            Wake::Shard => match (batch, self.direct()) {
+                (Some(b), _) => b.add(self),
+                (None, Some(d)) => d.schedule(self),
+                (None, None) => {}
+            },
+        }
+    }
+
+    /// Queues `msg` under `policy`. The frame for this queue's wire must be cheap to get
+    /// (the publisher encodes it before fanning out).
+    pub fn push_message(self: &Arc<Self>, msg: &Arc<Message>, policy: Policy) -> Pushed {
+        let (pushed, wake) = self.push(msg, policy);
+        self.apply(wake, None);
+        pushed
+    }
+
+    /// As [`SendQueue::push_message`], leaving the flush shard's wake-up to `batch`, so a
+    /// publish hands each shard its queues once rather than once per subscriber.
+    pub fn push_message_batched(
+        self: &Arc<Self>,
+        msg: &Arc<Message>,
+        policy: Policy,
+        batch: &mut FlushBatch,
+    ) -> Pushed {
+        let (pushed, wake) = self.push(msg, policy);
+        self.apply(wake, Some(batch));
+        pushed
+    }
+
+    fn push(&self, msg: &Arc<Message>, policy: Policy) -> (Pushed, Wake) {
+        let len = msg.frame(self.wire).len();
+        let mut st = self.state.lock();
+        if st.closed {
+            return (Pushed::Closed, Wake::Nothing);
+        }
+        let was_empty = st.entries.is_empty();
+        // Under backpressure (a full queue), conflation replaces this topic's queued message.
+        if policy == Policy::Conflate && st.is_full(len, &self.limits) {
+            if let Some(pushed) = st.conflate(msg, len) {
+                drop(st);
+                self.count_dropped(DropReason::Conflated, policy, 1);
+                return (pushed, Wake::Nothing);
+            }
+        }
+        let mut outcome = Pushed::Queued;
+        if st.is_full(len, &self.limits) {
+            match policy {
+                Policy::DropNewest => {
+                    st.record_gap(&msg.topic, msg.seq);
+                    drop(st);
+                    self.count_dropped(DropReason::QueueFull, policy, 1);
+                    return (Pushed::DroppedNewest, Wake::Nothing);
+                }
+                Policy::Disconnect => {
+                    // The new message and everything queued are lost with the connection.
+                    let lost = st.messages as u64 + 1;
+                    let wake = self.start_close(&mut st, crate::protocol::frame::close(1008, "slow consumer"), false);
+                    drop(st);
+                    self.finish_close(wake, false);
+                    if let Some(m) = &self.metrics {
+                        m.slow_consumer_disconnects.inc();
+                    }
+                    self.count_dropped(DropReason::Disconnected, policy, lost);
+                    return (Pushed::Disconnected, Wake::Nothing);
+                }
+                Policy::DropOldest | Policy::Conflate => {
+                    let before = st.dropped;
+                    while st.is_full(len, &self.limits) && st.drop_oldest() {}
+                    let lost = st.dropped - before;
+                    if let Some(m) = &self.metrics {
+                        // Rare path (the queue is full); the lock is short either way.
+                        m.count_dropped(DropReason::QueueFull, policy, lost);
+                    }
+                    outcome = Pushed::DroppedOldest;
+                }
+            }
+        }
+        if policy == Policy::Conflate {
+            let pos = st.head + st.entries.len() as u64;
+            let c = st
+                .conflated
+                .entry(msg.topic.clone())
+                .or_insert(Conflated { pos, queued: 0 });
+            c.pos = pos;
+            c.queued += 1;
+        }
+        st.entries.push_back(Entry::Message(Arc::clone(msg)));
+        st.messages += 1;
+        st.bytes += len;
+        let wake = st.wake(self.direct().is_some(), was_empty);
+        (outcome, wake)
+    }
+
+    /// Counts `n` lost messages, if metrics are on (the rare path).
+    fn count_dropped(&self, reason: DropReason, policy: Policy, n: u64) {
+        if let Some(m) = &self.metrics {
+            m.count_dropped(reason, policy, n);
+        }
+    }
+
+    /// Queues a reply (never dropped). Returns false if the connection is closing.
+    pub fn push_reply(self: &Arc<Self>, frame: Bytes) -> bool {
+        self.push_frame(Entry::Reply(frame))
+    }
+
+    /// Queues a control frame such as a ping (never dropped, outside every limit).
+    pub fn push_control(self: &Arc<Self>, frame: Bytes) -> bool {
+        self.push_frame(Entry::Control(frame))
+    }
+
+    fn push_frame(self: &Arc<Self>, entry: Entry) -> bool {
+        let mut st = self.state.lock();
+        if st.closed {
+            return false;
+        }
+        if matches!(entry, Entry::Reply(_)) {
+            st.replies += 1;
+        }
+        let was_empty = st.entries.is_empty();
+        st.entries.push_back(entry);
+        let wake = st.wake(self.direct().is_some(), was_empty);
+        drop(st);
+        self.apply(wake, None);
+        true
+    }
+
+    /// Waits until the reply backlog is small enough to take more requests, so a client
+    /// that sends requests without reading the replies is slowed down rather than buffered.
+    pub async fn reply_room(&self) {
+        loop {
+            let notified = self.drained.notified();
+            if self.state.lock().replies < MAX_PENDING_REPLIES {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Starts closing: nothing more is queued, and the writer sends `close_frame` last.
+    /// With `flush`, what is queued is sent first; without it, it is discarded and a
+    /// writer blocked on a full socket gives up.
+    pub fn close(&self, close_frame: Bytes, flush: bool) {
+        let mut st = self.state.lock();
+        let wake = self.start_close(&mut st, close_frame, flush);
+        drop(st);
+        self.finish_close(wake, flush);
+    }
+
+    /// Closes a connection whose client went silent: nothing more is sent but
+    /// `close_frame`, tried once without waiting (a peer that stopped reading would only
+    /// make us wait for nothing).
+    pub fn close_idle(&self, close_frame: Bytes) {
+        let mut st = self.state.lock();
+        let wake = self.start_close(&mut st, close_frame, false);
+        st.idle = true;
+        drop(st);
+        self.finish_close(wake, false);
+    }
+
+    fn start_close(&self, st: &mut State, close_frame: Bytes, flush: bool) -> Option<Wake> {
+        if st.closed {
+            return None;
+        }
+        st.closed = true;
+        st.close = Some(close_frame);
+        if !flush {
+            st.aborted = true;
+            st.entries.clear();
+            st.messages = 0;
+            st.bytes = 0;
+            st.gaps.clear();
+            if st.unsent.take().is_some_and(|u| u.mid_frame()) {
+                st.failed
+                    .get_or_insert_with(|| io::Error::other("closed in the middle of a frame"));
+            }
+        }
+        Some(match (self.direct().is_some(), st.owner) {
+            // A scheduled queue is handed over by its shard when the shard gets to it.
+            (true, Owner::Scheduled) => Wake::Nothing,
+            _ => st.hand_over(),
+        })
+    }
+
+    fn finish_close(&self, wake: Option<Wake>, flush: bool) {
+        let Some(wake) = wake else { return };
+        if let Wake::Task = wake {
+            self.ready.notify_one();
+        }
+        if !flush {
+            self.abort.notify_one();
+        }
+    }
+
+    /// Whether the queue is closing.
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
+    /// Takes everything queued, swapping `into` (emptied, capacity kept) in its place.
+    /// For `Task` queues whose task renders frames itself (SSE, long-poll).
+    pub fn drain(&self, into: &mut Drained) {
+        into.entries.clear();
+        into.gaps.clear();
+        let mut st = self.state.lock();
+        std::mem::swap(&mut st.entries, &mut into.entries);
+        std::mem::swap(&mut st.gaps, &mut into.gaps);
+        st.head += into.entries.len() as u64;
+        st.messages = 0;
+        st.bytes = 0;
+        st.conflated.clear();
+        let had_replies = st.replies > 0;
+        st.replies = 0;
+        if st.entries.is_empty() && st.closed {
+            into.close = st.close.take();
+        }
+        drop(st);
+        if had_replies {
+            self.drained.notify_one();
+        }
+    }
+
+    /// The flush shard's turn on a scheduled queue: takes what is queued into `out`.
+    pub fn take_scheduled(&self, out: &mut Outgoing) -> FlushTake {
+        let mut st = self.state.lock();
+        if st.closed {
+            let _ = st.hand_over();
+            drop(st);
+            self.ready.notify_one();
+            return FlushTake::HandedOver;
+        }
+        if st.entries.is_empty() {
+            st.owner = Owner::Idle;
+            return FlushTake::Nothing;
+        }
+        let had_replies = st.take_into(out);
+        drop(st);
+        if had_replies {
+            self.drained.notify_one();
+        }
+        FlushTake::Batch
+    }
+
+    /// The flush shard is done with `out`. True: more was queued meanwhile, and the
+    /// queue stays scheduled (the shard takes it again next round).
+    pub fn flushed(&self, out: &mut Outgoing, written: Written) -> bool {
+        let mut st = self.state.lock();
+        let again = match written {
+            Written::All if st.closed => {
+                let _ = st.hand_over();
+                false
+            }
+            Written::All if st.entries.is_empty() => {
+                st.owner = Owner::Idle;
+                false
+            }
+            Written::All => true,
+            Written::Blocked => {
+                let _ = st.hand_over();
+                if st.aborted {
+                    if out.mid_frame() {
+                        st.failed = Some(io::Error::other("closed in the middle of a frame"));
+                    }
+                } else {
+                    out.compact();
+                    st.unsent = Some(Box::new(std::mem::take(out)));
+                }
+                false
+            }
+            Written::Failed(e) => {
+                let _ = st.hand_over();
+                st.failed = Some(e);
+                false
+            }
+        };
+        let woken = st.owner == Owner::Task;
+        drop(st);
+        out.clear();
+        if woken {
+            self.ready.notify_one();
+        }
+        again
+    }
+
+    /// The connection task's turn: what it must write or do next, its batch in `out`.
+    pub fn take_for_task(&self, out: &mut Outgoing) -> TaskTurn {
+        out.clear();
+        let mut st = self.state.lock();
+        let direct = self.direct().is_some();
+        if direct && st.owner != Owner::Task {
+            return TaskTurn::Wait;
+        }
+        if let Some(e) = st.failed.take() {
+            return TaskTurn::Failed(e);
+        }
+        if let Some(unsent) = st.unsent.take() {
+            *out = *unsent;
+            return TaskTurn::Write { resumed: true };
+        }
+        if !st.entries.is_empty() {
+            let had_replies = st.take_into(out);
+            drop(st);
+            if had_replies {
+                self.drained.notify_one();
+            }
+            return TaskTurn::Write { resumed: false };
+        }
+        if st.closed {
+            return match st.close.take() {
+                Some(frame) => TaskTurn::Close { frame, idle: st.idle },
+                None => TaskTurn::Wait,
+            };
+        }
+        if direct {
+            st.owner = Owner::Idle;
+        }
+        TaskTurn::Wait
+    }
+
+    /// Resolves when the task has work: queued frames (`Task` sink), writing handed over,
+    /// or a close; call, then [`SendQueue::take_for_task`] (or [`SendQueue::drain`]).
+    pub async fn ready(&self) {
+        self.ready.notified().await
+    }
+
+    /// Resolves when the connection must stop writing at once.
+    pub async fn aborted(&self) {
+        self.abort.notified().await
+    }
+}

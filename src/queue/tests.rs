@@ -1,0 +1,201 @@
+//! Unit tests of the queue: policies, gaps, ownership between shard and task.
+
+use super::*;
+use crate::protocol::Payload;
+
+fn queue(max_messages: usize) -> Arc<SendQueue> {
+    Arc::new(SendQueue::new(
+        SessionId(1),
+        Wire::Raw,
+        true,
+        QueueLimits {
+            max_messages,
+            max_bytes: 1 << 20,
+        },
+    ))
+}
+
+fn msg(topic: &str, seq: u64) -> Arc<Message> {
+    Arc::new(Message::new(
+        TopicName::parse(topic).unwrap(),
+        seq,
+        0,
+        Payload::text(format!("{seq}")),
+        None,
+    ))
+}
+
+fn seqs(q: &SendQueue) -> (Vec<u64>, Vec<(String, u64, u64)>) {
+    let mut d = Drained::default();
+    q.drain(&mut d);
+    let seqs = d
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Message(m) => Some(m.seq),
+            _ => None,
+        })
+        .collect();
+    let gaps = d.gaps.iter().map(|g| (g.topic.to_string(), g.from, g.to)).collect();
+    (seqs, gaps)
+}
+
+#[test]
+fn drop_oldest_keeps_the_newest_and_reports_the_lost_range() {
+    let q = queue(3);
+    for s in 1..=6 {
+        q.push_message(&msg("t", s), Policy::DropOldest);
+    }
+    assert_eq!(seqs(&q), (vec![4, 5, 6], vec![("t".into(), 1, 3)]));
+    assert_eq!(q.dropped(), 3);
+}
+
+#[test]
+fn drop_newest_keeps_the_oldest() {
+    let q = queue(3);
+    for s in 1..=6 {
+        q.push_message(&msg("t", s), Policy::DropNewest);
+    }
+    assert_eq!(seqs(&q), (vec![1, 2, 3], vec![("t".into(), 4, 6)]));
+}
+
+#[test]
+fn conflate_keeps_one_newest_message_per_topic_under_backpressure() {
+    let q = queue(2);
+    for s in 1..=5 {
+        q.push_message(&msg("a", s), Policy::Conflate);
+        q.push_message(&msg("b", s), Policy::Conflate);
+    }
+    let (seqs, gaps) = seqs(&q);
+    assert_eq!(seqs, vec![5, 5]);
+    assert_eq!(gaps, vec![("a".into(), 1, 4), ("b".into(), 1, 4)]);
+}
+
+#[test]
+fn conflate_under_backpressure_leaves_exactly_one_message_per_topic() {
+    let q = queue(4);
+    for s in 1..=3 {
+        q.push_message(&msg("a", s), Policy::Conflate);
+    }
+    q.push_message(&msg("b", 1), Policy::Conflate);
+    // Full now: the next `a` replaces all three queued `a`s.
+    assert_eq!(q.push_message(&msg("a", 4), Policy::Conflate), Pushed::Conflated);
+    assert_eq!(q.depth(), 2);
+    q.push_message(&msg("c", 1), Policy::Conflate);
+    let (seqs, gaps) = seqs(&q);
+    assert_eq!(seqs, vec![4, 1, 1]);
+    assert_eq!(gaps, vec![("a".into(), 1, 3)]);
+}
+
+#[test]
+fn conflate_loses_nothing_while_the_queue_has_room() {
+    let q = queue(10);
+    for s in 1..=5 {
+        q.push_message(&msg("a", s), Policy::Conflate);
+    }
+    assert_eq!(seqs(&q), (vec![1, 2, 3, 4, 5], vec![]));
+}
+
+#[test]
+fn conflate_falls_back_to_dropping_the_oldest_topic_when_full() {
+    let q = queue(2);
+    q.push_message(&msg("a", 1), Policy::Conflate);
+    q.push_message(&msg("b", 1), Policy::Conflate);
+    q.push_message(&msg("c", 1), Policy::Conflate);
+    q.push_message(&msg("b", 2), Policy::Conflate);
+    assert_eq!(seqs(&q), (vec![2, 1], vec![("a".into(), 1, 1), ("b".into(), 1, 1)]));
+}
+
+#[test]
+fn disconnect_closes_with_1008_and_discards_the_queue() {
+    let q = queue(2);
+    assert_eq!(q.push_message(&msg("t", 1), Policy::Disconnect), Pushed::Queued);
+    assert_eq!(q.push_message(&msg("t", 2), Policy::Disconnect), Pushed::Queued);
+    assert_eq!(q.push_message(&msg("t", 3), Policy::Disconnect), Pushed::Disconnected);
+    assert_eq!(q.push_message(&msg("t", 4), Policy::Disconnect), Pushed::Closed);
+    let mut d = Drained::default();
+    q.drain(&mut d);
+    assert!(d.entries.is_empty());
+    assert_eq!(&d.close.unwrap()[2..4], &1008u16.to_be_bytes());
+}
+
+#[test]
+fn replies_and_control_frames_bypass_a_full_queue() {
+    let q = queue(1);
+    q.push_message(&msg("t", 1), Policy::DropNewest);
+    assert!(q.push_control(Bytes::from_static(b"ping")));
+    assert!(q.push_reply(Bytes::from_static(b"ack")));
+    assert_eq!(q.push_message(&msg("t", 2), Policy::DropNewest), Pushed::DroppedNewest);
+    let mut d = Drained::default();
+    q.drain(&mut d);
+    assert_eq!(d.entries.len(), 3);
+}
+
+#[test]
+fn drop_oldest_behind_a_reply_leaves_order_intact() {
+    let q = queue(2);
+    q.push_reply(Bytes::from_static(b"r"));
+    for s in 1..=4 {
+        q.push_message(&msg("t", s), Policy::DropOldest);
+    }
+    assert_eq!(seqs(&q), (vec![3, 4], vec![("t".into(), 1, 2)]));
+}
+
+#[test]
+fn byte_limit_counts_frames() {
+    let q = Arc::new(SendQueue::new(
+        SessionId(1),
+        Wire::Raw,
+        true,
+        QueueLimits {
+            max_messages: 100,
+            max_bytes: 8,
+        },
+    ));
+    // Each frame is 2 header bytes + 1 payload byte.
+    for s in 1..=5 {
+        q.push_message(&msg("t", s), Policy::DropOldest);
+    }
+    assert_eq!(seqs(&q).0, vec![4, 5]);
+}
+
+#[test]
+fn a_closed_queue_flushes_then_hands_over_the_close_frame() {
+    let q = queue(10);
+    q.push_message(&msg("t", 1), Policy::DropOldest);
+    q.close(Bytes::from_static(b"bye"), true);
+    assert_eq!(q.push_message(&msg("t", 2), Policy::DropOldest), Pushed::Closed);
+    let mut d = Drained::default();
+    q.drain(&mut d);
+    assert_eq!(d.entries.len(), 1);
+    assert_eq!(d.close.as_deref(), Some(&b"bye"[..]));
+}
+
+#[test]
+fn own_messages_are_skipped_without_echo() {
+    let q = Arc::new(SendQueue::new(
+        SessionId(7),
+        Wire::Raw,
+        false,
+        QueueLimits {
+            max_messages: 1,
+            max_bytes: 1,
+        },
+    ));
+    let own = Message::new(
+        TopicName::parse("t").unwrap(),
+        1,
+        0,
+        Payload::text("x"),
+        Some(SessionId(7)),
+    );
+    let other = Message::new(
+        TopicName::parse("t").unwrap(),
+        1,
+        0,
+        Payload::text("x"),
+        Some(SessionId(8)),
+    );
+    assert!(q.skips(&own));
+    assert!(!q.skips(&other));
+}
