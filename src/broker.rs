@@ -148,7 +148,7 @@ impl Broker {
             settings: RwLock::new(Arc::clone(&config)),
             metrics,
             connections: ConnectionTable::new(),
-            flushers: Flushers::per_core(config.queue.flush_interval),
+            flushers: Flushers::with_shards(config.queue.flush_shards, config.queue.flush_interval),
             metrics_addr: OnceLock::new(),
             config,
             shutdown: Shutdown::new(),

@@ -20,6 +20,9 @@ pub use security::{origin_allowed, AuthConfig, AuthMode, TlsConfig};
 /// The default configuration file, every key commented.
 pub const DEFAULT_CONFIG: &str = include_str!("../config.toml");
 
+/// Most flush shards `queue.flush_shards` may ask for.
+pub const MAX_FLUSH_SHARDS: usize = 1024;
+
 /// The environment variable prefix: `FANOUT__SERVER__LISTEN`.
 const ENV_PREFIX: &str = "FANOUT";
 
@@ -146,6 +149,8 @@ pub struct QueueConfig {
     /// Writer batching delay; zero: write at once.
     #[serde(with = "duration")]
     pub flush_interval: Duration,
+    /// Flush shards (the tasks that write plain TCP WebSockets); 0: one per core but one.
+    pub flush_shards: usize,
 }
 
 /// `[history]`.
@@ -370,6 +375,15 @@ impl Config {
         )?;
         positive("queue.max_messages", self.queue.max_messages)?;
         positive("queue.max_bytes", self.queue.max_bytes)?;
+        if self.queue.flush_shards > MAX_FLUSH_SHARDS {
+            return Err(ConfigError::invalid(
+                "queue.flush_shards",
+                format!(
+                    "{} is over the {MAX_FLUSH_SHARDS} maximum; use about one per core, or 0 to let the broker choose",
+                    self.queue.flush_shards
+                ),
+            ));
+        }
         positive("http.max_limit", self.http.max_limit)?;
         positive("http.sse_heartbeat", self.http.sse_heartbeat.as_millis() as usize)?;
         self.auth.validate()?;
@@ -581,6 +595,8 @@ mod tests {
         assert!(e.contains("idle_timeout") && e.contains("soon"), "{e}");
         let e = load("[queue]\nmax_messages = 0\n", &[]).unwrap_err().to_string();
         assert!(e.contains("queue.max_messages"), "{e}");
+        let e = load("[queue]\nflush_shards = 100000\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("queue.flush_shards") && e.contains("1024"), "{e}");
         let e = load("[[topics]]\npattern = \"a..b\"\n", &[]).unwrap_err().to_string();
         assert!(e.contains("topics[0].pattern"), "{e}");
         let e = load("[server]\nidle_timeout = \"5s\"\nping_interval = \"10s\"\n", &[])

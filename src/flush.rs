@@ -85,9 +85,25 @@ impl Flushers {
         }
     }
 
-    /// One shard per core of this machine.
-    pub fn per_core(interval: Duration) -> Self {
-        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()), interval)
+    /// `shards` shards, 0: one per core of this machine but one (at least one), so
+    /// writing a fan-out leaves a core to the connections' readers and the publishers.
+    pub fn with_shards(shards: usize, interval: Duration) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let count = match shards {
+            0 => cores.saturating_sub(1).max(1),
+            n => n,
+        };
+        Self::new(count, interval)
+    }
+
+    /// How many shards there are.
+    pub fn len(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Whether there are none (never: at least one is made).
+    pub fn is_empty(&self) -> bool {
+        self.shards.is_empty()
     }
 
     /// The sink of a new connection writing to `socket`, on the next shard in turn.
