@@ -76,7 +76,15 @@ impl Thread {
                 eprintln!("receive thread: epoll_wait: {e}");
                 return;
             }
-            for i in 0..self.events.len() {
+            let n = self.events.len();
+            for i in 0..n {
+                if i + 1 < n {
+                    // Its state is cold: fetch it while this one's read runs.
+                    let next = self.events.get(i + 1).0 as usize;
+                    if let Some(Some(c)) = self.slots.get(next) {
+                        c.prefetch();
+                    }
+                }
                 let (token, _) = self.events.get(i);
                 if token == WAKE {
                     if !self.commands() {
