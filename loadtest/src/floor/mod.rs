@@ -4,8 +4,9 @@
 //!
 //! Blocking edge-triggered epoll loops (`--threads`, default 1) accept
 //! upgrades on any path; every data message a client sends is written to
-//! every *other* client with one `write()` per recipient, no queue, no
-//! batching. Masked client frames are unmasked, server frames are
+//! every *other* client with one `write()` per recipient, no queue, and no
+//! batching beyond what is already buffered (the messages decoded from one
+//! `read()` of the sender go out in one `write()`). Masked client frames are unmasked, server frames are
 //! unmasked, fragmented messages are relayed whole, pings are answered,
 //! and a close is answered and the connection closed. A recipient whose
 //! socket is full loses that frame (counted in [`FloorStats::dropped`]),
@@ -36,13 +37,13 @@ pub struct FloorStats {
     pub clients: u64,
     /// Data messages received from clients.
     pub messages: u64,
-    /// Frames written to recipients.
+    /// Frames written to recipients (one message to one recipient).
     pub written: u64,
     /// Frames dropped because a recipient's socket was full.
     pub dropped: u64,
 }
 
-/// Counters every thread adds to (once per message, not per recipient).
+/// Counters every thread adds to (once per read, never per recipient).
 #[derive(Default)]
 struct Counters {
     clients: AtomicU64,

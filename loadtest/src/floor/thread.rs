@@ -45,8 +45,13 @@ pub(super) struct Loop {
     wake: Arc<EventFd>,
     clients: Vec<Option<Client>>,
     free: Vec<usize>,
-    /// The frame being broadcast (or a control reply), encoded once.
+    /// The frames to broadcast from one read, encoded once.
     out: Vec<u8>,
+    /// How many frames `out` holds, and whose they are.
+    out_frames: u64,
+    out_from: u64,
+    /// A control reply (pong, close) to one client.
+    ctrl: Vec<u8>,
 }
 
 impl Loop {
@@ -64,6 +69,9 @@ impl Loop {
             clients: Vec::new(),
             free: Vec::new(),
             out: Vec::with_capacity(4096),
+            out_frames: 0,
+            out_from: 0,
+            ctrl: Vec::with_capacity(256),
         })
     }
 
@@ -221,6 +229,8 @@ impl Loop {
             pos = end;
         };
         c.inbuf.drain(..pos);
+        // What one read brought goes out in one write per recipient.
+        self.broadcast();
         keep
     }
 
@@ -229,7 +239,7 @@ impl Loop {
         match op {
             OP_TEXT | OP_BINARY if partial.is_some() => self.refuse_peer(peer, PROTOCOL_ERROR),
             OP_TEXT | OP_BINARY if fin => {
-                self.broadcast(peer.id, op, payload);
+                self.queue(peer.id, op, payload);
                 true
             }
             OP_TEXT | OP_BINARY => {
@@ -242,7 +252,7 @@ impl Loop {
                 Some((first, mut data)) => {
                     data.extend_from_slice(payload);
                     if fin {
-                        self.broadcast(peer.id, first, &data);
+                        self.queue(peer.id, first, &data);
                     } else {
                         *partial = Some((first, data));
                     }
@@ -264,14 +274,23 @@ impl Loop {
         }
     }
 
-    /// Writes one data message to every client but its sender.
-    fn broadcast(&mut self, from: u64, op: u8, payload: &[u8]) {
-        self.out.clear();
+    /// Adds one data message from `from` to the next broadcast.
+    fn queue(&mut self, from: u64, op: u8, payload: &[u8]) {
         frame::encode_frame(&mut self.out, op, true, payload, None);
+        self.out_frames += 1;
+        self.out_from = from;
+    }
+
+    /// Writes the queued messages to every client but their sender: one
+    /// `write()` per recipient; a recipient whose socket is full loses them.
+    fn broadcast(&mut self) {
+        if self.out_frames == 0 {
+            return;
+        }
         let (mut written, mut dropped) = (0u64, 0u64);
         {
             let peers = self.shared.peers.read().unwrap_or_else(|e| e.into_inner());
-            for p in peers.iter().filter(|p| p.id != from) {
+            for p in peers.iter().filter(|p| p.id != self.out_from) {
                 match p.send(&self.out) {
                     Sent::Written => written += 1,
                     Sent::Dropped => dropped += 1,
@@ -279,18 +298,20 @@ impl Loop {
                 }
             }
         }
-        let c = &self.shared.counters;
-        c.messages.fetch_add(1, Ordering::Relaxed);
-        c.written.fetch_add(written, Ordering::Relaxed);
+        let (c, k) = (&self.shared.counters, self.out_frames);
+        c.messages.fetch_add(k, Ordering::Relaxed);
+        c.written.fetch_add(written * k, Ordering::Relaxed);
         if dropped > 0 {
-            c.dropped.fetch_add(dropped, Ordering::Relaxed);
+            c.dropped.fetch_add(dropped * k, Ordering::Relaxed);
         }
+        self.out.clear();
+        self.out_frames = 0;
     }
 
     fn reply(&mut self, peer: &Peer, op: u8, payload: &[u8]) {
-        self.out.clear();
-        frame::encode_frame(&mut self.out, op, true, payload, None);
-        peer.send(&self.out);
+        self.ctrl.clear();
+        frame::encode_frame(&mut self.ctrl, op, true, payload, None);
+        peer.send(&self.ctrl);
     }
 
     /// Sends close `code` and says the connection must close.
