@@ -187,6 +187,18 @@ pub enum Scenario {
         #[arg(long, default_value_t = 0.1)]
         storm_fraction: f64,
     },
+    /// Not a scenario: the floor server, the simplest possible broadcast
+    /// WebSocket server (blocking epoll, one write() per recipient), to
+    /// measure against with `--protocol raw --raw-path-template /`. A
+    /// benchmark peer, not a product; prints its counters on SIGINT/SIGTERM.
+    FloorServer {
+        /// Address to listen on (port 0: any free port, printed).
+        #[arg(long, default_value = "127.0.0.1:9002")]
+        listen: std::net::SocketAddr,
+        /// Epoll threads (the one that reads a message writes it to everyone).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// (internal) Run as a worker process: JSON lines on stdin/stdout.
     #[command(hide = true)]
     Worker,
@@ -230,6 +242,10 @@ pub struct Common {
     /// Worker processes to spread connections over (1: in-process).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Receive threads per worker: blocking epoll loops that read every
+    /// connection (1 is plenty on a small machine; more for many cores).
+    #[arg(long, default_value_t = 1)]
+    pub receive_threads: usize,
     /// Bind client sockets to 127.0.0.1..=127.0.0.N (0: do not bind).
     #[arg(long, default_value_t = 0)]
     pub local_addrs: u32,

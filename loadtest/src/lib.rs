@@ -6,16 +6,21 @@
 //!   the shared time base and schedule, delivery accounting, wire formats;
 //! - [`plan`] and [`scenario`]: who connects, publishes and subscribes;
 //! - [`engine`] and [`ipc`]: workers running a plan, in-process or as
-//!   child processes;
+//!   child processes; [`epoll`]: the small epoll wrapper their receive
+//!   threads (and the floor server) are built on;
 //! - [`steps`], [`procstat`], [`limits`]: step results, broker CPU/RSS,
 //!   up-front checks;
 //! - [`run`] and [`report`]: the coordinator and its outputs;
-//! - [`cli`]: command-line arguments.
+//! - [`cli`]: command-line arguments;
+//! - [`floor`]: the floor server, a minimal epoll broadcast server to
+//!   measure the kernel's own limit against (a benchmark peer).
 
 pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod engine;
+pub mod epoll;
+pub mod floor;
 pub mod ipc;
 pub mod limits;
 pub mod payload;

@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use fanout_loadtest::cli::{Cli, Common, Scenario};
 use fanout_loadtest::engine::messages::RunOpts;
+use fanout_loadtest::floor::FloorServer;
 use fanout_loadtest::plan::Plan;
 use fanout_loadtest::run::{run, RunConfig};
 use fanout_loadtest::scenario::{self, topics_exist, ScenarioError};
@@ -15,6 +16,9 @@ use std::time::Duration;
 fn main() -> Result<()> {
     limits::raise_nofile();
     let cli = Cli::parse();
+    if let Scenario::FloorServer { listen, threads } = cli.command {
+        return floor_server(listen, threads);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if let Scenario::Worker = cli.command {
         return rt.block_on(ipc::serve_stdio()).context("worker");
@@ -32,6 +36,43 @@ fn main() -> Result<()> {
         println!("HTML report: {}", path.display());
     }
     Ok(())
+}
+
+/// Serves the floor server until SIGINT or SIGTERM, then prints its counters.
+fn floor_server(listen: std::net::SocketAddr, threads: usize) -> Result<()> {
+    // Block the signals before any thread starts, so every thread inherits
+    // the mask and this one takes them with sigwait.
+    let signals = block_signals(&[libc::SIGINT, libc::SIGTERM]);
+    let listener = std::net::TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    let server = FloorServer::start(listener, threads).context("starting the floor server")?;
+    println!(
+        "floor server on ws://{} ({threads} thread(s)); benchmark peer, not a product",
+        server.local_addr()
+    );
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `signals` is an initialized set; `sig` is a live out-parameter.
+    unsafe { libc::sigwait(&signals, &mut sig) };
+    let s = server.shutdown();
+    println!(
+        "floor server: {} clients, {} messages in, {} frames written, {} frames dropped (recipient socket full)",
+        s.clients, s.messages, s.written, s.dropped
+    );
+    Ok(())
+}
+
+/// Blocks `signals` in this thread (and the threads it starts); returns the set.
+fn block_signals(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, initialized by sigemptyset before use;
+    // pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
 }
 
 type Built = (Common, Plan, Option<Duration>, Option<(Duration, f64)>);
@@ -150,7 +191,7 @@ fn build(command: Scenario) -> Result<Built> {
             common.duration += common.connect_timeout + common.settle + common.drain + Duration::from_secs(5);
             (common, plan, None, Some((storm_interval, storm_fraction)))
         }
-        Scenario::Worker => unreachable!("handled before"),
+        Scenario::Worker | Scenario::FloorServer { .. } => unreachable!("handled before"),
     })
 }
 
@@ -183,6 +224,7 @@ fn config(c: &Common, plan: Plan, hold: Option<Duration>, storm: Option<(Duratio
             connect_timeout_ms: c.connect_timeout.as_millis() as u64,
             storm_interval_ms: storm_interval.as_millis() as u64,
             storm_fraction,
+            receive_threads: c.receive_threads,
         },
         rates,
         step_duration: c.step_duration,

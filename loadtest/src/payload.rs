@@ -45,28 +45,17 @@ pub fn encode_string(stamp: &Stamp, size: usize) -> String {
     s
 }
 
-/// Decodes a payload produced by [`encode`].
+/// Decodes a payload produced by [`encode`]. A plain byte scanner: this
+/// runs once per received message.
 pub fn decode(bytes: &[u8]) -> Result<Stamp, PayloadError> {
     let bad = || PayloadError(String::from_utf8_lossy(&bytes[..bytes.len().min(40)]).into_owned());
-    let rest = bytes.strip_prefix(b"p").ok_or_else(bad)?;
+    if bytes.first() != Some(&b'p') {
+        return Err(bad());
+    }
+    let mut pos = 1;
     let mut fields = [0u64; 4];
-    let mut pos = 0;
     for field in &mut fields {
-        let mut value: u64 = 0;
-        let mut digits = 0;
-        while pos < rest.len() && rest[pos].is_ascii_digit() {
-            value = value
-                .checked_mul(10)
-                .and_then(|v| v.checked_add((rest[pos] - b'0') as u64))
-                .ok_or_else(bad)?;
-            pos += 1;
-            digits += 1;
-        }
-        if digits == 0 || rest.get(pos) != Some(&b':') {
-            return Err(bad());
-        }
-        pos += 1;
-        *field = value;
+        *field = number_then_colon(bytes, &mut pos).ok_or_else(bad)?;
     }
     let publisher = u32::try_from(fields[0]).map_err(|_| bad())?;
     let step = u32::try_from(fields[1]).map_err(|_| bad())?;
@@ -76,6 +65,28 @@ pub fn decode(bytes: &[u8]) -> Result<Stamp, PayloadError> {
         seq: fields[2],
         intended_ns: fields[3],
     })
+}
+
+/// Parses `<digits>:` at `*pos` (1 to 19 digits, so it cannot overflow)
+/// and moves past the colon.
+fn number_then_colon(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut value: u64 = 0;
+    let start = *pos;
+    while let Some(&b) = bytes.get(*pos) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        if *pos - start == 19 {
+            return None;
+        }
+        value = value * 10 + (b - b'0') as u64;
+        *pos += 1;
+    }
+    if *pos == start || bytes.get(*pos) != Some(&b':') {
+        return None;
+    }
+    *pos += 1;
+    Some(value)
 }
 
 #[cfg(test)]
@@ -110,6 +121,7 @@ mod tests {
             "q1:2:3:4:",
             "p99999999999:1:1:1:",
             "p1::3:4:",
+            "p1:2:3:99999999999999999999:",
         ] {
             assert!(decode(bad.as_bytes()).is_err(), "{bad}");
         }

@@ -96,6 +96,7 @@ async fn raw_fanout_run_loses_nothing() {
             connect_timeout_ms: 5_000,
             storm_interval_ms: 0,
             storm_fraction: 0.0,
+            receive_threads: 1,
         },
         rates: vec![200.0],
         step_duration: Duration::from_secs(2),

@@ -22,14 +22,18 @@
 //! * [`WsClient::into_split`] gives a reader and a writer half for separate
 //!   tasks; [`WsWriter::send_raw_frame`] sends arbitrary (even invalid)
 //!   frames for protocol-violation tests.
+//! * [`WsReader::detach`] hands the reading to a blocking loop of your own
+//!   (the load tester's epoll threads) while writes stay in tokio.
 
 mod connect;
+mod detach;
 pub mod frame;
 pub mod handshake;
 mod reader;
 mod writer;
 
 pub use connect::WsClient;
+pub use detach::Detached;
 pub use reader::WsReader;
 pub use writer::WsWriter;
 

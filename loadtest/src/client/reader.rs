@@ -40,6 +40,13 @@ impl WsReader {
         }
     }
 
+    /// The read half, the bytes buffered past the last message, and whether
+    /// a fragmented message was in progress (for [`WsReader::detach`]).
+    pub(crate) fn into_parts(self) -> (OwnedReadHalf, Vec<u8>, bool) {
+        let buffered = self.buf[self.start..].to_vec();
+        (self.sock, buffered, self.partial.is_some())
+    }
+
     /// True when at least one more whole frame is already buffered, so the
     /// next [`WsReader::next_message`] call returns without a syscall (use it
     /// to flush per-batch work when the buffer runs dry).

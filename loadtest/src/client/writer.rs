@@ -1,9 +1,12 @@
 //! The writing half of a connection: masks and batches outgoing frames.
 
-use super::frame::{self, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use super::detach::FdWriter;
+use super::frame::{self, invalid, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Mutex;
 
@@ -16,17 +19,46 @@ pub struct WsWriter {
 }
 
 struct WriteState {
-    sock: OwnedWriteHalf,
+    sock: WriteSock,
     buf: Vec<u8>,
+}
+
+/// Where the bytes go: tokio's write half of the stream, or the write-only
+/// registration of a connection whose reading moved elsewhere (see
+/// [`super::WsReader::detach`]).
+enum WriteSock {
+    Tokio(OwnedWriteHalf),
+    Detached(FdWriter),
 }
 
 impl WsWriter {
     pub(crate) fn new(sock: OwnedWriteHalf) -> WsWriter {
+        WsWriter::with_sock(WriteSock::Tokio(sock))
+    }
+
+    pub(crate) fn detached(sock: FdWriter) -> WsWriter {
+        WsWriter::with_sock(WriteSock::Detached(sock))
+    }
+
+    fn with_sock(sock: WriteSock) -> WsWriter {
         WsWriter {
             inner: Arc::new(Mutex::new(WriteState {
                 sock,
                 buf: Vec::with_capacity(4096),
             })),
+        }
+    }
+
+    /// Takes tokio's write half back, to reunite it with the read half.
+    /// Fails when other clones are alive or frames are still queued.
+    pub(crate) fn into_tokio_half(self) -> io::Result<OwnedWriteHalf> {
+        let state = Arc::try_unwrap(self.inner)
+            .map_err(|_| invalid("the writer is still shared"))?
+            .into_inner();
+        match state.sock {
+            WriteSock::Tokio(half) if state.buf.is_empty() => Ok(half),
+            WriteSock::Tokio(_) => Err(invalid("the writer has unflushed frames")),
+            WriteSock::Detached(_) => Err(invalid("the writer is already detached")),
         }
     }
 
@@ -108,5 +140,28 @@ impl WsWriter {
         self.flush().await?;
         let mut st = self.inner.lock().await;
         st.sock.shutdown().await
+    }
+}
+
+impl AsyncWrite for WriteSock {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteSock::Tokio(s) => Pin::new(s).poll_write(cx, buf),
+            WriteSock::Detached(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteSock::Tokio(s) => Pin::new(s).poll_flush(cx),
+            WriteSock::Detached(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteSock::Tokio(s) => Pin::new(s).poll_shutdown(cx),
+            WriteSock::Detached(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }

@@ -28,6 +28,8 @@ pub struct RunOpts {
     pub storm_interval_ms: u64,
     /// Fraction of reconnecting subscribers dropped per storm.
     pub storm_fraction: f64,
+    /// Blocking epoll threads reading this worker's connections.
+    pub receive_threads: usize,
 }
 
 /// A worker's first instruction.

@@ -1,49 +1,63 @@
 //! The worker engine: opens this worker's share of the plan's connections,
-//! runs publishers and subscribers, and reports per-step counters. It runs
+//! runs the publishers (tokio tasks), hands every reading connection to the
+//! receive threads ([`receive`]), and reports per-step counters. It runs
 //! in-process (one worker) or in a child process (`worker` subcommand).
 
 pub mod messages;
 pub mod open;
 pub mod publisher;
+pub mod receive;
+pub mod reconnect;
 pub mod subscriber;
 
-use crate::stats::StepCounters;
-use messages::{Command, Event, ReadyReport, Setup, StepCmd};
-use open::{local_addr, open, Opened};
+use messages::{Command, Event, ReadyReport, RunOpts, Setup, StepCmd};
+use open::{local_addr, open};
+use receive::{Conn, Receivers};
+use reconnect::Rejoin;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use subscriber::Subscriber;
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-/// Counters shared by a worker's tasks.
+use crate::client::Message;
+use crate::plan::Plan;
+use crate::stats::{StepCounters, Tally};
+
+/// Counters the publishers share (per batch or per step, never per message).
 #[derive(Default)]
 pub struct Shared {
-    /// Per-step counters, indexed by step.
-    steps: Mutex<Vec<StepCounters>>,
+    /// Per-step publishing counters.
+    steps: Mutex<Tally>,
     /// Messages published so far.
     pub sent: AtomicU64,
-    /// Distinct messages received so far.
-    pub received: AtomicU64,
-    /// The step currently running (gap notices and errors go there).
-    pub current_step: AtomicU32,
 }
 
 impl Shared {
-    /// Runs `f` on the per-step counters under the lock.
-    pub fn with_steps<R>(&self, f: impl FnOnce(&mut Vec<StepCounters>) -> R) -> R {
+    /// Runs `f` on step `index`'s counters under the lock (if the step started).
+    pub fn with_step(&self, index: u32, f: impl FnOnce(&mut StepCounters)) {
         let mut guard = self.steps.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut guard)
+        if let Some(c) = guard.step(index) {
+            f(c);
+        }
     }
 
-    fn ensure_step(&self, index: u32) {
-        self.with_steps(|s| {
-            while s.len() <= index as usize {
-                s.push(StepCounters::default());
-            }
-        });
+    fn begin(&self, index: u32) {
+        self.steps.lock().unwrap_or_else(|e| e.into_inner()).begin(index);
     }
+
+    fn snapshot(&self, index: u32) -> StepCounters {
+        self.steps.lock().unwrap_or_else(|e| e.into_inner()).snapshot(index)
+    }
+}
+
+/// An opened, detached connection of this worker, ready for its receive thread.
+struct Ready {
+    conn: Box<Conn>,
+    /// Messages that arrived while waiting for the subscribe acks.
+    pending: Vec<Message>,
 }
 
 /// Runs one worker: waits for `Setup`, connects, then obeys `Step` commands
@@ -65,17 +79,31 @@ pub async fn run_worker(mut cmds: mpsc::Receiver<Command>, events: mpsc::Sender<
     } = *setup;
     let (plan, opts) = (Arc::new(plan), Arc::new(opts));
     let shared = Arc::new(Shared::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let rejoin = Arc::new(Rejoin {
+        opts: opts.clone(),
+        stop: stop_rx.clone(),
+    });
+    let receivers = match Receivers::start(opts.receive_threads, rejoin) {
+        Ok(r) => r,
+        Err(e) => {
+            let error = format!("cannot start receive threads: {e}");
+            let _ = events.send(Event::Failed { error }).await;
+            return;
+        }
+    };
     let (ready, conns) = connect_all(&plan, &opts, plan.worker_conns(worker, workers)).await;
     if events.send(Event::Ready(Box::new(ready))).await.is_err() {
         return;
     }
-    let (stop_tx, stop_rx) = watch::channel(false);
     let (step_tx, step_rx) = watch::channel(None::<StepCmd>);
     let publishers = plan.publishers();
     let mut storm_targets = Vec::new();
-    for (i, conn) in conns {
-        let spec = plan.conns[i].clone();
-        if let Some(p) = &spec.publish {
+    // Slow subscribers never read: they stay here, unread, until the end.
+    let mut slow = Vec::new();
+    for Ready { conn, pending } in conns {
+        let i = conn.sub.index;
+        if let Some(p) = &plan.conns[i].publish {
             let fanout = p.topics.iter().map(|t| plan.deliveries(i, t)).collect();
             let ctx = publisher::PubCtx {
                 spec: p.clone(),
@@ -87,26 +115,26 @@ pub async fn run_worker(mut cmds: mpsc::Receiver<Command>, events: mpsc::Sender<
             };
             tokio::spawn(publisher::run_publisher(ctx, conn.writer.clone()));
         }
-        let reconnect = Arc::new(Notify::new());
-        if spec.reconnects {
-            storm_targets.push(reconnect.clone());
+        if conn.sub.spec.reconnects {
+            storm_targets.push(i);
         }
-        let ctx = subscriber::SubCtx {
-            spec,
-            opts: opts.clone(),
-            shared: shared.clone(),
-            local: local_addr(i, opts.local_addrs),
-            index: i,
-            reconnect,
-            stop: stop_rx.clone(),
-        };
-        tokio::spawn(subscriber::run_subscriber(ctx, conn));
+        if conn.sub.spec.slow {
+            slow.push(conn);
+        } else {
+            receivers.add(conn, pending);
+        }
     }
     drop(step_rx);
-    tokio::spawn(progress(shared.clone(), events.clone(), stop_rx.clone()));
+    tokio::spawn(progress(
+        shared.clone(),
+        receivers.clone(),
+        events.clone(),
+        stop_rx.clone(),
+    ));
     if opts.storm_interval_ms > 0 && !storm_targets.is_empty() {
         tokio::spawn(storms(
             storm_targets,
+            receivers.clone(),
             opts.storm_interval_ms,
             opts.storm_fraction,
             stop_rx.clone(),
@@ -115,11 +143,12 @@ pub async fn run_worker(mut cmds: mpsc::Receiver<Command>, events: mpsc::Sender<
     while let Some(cmd) = cmds.recv().await {
         match cmd {
             Command::Step(step) => {
-                shared.ensure_step(step.index);
-                shared.current_step.store(step.index, Ordering::Relaxed);
+                shared.begin(step.index);
+                receivers.begin_step(step.index);
                 let _ = step_tx.send(Some(step));
                 tokio::time::sleep_until(crate::clock::instant_at(step.report_ns)).await;
-                let counters = shared.with_steps(|s| s[step.index as usize].clone());
+                let mut counters = shared.snapshot(step.index);
+                counters.merge(&receivers.collect(step.index).await);
                 let done = Event::StepDone {
                     index: step.index,
                     counters: Box::new(counters),
@@ -133,16 +162,29 @@ pub async fn run_worker(mut cmds: mpsc::Receiver<Command>, events: mpsc::Sender<
         }
     }
     let _ = stop_tx.send(true);
-    // Let readers send their close frames.
+    let mut all = receivers.stop().await;
+    all.append(&mut slow);
+    close_all(all).await;
+}
+
+/// Sends every connection's close frame, then lets them go.
+#[allow(clippy::vec_box)] // As in `receive::Cmd::Stop`.
+async fn close_all(conns: Vec<Box<Conn>>) {
+    let mut set = JoinSet::new();
+    for conn in conns {
+        set.spawn(async move {
+            let limit = Duration::from_secs(1);
+            let _ = tokio::time::timeout(limit, conn.writer.close(1000, "load test over")).await;
+        });
+    }
+    while set.join_next().await.is_some() {}
+    // Give the close frames a moment on the wire before the process exits.
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
-/// Opens this worker's connections, `connect_concurrency` at a time.
-async fn connect_all(
-    plan: &Arc<crate::plan::Plan>,
-    opts: &Arc<messages::RunOpts>,
-    mine: Vec<usize>,
-) -> (ReadyReport, Vec<(usize, Opened)>) {
+/// Opens this worker's connections, `connect_concurrency` at a time, and
+/// detaches each for a receive thread.
+async fn connect_all(plan: &Arc<Plan>, opts: &Arc<RunOpts>, mine: Vec<usize>) -> (ReadyReport, Vec<Ready>) {
     let started = Instant::now();
     let sem = Arc::new(Semaphore::new(opts.connect_concurrency.max(1)));
     let mut set = JoinSet::new();
@@ -150,38 +192,59 @@ async fn connect_all(
         let (plan, opts, sem) = (plan.clone(), opts.clone(), sem.clone());
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            let local = local_addr(i, opts.local_addrs);
-            (i, open(&plan.conns[i], &opts, i, local, &HashMap::new()).await)
+            open_one(&plan, &opts, i).await
         });
     }
     let mut report = ReadyReport::default();
     let mut conns = Vec::new();
     while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok((i, Ok(conn))) => {
+        match joined.map_err(|e| e.to_string()).and_then(|r| r) {
+            Ok((conn, took)) => {
                 report.connected += 1;
-                report
-                    .connect_latency
-                    .saturating_record(conn.connect_time.as_nanos() as u64);
-                conns.push((i, conn));
-            }
-            Ok((_, Err(e))) => {
-                report.errors += 1;
-                report.first_error.get_or_insert_with(|| e.to_string());
+                report.connect_latency.saturating_record(took.as_nanos() as u64);
+                conns.push(conn);
             }
             Err(e) => {
                 report.errors += 1;
-                report.first_error.get_or_insert_with(|| e.to_string());
+                report.first_error.get_or_insert(e);
             }
         }
     }
     report.elapsed_ns = started.elapsed().as_nanos() as u64;
-    conns.sort_by_key(|c| c.0);
+    conns.sort_by_key(|c| c.conn.sub.index);
     (report, conns)
 }
 
+/// Opens and detaches plan connection `i`; also returns its connect time.
+async fn open_one(plan: &Plan, opts: &RunOpts, i: usize) -> Result<(Ready, Duration), String> {
+    let local = local_addr(i, opts.local_addrs);
+    let spec = &plan.conns[i];
+    let opened = open(spec, opts, i, local, &HashMap::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    let detached = opened.reader.detach(opened.writer).map_err(|e| e.to_string())?;
+    let sub = Subscriber::new(
+        i,
+        spec.clone(),
+        opts.protocol,
+        plan.publishers(),
+        local,
+        opened.positions,
+    );
+    let ready = Ready {
+        conn: Box::new(Conn::new(detached, sub)),
+        pending: opened.pending,
+    };
+    Ok((ready, opened.connect_time))
+}
+
 /// Sends running totals twice a second.
-async fn progress(shared: Arc<Shared>, events: mpsc::Sender<Event>, mut stop: watch::Receiver<bool>) {
+async fn progress(
+    shared: Arc<Shared>,
+    receivers: Receivers,
+    events: mpsc::Sender<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
@@ -190,7 +253,7 @@ async fn progress(shared: Arc<Shared>, events: mpsc::Sender<Event>, mut stop: wa
         }
         let ev = Event::Progress {
             sent: shared.sent.load(Ordering::Relaxed),
-            received: shared.received.load(Ordering::Relaxed),
+            received: receivers.received(),
         };
         if events.send(ev).await.is_err() {
             return;
@@ -199,8 +262,14 @@ async fn progress(shared: Arc<Shared>, events: mpsc::Sender<Event>, mut stop: wa
 }
 
 /// Reconnect storms: every period, asks a random fraction of the
-/// reconnecting subscribers to drop and reconnect with `since`.
-async fn storms(targets: Vec<Arc<Notify>>, every_ms: u64, fraction: f64, mut stop: watch::Receiver<bool>) {
+/// reconnecting subscribers (plan indices) to drop and reconnect with `since`.
+async fn storms(
+    targets: Vec<usize>,
+    receivers: Receivers,
+    every_ms: u64,
+    fraction: f64,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(every_ms));
     tick.tick().await;
     loop {
@@ -208,9 +277,9 @@ async fn storms(targets: Vec<Arc<Notify>>, every_ms: u64, fraction: f64, mut sto
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        for t in &targets {
+        for &t in &targets {
             if rand::random::<f64>() < fraction {
-                t.notify_one();
+                receivers.reconnect(t);
             }
         }
     }

@@ -1,14 +1,14 @@
 //! The publishing side: follows a fixed-rate schedule per step, stamping
 //! every payload with the *intended* send time, and sends whatever is due
-//! in one batched write per wake-up.
+//! in one batched write per wake-up (frames encoded into reused buffers).
 
 use super::messages::{RunOpts, StepCmd};
 use super::Shared;
+use crate::client::frame::{self, OP_BINARY, OP_TEXT};
 use crate::client::WsWriter;
 use crate::clock::{instant_at, now_ns, Schedule};
 use crate::payload::{self, Stamp};
 use crate::plan::PubSpec;
-use crate::protocol::Frame;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -36,7 +36,8 @@ pub struct PubCtx {
 /// Publishes on every step until the step channel closes.
 pub async fn run_publisher(mut ctx: PubCtx, writer: WsWriter) {
     let mut seq: u64 = 0;
-    let mut text = String::new();
+    // Reused buffers: the payload, one publish body, and the batch of frames.
+    let (mut text, mut body, mut batch) = (String::new(), Vec::new(), Vec::new());
     while ctx.steps.changed().await.is_ok() {
         let Some(cmd) = *ctx.steps.borrow_and_update() else {
             continue;
@@ -65,6 +66,7 @@ pub async fn run_publisher(mut ctx: PubCtx, writer: WsWriter) {
             }
             let due = sched.due_until(now).min(i + MAX_BATCH);
             let first = i;
+            batch.clear();
             while i < due {
                 let k = (seq % ctx.spec.topics.len() as u64) as usize;
                 let stamp = Stamp {
@@ -75,16 +77,16 @@ pub async fn run_publisher(mut ctx: PubCtx, writer: WsWriter) {
                 };
                 text.clear();
                 payload::encode(&mut text, &stamp, ctx.opts.payload_bytes);
-                match ctx.opts.protocol.publish(&ctx.spec.topics[k], &text) {
-                    Frame::Text(t) => writer.queue_text(&t).await,
-                    Frame::Binary(b) => writer.queue_binary(&b).await,
-                }
+                body.clear();
+                let is_text = ctx.opts.protocol.encode_publish(&mut body, &ctx.spec.topics[k], &text);
+                let opcode = if is_text { OP_TEXT } else { OP_BINARY };
+                frame::encode_frame(&mut batch, opcode, true, &body, Some(rand::random()));
                 expected += ctx.fanout[k].0;
                 expected_slow += ctx.fanout[k].1;
                 seq += 1;
                 i += 1;
             }
-            if writer.flush().await.is_err() {
+            if writer.send_raw_bytes(&batch).await.is_err() {
                 errors += 1;
                 break;
             }
@@ -97,14 +99,12 @@ pub async fn run_publisher(mut ctx: PubCtx, writer: WsWriter) {
                 }
             }
         }
-        ctx.shared.with_steps(|steps| {
-            if let Some(c) = steps.get_mut(cmd.index as usize) {
-                c.intended += total;
-                c.sent += i;
-                c.expected += expected;
-                c.expected_slow += expected_slow;
-                c.errors += errors;
-            }
+        ctx.shared.with_step(cmd.index, |c| {
+            c.intended += total;
+            c.sent += i;
+            c.expected += expected;
+            c.expected_slow += expected_slow;
+            c.errors += errors;
         });
     }
 }

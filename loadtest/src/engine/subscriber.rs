@@ -1,220 +1,196 @@
-//! The reading side of every connection: decodes payloads, classifies
-//! them per publisher (in order, reordered, duplicate), records latency
-//! from the intended send time, counts gap notices and errors, and, for
-//! reconnecting connections, reconnects with `since` and the topic's epoch:
-//! at once when a storm says so, with exponential backoff and full jitter
-//! when the broker dropped it (so a restarted broker is not hit by every
-//! client in the same millisecond, as browsers behave).
+//! What a reading connection measures: decodes payloads, classifies them
+//! per publisher (in order, reordered, duplicate), records latency from the
+//! intended send time, counts gap notices, errors and foreign frames, and
+//! remembers each topic's last seq for a reconnect's `since`. Everything is
+//! counted into the [`Tally`] of the receive thread that owns the
+//! connection, so nothing here is shared.
 
-use super::messages::RunOpts;
-use super::open::{open, Opened, TopicPos};
-use super::Shared;
-use crate::client::Message;
-use crate::clock::now_ns;
+use super::open::TopicPos;
 use crate::payload;
 use crate::plan::ConnSpec;
-use crate::protocol::Incoming;
-use crate::stats::{Observation, SeqTracker};
+use crate::protocol::{Incoming, Protocol};
+use crate::stats::{SeqTrackers, Tally};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{watch, Notify};
 
-/// The first reconnect delay's upper bound after the broker dropped a connection.
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-/// The longest wait between reconnect attempts.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// Exponential backoff with full jitter: attempt `n` waits a random time in
-/// `[0, min(BACKOFF_MAX, BACKOFF_FIRST * 2^n))`.
-fn backoff(attempt: u32) -> Duration {
-    let cap = BACKOFF_FIRST.saturating_mul(1 << attempt.min(16)).min(BACKOFF_MAX);
-    cap.mul_f64(rand::random::<f64>())
-}
-
-/// Everything a subscriber task needs besides its connection.
-pub struct SubCtx {
+/// One reading connection's measurement state; it outlives the socket
+/// across reconnects, so duplicates across a reconnect are caught. What
+/// every message touches comes first (`repr(C)`), next to the connection's
+/// own hot fields (see [`super::receive::Conn`]).
+#[repr(C)]
+pub struct Subscriber {
+    /// Subscribed and reading: counts what arrives (others only drain).
+    measured: bool,
+    /// `spec.reconnects`: remember topic positions.
+    reconnects: bool,
+    protocol: Protocol,
+    /// Its own publisher id (`u32::MAX`: none): its messages are not counted.
+    own: u32,
+    trackers: SeqTrackers,
+    /// The connection's index in the plan (picks its server, names it for storms).
+    pub index: usize,
     /// The connection's spec.
     pub spec: ConnSpec,
-    /// Options.
-    pub opts: Arc<RunOpts>,
-    /// Worker-wide counters.
-    pub shared: Arc<Shared>,
     /// Local address to reconnect from.
     pub local: Option<IpAddr>,
-    /// The connection's index in the plan (picks its server among several `--url`s).
-    pub index: usize,
-    /// Reconnect request (reconnect scenario).
-    pub reconnect: Arc<Notify>,
-    /// Becomes true when the run ends.
-    pub stop: watch::Receiver<bool>,
+    /// Where each topic stands, for resuming after a reconnect.
+    pub last_seq: HashMap<String, TopicPos>,
+    /// Errors counted while away from the receive thread (failed
+    /// reconnects), added to its tally when the connection comes back.
+    pub owed_errors: u64,
+    /// Reconnects done while away, likewise.
+    pub owed_reconnects: u64,
 }
 
-/// Per-flush batch, so the shared lock is taken once per read burst.
-#[derive(Default)]
-struct Batch {
-    items: Vec<(u32, Observation, u64)>,
-    gaps: u64,
-    gap_messages: u64,
-    errors: u64,
-    foreign: u64,
-    reconnects: u64,
-}
+impl Subscriber {
+    /// Bytes from the start that the receive path touches per message.
+    pub const HOT_BYTES: usize = std::mem::offset_of!(Subscriber, trackers) + SeqTrackers::HOT_BYTES;
 
-impl Batch {
-    fn flush(&mut self, shared: &Shared) {
-        if self.items.is_empty() && self.gaps + self.errors + self.foreign + self.reconnects == 0 {
+    /// State for plan connection `index`, which starts at `positions` (from its acks).
+    pub fn new(
+        index: usize,
+        spec: ConnSpec,
+        protocol: Protocol,
+        publishers: usize,
+        local: Option<IpAddr>,
+        positions: HashMap<String, TopicPos>,
+    ) -> Subscriber {
+        Subscriber {
+            index,
+            measured: !spec.subscribe.is_empty() && !spec.slow,
+            reconnects: spec.reconnects,
+            own: spec.publish.as_ref().map_or(u32::MAX, |p| p.id),
+            spec,
+            local,
+            protocol,
+            trackers: SeqTrackers::new(publishers),
+            last_seq: positions,
+            owed_errors: 0,
+            owed_reconnects: 0,
+        }
+    }
+
+    /// The wire format it speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Counts one classified message received at `now_ns`.
+    pub fn observe(&mut self, msg: Incoming<'_>, now_ns: u64, tally: &mut Tally) {
+        if !self.measured {
             return;
         }
-        let received = self.items.iter().filter(|i| i.1 != Observation::Duplicate).count() as u64;
-        shared.received.fetch_add(received, Ordering::Relaxed);
-        let current = shared.current_step.load(Ordering::Relaxed);
-        shared.with_steps(|steps| {
-            for &(step, obs, lat) in &self.items {
-                if let Some(c) = steps.get_mut(step as usize) {
-                    c.record(obs, lat);
+        match msg {
+            Incoming::Data { payload, topic, seq } => {
+                if let (true, Some(t), Some(s)) = (self.reconnects, topic, seq) {
+                    self.remember(&t, s);
+                }
+                match payload::decode(&payload) {
+                    Ok(st) if st.publisher == self.own => {}
+                    Ok(st) => match self.trackers.observe(st.publisher, st.seq) {
+                        Some(obs) => tally.record(st.step, obs, now_ns.saturating_sub(st.intended_ns)),
+                        None => count(tally, |c| c.foreign += 1),
+                    },
+                    Err(_) => count(tally, |c| c.foreign += 1),
                 }
             }
-            if let Some(c) = steps.get_mut(current as usize) {
-                c.gaps += self.gaps;
-                c.gap_messages += self.gap_messages;
-                c.errors += self.errors;
-                c.foreign += self.foreign;
-                c.reconnects += self.reconnects;
+            Incoming::Gap { from, to } => count(tally, |c| {
+                c.gaps += 1;
+                c.gap_messages += to.saturating_sub(from) + 1;
+            }),
+            Incoming::Error(_) => count(tally, |c| c.errors += 1),
+            _ => {}
+        }
+    }
+
+    fn remember(&mut self, topic: &str, seq: u64) {
+        match self.last_seq.get_mut(topic) {
+            Some(v) => v.seq = seq,
+            None => {
+                self.last_seq.insert(topic.to_string(), TopicPos { seq, epoch: None });
             }
+        }
+    }
+
+    /// Adds what was counted while away from the receive thread.
+    pub fn settle(&mut self, tally: &mut Tally) {
+        let (errors, reconnects) = (self.owed_errors, self.owed_reconnects);
+        (self.owed_errors, self.owed_reconnects) = (0, 0);
+        count(tally, |c| {
+            c.errors += errors;
+            c.reconnects += reconnects;
         });
-        *self = Batch {
-            items: std::mem::take(&mut self.items),
-            ..Batch::default()
-        };
-        self.items.clear();
     }
 }
 
-/// Reads one connection until the run stops. Slow subscribers never read;
-/// connections without subscriptions read and discard (they must drain).
-pub async fn run_subscriber(mut ctx: SubCtx, mut conn: Opened) {
-    let measured = !ctx.spec.subscribe.is_empty() && !ctx.spec.slow;
-    if ctx.spec.slow {
-        let _ = ctx.stop.changed().await;
-        return;
+/// Counts into the current step (nothing before the first step).
+pub fn count(tally: &mut Tally, f: impl FnOnce(&mut crate::stats::StepCounters)) {
+    if let Some(c) = tally.current() {
+        f(c);
     }
-    let own = ctx.spec.publish.as_ref().map(|p| p.id);
-    let mut trackers: HashMap<u32, SeqTracker> = HashMap::new();
-    let mut last_seq: HashMap<String, TopicPos> = conn.positions.clone();
-    let mut batch = Batch::default();
-    let protocol = ctx.opts.protocol;
-    let reconnects = ctx.spec.reconnects;
-    loop {
-        let mut handle = |msg: &Message, batch: &mut Batch| {
-            if !measured {
-                return;
-            }
-            let now = now_ns();
-            match protocol.parse(msg) {
-                Incoming::Data { payload, topic, seq } => {
-                    if let (true, Some(t), Some(s)) = (reconnects, topic, seq) {
-                        match last_seq.get_mut(t.as_ref()) {
-                            Some(v) => v.seq = s,
-                            None => {
-                                last_seq.insert(t.into_owned(), TopicPos { seq: s, epoch: None });
-                            }
-                        }
-                    }
-                    match payload::decode(&payload) {
-                        Ok(st) if Some(st.publisher) == own => {}
-                        Ok(st) => {
-                            let obs = trackers.entry(st.publisher).or_default().observe(st.seq);
-                            batch.items.push((st.step, obs, now.saturating_sub(st.intended_ns)));
-                        }
-                        Err(_) => batch.foreign += 1,
-                    }
-                }
-                Incoming::Gap { from, to } => {
-                    batch.gaps += 1;
-                    batch.gap_messages += to.saturating_sub(from) + 1;
-                }
-                Incoming::Error(_) => batch.errors += 1,
-                _ => {}
-            }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::{encode_string, Stamp};
+    use crate::plan::PubSpec;
+    use std::borrow::Cow;
+
+    fn data(publisher: u32, seq: u64) -> String {
+        let st = Stamp {
+            publisher,
+            step: 0,
+            seq,
+            intended_ns: 1_000_000,
         };
-        for msg in std::mem::take(&mut conn.pending) {
-            handle(&msg, &mut batch);
+        encode_string(&st, 64)
+    }
+
+    #[test]
+    fn counts_by_publisher_and_skips_its_own() {
+        let spec = ConnSpec {
+            subscribe: vec!["t".into()],
+            publish: Some(PubSpec {
+                id: 1,
+                topics: vec!["t".into()],
+            }),
+            ..ConnSpec::default()
+        };
+        let mut sub = Subscriber::new(0, spec, Protocol::Raw, 2, None, HashMap::new());
+        let mut tally = Tally::default();
+        tally.begin(0);
+        for (p, s) in [(0, 0), (0, 1), (1, 0), (0, 1), (5, 0)] {
+            let text = data(p, s);
+            sub.observe(Protocol::Raw.parse_data(true, text.as_bytes()), 3_000_000, &mut tally);
         }
-        batch.flush(&ctx.shared);
-        // `Some(dropped)`: reconnect; `dropped` when the broker (not a storm) ended it.
-        let reconnect = loop {
-            tokio::select! {
-                _ = ctx.stop.changed() => {
-                    batch.flush(&ctx.shared);
-                    let _ = conn.writer.close(1000, "load test over").await;
-                    return;
-                }
-                _ = ctx.reconnect.notified(), if ctx.spec.reconnects => break Some(false),
-                msg = conn.reader.next_message() => match msg {
-                    Ok(Message::Close(_)) => {
-                        batch.errors += 1;
-                        break ctx.spec.reconnects.then_some(true);
-                    }
-                    Ok(m) => {
-                        handle(&m, &mut batch);
-                        if !conn.reader.has_buffered_frame() {
-                            batch.flush(&ctx.shared);
-                        }
-                    }
-                    Err(_) => {
-                        batch.errors += 1;
-                        break ctx.spec.reconnects.then_some(true);
-                    }
-                }
-            }
+        sub.observe(Protocol::Raw.parse_data(true, b"hello"), 3_000_000, &mut tally);
+        sub.observe(Incoming::Gap { from: 3, to: 5 }, 0, &mut tally);
+        let c = tally.snapshot(0);
+        assert_eq!((c.received, c.duplicates, c.foreign), (2, 1, 2));
+        assert_eq!((c.gaps, c.gap_messages), (1, 3));
+        assert_eq!(c.latency.max(), c.latency.highest_equivalent(2_000_000));
+    }
+
+    #[test]
+    fn reconnecting_subscribers_remember_topic_positions() {
+        let spec = ConnSpec {
+            subscribe: vec!["t".into()],
+            reconnects: true,
+            ..ConnSpec::default()
         };
-        batch.flush(&ctx.shared);
-        let Some(dropped) = reconnect else {
-            let _ = ctx.stop.changed().await;
-            return;
+        let mut sub = Subscriber::new(0, spec, Protocol::Json, 1, None, HashMap::new());
+        let mut tally = Tally::default();
+        let msg = Incoming::Data {
+            payload: Cow::Owned(data(0, 0).into_bytes()),
+            topic: Some("t".into()),
+            seq: Some(42),
         };
-        if !dropped {
-            let _ = conn.writer.close(1000, "reconnect").await;
-        }
-        drop(conn);
-        // A storm reconnects at once; a dropped connection waits a jittered
-        // moment even before its first try, and longer after each failure.
-        let (mut attempt, mut wait) = (0u32, dropped);
-        conn = loop {
-            if wait {
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff(attempt)) => {}
-                    _ = ctx.stop.changed() => {
-                        batch.flush(&ctx.shared);
-                        return;
-                    }
-                }
-            }
-            match open(&ctx.spec, &ctx.opts, ctx.index, ctx.local, &last_seq).await {
-                Ok(c) => break c,
-                Err(_) => {
-                    (attempt, wait) = (attempt + 1, true);
-                    batch.errors += 1;
-                    if *ctx.stop.borrow() {
-                        batch.flush(&ctx.shared);
-                        return;
-                    }
-                }
-            }
-        };
-        // The ack says where each topic stands now; where the broker could not
-        // resume (it restarted), the seqs start again from there.
-        for (topic, pos) in &conn.positions {
-            match last_seq.get_mut(topic) {
-                Some(last) if !conn.unrecovered.contains(topic) => last.epoch = pos.epoch.clone(),
-                _ => {
-                    last_seq.insert(topic.clone(), pos.clone());
-                }
-            }
-        }
-        batch.reconnects += 1;
+        sub.observe(msg, 0, &mut tally);
+        assert_eq!(sub.last_seq["t"].seq, 42);
+        sub.owed_errors = 2;
+        tally.begin(0);
+        sub.settle(&mut tally);
+        assert_eq!((tally.snapshot(0).errors, sub.owed_errors), (2, 0));
     }
 }

@@ -2,6 +2,8 @@
 //! generic broadcast server), and the broker's JSON and MessagePack
 //! envelopes. Builds outgoing frames and classifies incoming ones.
 
+mod fast_json;
+
 use crate::client::Message;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -141,10 +143,33 @@ impl Protocol {
 
     /// A publish of `payload` to `topic` (raw: the payload itself).
     pub fn publish(&self, topic: &str, payload: &str) -> Frame {
+        let mut out = Vec::with_capacity(payload.len() + topic.len() + 48);
+        if self.encode_publish(&mut out, topic, payload) {
+            // Built only from the `&str`s and ASCII punctuation.
+            Frame::Text(String::from_utf8(out).expect("UTF-8 from UTF-8 parts"))
+        } else {
+            Frame::Binary(out)
+        }
+    }
+
+    /// Appends the body of a publish of `payload` to `topic` to `out`;
+    /// true when it goes in a text frame. The publisher's allocation-free
+    /// form of [`Protocol::publish`].
+    pub fn encode_publish(&self, out: &mut Vec<u8>, topic: &str, payload: &str) -> bool {
         match self {
-            Protocol::Raw => Frame::Text(payload.to_string()),
-            // Our payload is plain ASCII without quotes or backslashes.
-            Protocol::Json => Frame::Text(format!(r#"{{"op":"publish","topic":"{topic}","data":"{payload}"}}"#)),
+            Protocol::Raw => {
+                out.extend_from_slice(payload.as_bytes());
+                true
+            }
+            Protocol::Json => {
+                // Our topics and payloads are plain ASCII without quotes or backslashes.
+                out.extend_from_slice(br#"{"op":"publish","topic":""#);
+                out.extend_from_slice(topic.as_bytes());
+                out.extend_from_slice(br#"","data":""#);
+                out.extend_from_slice(payload.as_bytes());
+                out.extend_from_slice(br#""}"#);
+                true
+            }
             Protocol::Msgpack => {
                 let msg = OutMsg {
                     op: "publish",
@@ -154,7 +179,8 @@ impl Protocol {
                     epoch: None,
                     id: None,
                 };
-                self.envelope(&msg).expect("msgpack has envelopes")
+                rmp_serde::encode::write_named(out, &msg).expect("serializable into a Vec");
+                false
             }
         }
     }
@@ -169,28 +195,31 @@ impl Protocol {
 
     /// Classifies a received message.
     pub fn parse<'a>(&self, msg: &'a Message) -> Incoming<'a> {
-        let parsed: Option<InMsg<'a>> = match (self, msg) {
-            (Protocol::Raw, Message::Text(t)) => {
+        match msg {
+            Message::Text(t) => self.parse_data(true, t.as_bytes()),
+            Message::Binary(b) => self.parse_data(false, b),
+            _ => Incoming::Other,
+        }
+    }
+
+    /// Classifies the bytes of one received text (`text`) or binary data
+    /// message, borrowing from them: the receive path's parser.
+    pub fn parse_data<'a>(&self, text: bool, bytes: &'a [u8]) -> Incoming<'a> {
+        let parsed: Option<InMsg<'a>> = match (self, text) {
+            (Protocol::Raw, _) => {
                 return Incoming::Data {
-                    payload: Cow::Borrowed(t.as_bytes()),
+                    payload: Cow::Borrowed(bytes),
                     topic: None,
                     seq: None,
                 }
             }
-            (Protocol::Raw, Message::Binary(b)) => {
-                return Incoming::Data {
-                    payload: Cow::Borrowed(b),
-                    topic: None,
-                    seq: None,
-                }
-            }
-            (Protocol::Json, Message::Text(t)) => {
-                if let Some(fast) = fast_json_message(t) {
+            (Protocol::Json, true) => {
+                if let Some(fast) = fast_json::message(bytes) {
                     return fast;
                 }
-                serde_json::from_str(t).ok()
+                serde_json::from_slice(bytes).ok()
             }
-            (Protocol::Msgpack, Message::Binary(b)) => rmp_serde::from_slice(b).ok(),
+            (Protocol::Msgpack, false) => rmp_serde::from_slice(bytes).ok(),
             _ => return Incoming::Other,
         };
         let Some(m) = parsed else {
@@ -227,30 +256,6 @@ impl Protocol {
             _ => Incoming::Other,
         }
     }
-}
-
-/// Hot path for the broker's own JSON `message` envelopes (fields in the
-/// documented order, string `data` without escapes); anything else returns
-/// `None` and goes through serde.
-fn fast_json_message(t: &str) -> Option<Incoming<'_>> {
-    let rest = t.strip_prefix(r#"{"type":"message","topic":""#)?;
-    let end = rest.find('"')?;
-    let (topic, rest) = (&rest[..end], &rest[end + 1..]);
-    let rest = rest.strip_prefix(r#","seq":"#)?;
-    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-    let seq: u64 = rest[..digits].parse().ok()?;
-    let start = rest.find(r#""data":""#)? + 8;
-    let data = &rest[start..];
-    let end = data.find('"')?;
-    if data[..end].contains('\\') || !data[end..].starts_with("\"}") {
-        return None;
-    }
-    let payload = Cow::Borrowed(&data.as_bytes()[..end]);
-    Some(Incoming::Data {
-        payload,
-        topic: Some(Cow::Borrowed(topic)),
-        seq: Some(seq),
-    })
 }
 
 /// NATS-style matching: `*` is exactly one token, `>` one or more trailing.

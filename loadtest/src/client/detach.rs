@@ -1,0 +1,77 @@
+//! Moving a connection's reading out of tokio: [`WsReader::detach`] gives
+//! the socket to a blocking loop of your own (the load tester's epoll
+//! receive threads) and keeps writing in tokio through a duplicate of the
+//! socket registered for writability only, so data arriving never wakes
+//! tokio's reactor.
+
+use super::frame::invalid;
+use super::{WsReader, WsWriter};
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncWrite, Interest};
+
+/// A connection whose reading left tokio.
+pub struct Detached {
+    /// The socket, non-blocking and unknown to tokio: read it from your own
+    /// loop, and write to it only through [`Detached::writer`].
+    pub socket: TcpStream,
+    /// Bytes already read past the last message returned (frames to decode first).
+    pub buffered: Vec<u8>,
+    /// The writer: masks frames as before, now on the write-only duplicate.
+    pub writer: WsWriter,
+}
+
+impl WsReader {
+    /// Detaches the connection from tokio (see the module doc). `writer`
+    /// must be this connection's writer with no other clone alive and
+    /// nothing queued; a fragmented message must not be in progress.
+    /// Must be called inside a tokio runtime.
+    pub fn detach(self, writer: WsWriter) -> io::Result<Detached> {
+        let (read_half, buffered, partial) = self.into_parts();
+        if partial {
+            return Err(invalid("cannot detach in the middle of a fragmented message"));
+        }
+        let stream = read_half
+            .reunite(writer.into_tokio_half()?)
+            .map_err(|_| invalid("reader and writer belong to different sockets"))?;
+        let socket = stream.into_std()?;
+        let dup = socket.try_clone()?;
+        // SAFETY: `dup` is a TcpStream we own and move in; it keeps its
+        // descriptor open and unchanged for as long as the AsyncFd lives.
+        let fd = unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }?;
+        let writer = WsWriter::detached(FdWriter(fd));
+        Ok(Detached {
+            socket,
+            buffered,
+            writer,
+        })
+    }
+}
+
+/// The write side of a detached connection: a duplicate descriptor that
+/// tokio watches for writability only.
+pub(crate) struct FdWriter(AsyncFd<TcpStream>);
+
+impl AsyncWrite for FdWriter {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.0.poll_write_ready(cx))?;
+            // `Write for &TcpStream`: a plain send(2) (with MSG_NOSIGNAL).
+            match guard.try_io(|s| s.get_ref().write(buf)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.0.get_ref().shutdown(Shutdown::Write))
+    }
+}

@@ -1,0 +1,144 @@
+//! The receive side of a worker: `--receive-threads` blocking threads, each
+//! an edge-triggered epoll loop that owns its share of the reading
+//! connections (connection `i` goes to thread `i % threads`).
+//!
+//! Per message there is no allocation, lock or shared atomic: frames are
+//! decoded in place from the thread's read buffer ([`Conn`]), one clock
+//! read per `read()`, and the counters and latency histograms are the
+//! thread's own [`Tally`], copied out when a step ends ([`Receivers::collect`]).
+//! What needs tokio stays there: writes (pongs, closes, publishes, through
+//! [`crate::client::Detached`]'s writer) and reconnects
+//! ([`super::reconnect`]), which hand the connection back when done.
+//! Commands reach a thread over a channel plus an eventfd that wakes its epoll.
+
+mod conn;
+mod thread;
+
+pub use conn::Conn;
+
+use crate::client::Message;
+use crate::epoll::EventFd;
+use crate::stats::StepCounters;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use tokio::sync::oneshot;
+
+use super::reconnect::Rejoin;
+
+/// What a receive thread is told.
+pub(crate) enum Cmd {
+    /// Take this connection (and count the messages that came with it).
+    Add(Box<Conn>, Vec<Message>),
+    /// A step starts: count into it, gaps and errors too.
+    Step(u32),
+    /// Send a copy of a step's counters.
+    Collect(u32, oneshot::Sender<StepCounters>),
+    /// A storm: reconnect plan connection `index` now.
+    Reconnect(usize),
+    /// Give every connection back and exit.
+    #[allow(clippy::vec_box)] // They live boxed (slots, commands): no need to move them out.
+    Stop(oneshot::Sender<Vec<Box<Conn>>>),
+}
+
+/// The sending end of one receive thread.
+#[derive(Clone)]
+pub(crate) struct Remote {
+    tx: mpsc::Sender<Cmd>,
+    wake: Arc<EventFd>,
+}
+
+impl Remote {
+    /// Queues `cmd` and wakes the thread; a stopped thread drops it.
+    pub(crate) fn send(&self, cmd: Cmd) {
+        if self.tx.send(cmd).is_ok() {
+            self.wake.notify();
+        }
+    }
+}
+
+/// A worker's receive threads.
+#[derive(Clone)]
+pub struct Receivers {
+    threads: Vec<Remote>,
+    /// Each thread's distinct-messages count, stored once per epoll wake-up.
+    received: Vec<Arc<AtomicU64>>,
+}
+
+impl Receivers {
+    /// Starts `threads` receive threads (at least one). Call inside tokio:
+    /// they spawn pongs and reconnects on the current runtime.
+    pub fn start(threads: usize, rejoin: Arc<Rejoin>) -> io::Result<Receivers> {
+        let rt = tokio::runtime::Handle::current();
+        let mut out = Receivers {
+            threads: Vec::new(),
+            received: Vec::new(),
+        };
+        for n in 0..threads.max(1) {
+            let (tx, rx) = mpsc::channel();
+            let remote = Remote {
+                tx,
+                wake: Arc::new(EventFd::new()?),
+            };
+            let progress = Arc::new(AtomicU64::new(0));
+            let t = thread::Thread::new(rx, remote.clone(), progress.clone(), rt.clone(), rejoin.clone())?;
+            std::thread::Builder::new()
+                .name(format!("receive-{n}"))
+                .spawn(move || t.run())?;
+            out.threads.push(remote);
+            out.received.push(progress);
+        }
+        Ok(out)
+    }
+
+    fn of(&self, index: usize) -> &Remote {
+        &self.threads[index % self.threads.len()]
+    }
+
+    /// Hands a connection to its thread, with the messages read before.
+    pub fn add(&self, conn: Box<Conn>, pending: Vec<Message>) {
+        self.of(conn.sub.index).send(Cmd::Add(conn, pending));
+    }
+
+    /// Step `index` starts.
+    pub fn begin_step(&self, index: u32) {
+        for t in &self.threads {
+            t.send(Cmd::Step(index));
+        }
+    }
+
+    /// Every thread's counters of step `index`, merged.
+    pub async fn collect(&self, index: u32) -> StepCounters {
+        let mut merged = StepCounters::default();
+        for t in &self.threads {
+            let (tx, rx) = oneshot::channel();
+            t.send(Cmd::Collect(index, tx));
+            if let Ok(c) = rx.await {
+                merged.merge(&c);
+            }
+        }
+        merged
+    }
+
+    /// Asks plan connection `index` to reconnect (ignored while it is already away).
+    pub fn reconnect(&self, index: usize) {
+        self.of(index).send(Cmd::Reconnect(index));
+    }
+
+    /// Distinct messages received so far.
+    pub fn received(&self) -> u64 {
+        self.received.iter().map(|r| r.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Stops every thread and returns the connections they held.
+    #[allow(clippy::vec_box)] // As in `Cmd::Stop`.
+    pub async fn stop(&self) -> Vec<Box<Conn>> {
+        let mut all = Vec::new();
+        for t in &self.threads {
+            let (tx, rx) = oneshot::channel();
+            t.send(Cmd::Stop(tx));
+            all.extend(rx.await.unwrap_or_default());
+        }
+        all
+    }
+}
