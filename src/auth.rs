@@ -5,6 +5,7 @@
 //! hold the token itself, so they are safe to send back and to log.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -85,6 +86,13 @@ impl Grants {
             subscribe: Vec::new(),
             publish: Vec::new(),
         }
+    }
+
+    /// [`Grants::all`], shared: every connection of a broker without auth holds these, and
+    /// a reference is smaller than the grants.
+    pub fn all_shared() -> Arc<Grants> {
+        static ALL: std::sync::OnceLock<Arc<Grants>> = std::sync::OnceLock::new();
+        Arc::clone(ALL.get_or_init(|| Arc::new(Grants::all())))
     }
 
     /// Whether these grants allow everything: `auth.mode = "none"`, or a publish key.
@@ -202,6 +210,14 @@ impl Auth {
     /// The mode in force.
     pub fn mode(&self) -> AuthMode {
         self.mode
+    }
+
+    /// [`Auth::anonymous`], shared where it is the same for everyone (no auth).
+    pub fn anonymous_shared(&self) -> Arc<Grants> {
+        match self.mode {
+            AuthMode::None => Grants::all_shared(),
+            AuthMode::Jwt => Arc::new(self.anonymous()),
+        }
     }
 
     /// What a client without a token may do.

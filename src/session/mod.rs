@@ -36,7 +36,7 @@ pub struct Session {
     /// `fanout_messages_published_total` for this transport, looked up once.
     published: Option<prometheus::IntCounter>,
     /// What this client may subscribe and publish to (everything with `auth.mode = none`).
-    grants: Grants,
+    grants: Arc<Grants>,
     /// When the token runs out; the WebSocket reader closes the connection then.
     expiry: Arc<Expiry>,
     /// `limits.publish_rate_per_connection`.
@@ -82,7 +82,7 @@ impl Session {
             .metrics
             .as_ref()
             .map(|m| m.published.with_label_values(&[peer.transport]));
-        let grants = broker.auth().anonymous();
+        let grants = broker.auth().anonymous_shared();
         let bucket = PublishBucket::new(settings.limits.publish_rate_per_connection);
         Session {
             grants,
@@ -121,7 +121,7 @@ impl Session {
         let auth = self.broker.auth();
         let left = auth.seconds_left(&grants);
         self.expiry.set(left.map(|l| now_secs() + l));
-        self.grants = grants;
+        self.grants = Arc::new(grants);
     }
 
     /// Verifies `token` and takes its grants; a bad token leaves the old grants in place.

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The performance targets of BENCHMARKS.md, measured in one go: fan-out
+# (raw and JSON) beside the floor server and the Node `ws` peer, idle
+# connections, slow consumers, and metrics and history on against off.
+# ROUNDS rounds (default 3), each server fresh per run; every report is kept
+# as JSON in OUT, and targets_summary.py prints the medians.
+#
+#   cargo build --release --workspace --bins
+#   bash loadtest/targets.sh            # about 5 minutes a round
+#   ROUNDS=1 ONLY=fanout bash loadtest/targets.sh
+#
+# ONLY: a comma-separated subset of fanout,floor,node,connect,slow,costs.
+# Everything runs on loopback, bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${B:-./target/release}
+ROUNDS=${ROUNDS:-3}
+ONLY=${ONLY:-fanout,floor,node,connect,slow,costs}
+OUT=${OUT:-$(mktemp -d /tmp/fanout-targets.XXXXXX)}
+PORT=${PORT:-18450}
+RATES=${RATES:-200,500,1k,1.5k,2k,3k}
+mkdir -p "$OUT"
+LT=$B/fanout-loadtest
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+wait_port() {
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on $1" >&2
+  return 1
+}
+
+# broker ENV... : starts a fresh broker with the given settings; sets SERVER.
+broker() {
+  env FANOUT__SERVER__DRAIN_DELAY=0s "$@" "$B/fanout" --listen "127.0.0.1:$PORT" >"$OUT/broker.log" 2>&1 &
+  SERVER=$!
+  wait_port "$PORT"
+}
+
+stop() {
+  kill -INT "$SERVER" 2>/dev/null || true
+  wait "$SERVER" 2>/dev/null || true
+}
+
+fanout() { # name protocol rates [extra flags...]
+  local name=$1 protocol=$2 rates=$3
+  shift 3
+  "$LT" fanout --url "ws://127.0.0.1:$PORT" --protocol "$protocol" --subscribers 1000 \
+    --rates "$rates" --step-duration 5s --keep-going --duration 120s --broker-pid "$SERVER" \
+    --json "$OUT/$name-$round.json" "$@" >"$OUT/$name-$round.txt" 2>&1
+  grep -E "^step [0-9]+ " "$OUT/$name-$round.txt" | sed "s/^/  $name: /"
+}
+
+if want node && [ ! -d loadtest/peers/node-ws/node_modules ]; then
+  npm ci --prefix loadtest/peers/node-ws >/dev/null
+fi
+
+for round in $(seq "$ROUNDS"); do
+  echo "== round $round of $ROUNDS (reports in $OUT)"
+  if want fanout; then
+    for protocol in raw json; do
+      broker
+      fanout "fanout-$protocol" "$protocol" "$RATES"
+      stop
+    done
+  fi
+  if want floor; then
+    "$LT" floor-server --listen "127.0.0.1:$PORT" >"$OUT/floor.log" 2>&1 &
+    SERVER=$!
+    wait_port "$PORT"
+    fanout floor raw "$RATES" --raw-path-template /
+    stop
+  fi
+  if want node && command -v node >/dev/null; then
+    node loadtest/peers/node-ws/server.js "$PORT" >"$OUT/node.log" 2>&1 &
+    SERVER=$!
+    wait_port "$PORT"
+    fanout node raw 20,50,100,200 --raw-path-template /
+    stop
+  fi
+  if want connect; then
+    broker
+    "$LT" connect --url "ws://127.0.0.1:$PORT" --protocol json --connections 19000 --workers 2 \
+      --local-addrs 4 --hold 5s --broker-pid "$SERVER" --json "$OUT/connect-$round.json" \
+      >"$OUT/connect-$round.txt" 2>&1
+    grep -E "^connections:|RSS" "$OUT/connect-$round.txt" | sed 's/^/  connect: /'
+    stop
+  fi
+  if want slow; then
+    broker
+    "$LT" slow --url "ws://127.0.0.1:$PORT" --protocol json --subscribers 1000 --slow-fraction 0.1 \
+      --rates 200 --step-duration 10s --broker-pid "$SERVER" --json "$OUT/slow-$round.json" \
+      >"$OUT/slow-$round.txt" 2>&1
+    grep -E "^step [0-9]+ " "$OUT/slow-$round.txt" | sed 's/^/  slow 10%: /'
+    stop
+    broker
+    "$LT" fanout --url "ws://127.0.0.1:$PORT" --protocol json --subscribers 900 --rates 200 \
+      --step-duration 10s --broker-pid "$SERVER" --json "$OUT/readers-$round.json" \
+      >"$OUT/readers-$round.txt" 2>&1
+    grep -E "^step [0-9]+ " "$OUT/readers-$round.txt" | sed 's/^/  900 readers alone: /'
+    stop
+  fi
+  if want costs; then
+    for setting in default metrics_off history_off; do
+      case $setting in
+        default) envs=() ;;
+        metrics_off) envs=(FANOUT__METRICS__ENABLED=false) ;;
+        history_off) envs=(FANOUT__HISTORY__SIZE=0) ;;
+      esac
+      broker "${envs[@]}"
+      "$LT" fanout --url "ws://127.0.0.1:$PORT" --protocol json --subscribers 1000 --rates 1k \
+        --step-duration 10s --broker-pid "$SERVER" --json "$OUT/cost-$setting-$round.json" \
+        >"$OUT/cost-$setting-$round.txt" 2>&1
+      grep -E "^step [0-9]+ " "$OUT/cost-$setting-$round.txt" | sed "s/^/  $setting: /"
+      stop
+    done
+  fi
+done
+python3 loadtest/targets_summary.py "$OUT"

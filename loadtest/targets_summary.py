@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Medians of the reports loadtest/targets.sh wrote, as the tables of BENCHMARKS.md.
+
+Usage: python3 loadtest/targets_summary.py DIR
+"""
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+
+def load(directory, name):
+    """Every round's report of `name`, in round order."""
+    found = []
+    for path in glob.glob(os.path.join(directory, f"{name}-*.json")):
+        m = re.fullmatch(rf"{re.escape(name)}-(\d+)\.json", os.path.basename(path))
+        if m:
+            with open(path) as f:
+                found.append((int(m.group(1)), json.load(f)))
+    return [r for _, r in sorted(found)]
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(v, digits=2):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def rate_label(deliveries):
+    if deliveries >= 1e6:
+        return f"{deliveries / 1e6:g}M"
+    return f"{deliveries / 1e3:g}k"
+
+
+def fanout_table(directory, names):
+    """Per deliveries/s: p50 and p99 (the runs and their median) and pass/fail per server."""
+    runs = {n: load(directory, n) for n in names}
+    rates = sorted({s["offered_rate"] * r["subscribers"] for rs in runs.values() for r in rs for s in r["steps"]})
+    header = "| deliveries/s | " + " | ".join(f"{n} p50 | {n} p99 (runs) | {n} passed" for n in names) + " |"
+    print(header)
+    print("|" + " --- |" * (1 + 3 * len(names)))
+    best = {n: [] for n in names}
+    for rate in rates:
+        cells = [rate_label(rate)]
+        for n in names:
+            steps = [s for r in runs[n] for s in r["steps"] if s["offered_rate"] * r["subscribers"] == rate]
+            if not steps:
+                cells += ["", "", ""]
+                continue
+            p99s = [s["latency_ms"]["p99"] for s in steps]
+            passed = sum(1 for s in steps if s["passed"])
+            cells.append(fmt(med([s["latency_ms"]["p50"] for s in steps])))
+            cells.append(f"{', '.join(fmt(p, 1) for p in p99s)} (**{fmt(med(p99s), 1)}**)")
+            lost = max(1 - s["delivered_fraction"] for s in steps)
+            cells.append(f"{passed}/{len(steps)}" + (f", worst loss {lost:.2%}" if lost > 0 else ""))
+        print("| " + " | ".join(cells) + " |")
+    for n in names:
+        for r in runs[n]:
+            best[n].append(max((s["offered_rate"] * r["subscribers"] for s in r["steps"] if s["passed"]), default=0))
+    print()
+    for n in names:
+        if best[n]:
+            print(f"- {n}: highest passing step per run {[rate_label(b) for b in best[n]]}, median {rate_label(med(best[n]))}")
+    print()
+    cpu = {n: {} for n in names}
+    for n in names:
+        for r in runs[n]:
+            for s in r["steps"]:
+                cpu[n].setdefault(s["offered_rate"] * r["subscribers"], []).append(s["broker"]["cpu_percent"])
+    for n in names:
+        if cpu[n]:
+            print(f"- {n} CPU % (median per step): " + ", ".join(f"{rate_label(k)} {med(v):.0f}" for k, v in sorted(cpu[n].items())))
+    print()
+
+
+def connect_table(directory):
+    runs = load(directory, "connect")
+    if not runs:
+        return
+    per = [r["connect"]["broker_rss_per_connection"] / 1024 for r in runs]
+    rate = [r["connect"]["rate_per_s"] for r in runs]
+    ok = [f"{r['connect']['connected']}/{r['connect']['attempted']}" for r in runs]
+    print(f"- idle connections: {ok}; RSS per connection KiB {[fmt(p) for p in per]} (median {fmt(med(per))}); "
+          f"connect rate /s {[round(x) for x in rate]} (median {med(rate):.0f})")
+
+
+def slow_table(directory):
+    slow, readers = load(directory, "slow"), load(directory, "readers")
+    if not slow or not readers:
+        return
+    s99 = [r["steps"][0]["latency_ms"]["p99"] for r in slow]
+    r99 = [r["steps"][0]["latency_ms"]["p99"] for r in readers]
+    rss = [r["broker_peak_rss"] / 2**20 for r in slow]
+    print(f"- 10% stalled: readers' p99 {[fmt(x) for x in s99]} (median {fmt(med(s99))}) vs 900 readers alone "
+          f"{[fmt(x) for x in r99]} (median {fmt(med(r99))}): ratio {med(s99) / med(r99):.2f}; "
+          f"broker peak RSS MiB {[fmt(x, 1) for x in rss]}")
+
+
+def costs_table(directory):
+    runs = {k: load(directory, f"cost-{k}") for k in ("default", "metrics_off", "history_off")}
+    if not all(runs.values()):
+        return
+    cpu = {k: [r["steps"][0]["broker"]["cpu_percent"] for r in v] for k, v in runs.items()}
+    p99 = {k: [r["steps"][0]["latency_ms"]["p99"] for r in v] for k, v in runs.items()}
+    for k in runs:
+        print(f"- {k}: broker CPU % {[round(c) for c in cpu[k]]} (median {med(cpu[k]):.1f}), "
+              f"p99 ms {[fmt(x) for x in p99[k]]} (median {fmt(med(p99[k]))})")
+    for off, what in (("metrics_off", "metrics"), ("history_off", "history")):
+        print(f"- {what} on costs {(med(cpu['default']) / med(cpu[off]) - 1):+.1%} broker CPU at the same delivered rate")
+
+
+def main():
+    directory = sys.argv[1]
+    names = [n for n in ("fanout-raw", "fanout-json", "floor", "node") if load(directory, n)]
+    if names:
+        fanout_table(directory, names)
+    connect_table(directory)
+    slow_table(directory)
+    costs_table(directory)
+
+
+if __name__ == "__main__":
+    main()
