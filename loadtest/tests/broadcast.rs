@@ -3,13 +3,12 @@
 //! (fragments, auto-pong, close) and a 2-second raw `fanout` run that must
 //! lose nothing.
 
+mod common;
+
 use fanout_loadtest::client::frame::{self, OP_CONTINUATION, OP_TEXT};
 use fanout_loadtest::client::handshake::accept_key;
 use fanout_loadtest::client::{Message, WsClient};
-use fanout_loadtest::engine::messages::RunOpts;
-use fanout_loadtest::protocol::Protocol;
 use fanout_loadtest::run::{run, RunConfig};
-use fanout_loadtest::scenario;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,33 +82,9 @@ async fn broadcast_server() -> String {
 #[tokio::test]
 async fn raw_fanout_run_loses_nothing() {
     let url = broadcast_server().await;
-    let plan = scenario::fanout("fanout", 1, 5, 0, false, false).unwrap();
     let cfg = RunConfig {
-        plan,
-        opts: RunOpts {
-            url,
-            protocol: Protocol::Raw,
-            raw_path: "/".into(),
-            payload_bytes: 64,
-            local_addrs: 0,
-            connect_concurrency: 16,
-            connect_timeout_ms: 5_000,
-            storm_interval_ms: 0,
-            storm_fraction: 0.0,
-            receive_threads: 1,
-        },
-        rates: vec![200.0],
-        step_duration: Duration::from_secs(2),
-        drain: Duration::from_millis(500),
-        max_duration: Duration::from_secs(20),
-        p99_limit_ms: 1_000.0,
-        keep_going: false,
-        workers: 1,
-        settle: Duration::from_millis(200),
-        hold: None,
         broker_pid: Some(std::process::id()),
-        allow_remote: false,
-        progress: false,
+        ..common::raw_fanout(url, 5, 200.0, 64, 1)
     };
     let report = run(cfg).await.unwrap();
     assert_eq!(report.connect.connected, 6);

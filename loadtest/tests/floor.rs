@@ -5,13 +5,12 @@
 //! others' deliveries, a raw `fanout` run against it loses nothing, and the
 //! binary prints its counters on SIGINT.
 
+mod common;
+
 use fanout_loadtest::client::frame::{OP_CONTINUATION, OP_TEXT};
 use fanout_loadtest::client::{Message, WsClient};
-use fanout_loadtest::engine::messages::RunOpts;
 use fanout_loadtest::floor::FloorServer;
-use fanout_loadtest::protocol::Protocol;
-use fanout_loadtest::run::{run, RunConfig};
-use fanout_loadtest::scenario;
+use fanout_loadtest::run::run;
 use futures_util::{SinkExt, StreamExt};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -118,34 +117,7 @@ async fn a_reader_that_never_reads_only_loses_frames() {
 #[tokio::test]
 async fn raw_fanout_run_against_it_loses_nothing() {
     let (_server, url) = start(1);
-    let plan = scenario::fanout("fanout", 1, 20, 0, false, false).unwrap();
-    let cfg = RunConfig {
-        plan,
-        opts: RunOpts {
-            url,
-            protocol: Protocol::Raw,
-            raw_path: "/".into(),
-            payload_bytes: 100,
-            local_addrs: 0,
-            connect_concurrency: 16,
-            connect_timeout_ms: 5_000,
-            storm_interval_ms: 0,
-            storm_fraction: 0.0,
-            receive_threads: 2,
-        },
-        rates: vec![500.0],
-        step_duration: Duration::from_secs(2),
-        drain: Duration::from_millis(500),
-        max_duration: Duration::from_secs(20),
-        p99_limit_ms: 1_000.0,
-        keep_going: false,
-        workers: 1,
-        settle: Duration::from_millis(200),
-        hold: None,
-        broker_pid: None,
-        allow_remote: false,
-        progress: false,
-    };
+    let cfg = common::raw_fanout(url, 20, 500.0, 100, 2);
     let report = run(cfg).await.unwrap();
     let c = &report.steps[0].counters;
     assert_eq!((c.sent, c.expected, c.received), (1000, 20_000, 20_000), "{c:?}");
