@@ -208,8 +208,8 @@ impl Broker {
         self.ready.store(false, Ordering::Relaxed);
         self.shutdown.trigger();
         self.connections.for_each(|listed| {
-            // SSE streams end on the signal themselves (and are listed as `ws` too).
-            if listed.peer.transport == "ws" && listed.queue.wire() != crate::protocol::Wire::Sse {
+            // SSE streams and long polls end on the signal themselves.
+            if listed.peer.transport == "ws" {
                 listed.queue.close(going_away(), true);
             }
         });

@@ -394,8 +394,10 @@ async fn route(
             let topic = p["/api/poll/".len()..].to_owned();
             poll::poll(broker, req, &topic).await
         }
-        (&Method::GET, "/sse") => sse::stream(&broker, &req, None).await,
-        (&Method::GET, p) if p.starts_with("/sse/") => sse::stream(&broker, &req, Some(&p["/sse/".len()..])).await,
+        (&Method::GET, "/sse") => sse::stream(&broker, &req, None, remote).await,
+        (&Method::GET, p) if p.starts_with("/sse/") => {
+            sse::stream(&broker, &req, Some(&p["/sse/".len()..]), remote).await
+        }
         (_, "/healthz" | "/readyz" | "/metrics" | "/api/connections" | "/api/publish") => error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "bad_request",

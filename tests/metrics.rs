@@ -224,3 +224,31 @@ async fn with_metrics_off_there_is_no_metrics_endpoint() {
     assert_eq!(c.recv().await["type"], "message");
     b.stop().await;
 }
+
+#[tokio::test]
+async fn an_sse_stream_is_listed_and_counted_as_sse_not_as_a_websocket() {
+    let b = spawn_broker().await;
+    let mut s = sse_connect(b.addr, "/sse/listed", &[]).await;
+    assert_eq!(s.status, 200);
+    // The stream is subscribed once it delivers.
+    http_publish(b.addr, "listed", &json!(1)).await;
+    assert_eq!(s.next_event().await.json()["data"], 1);
+    let text = wait_for(b.addr, r#"fanout_connections{transport="sse"}"#, 1.0).await;
+    assert_ne!(
+        sample(&text, r#"fanout_connections{transport="ws"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    let (status, listing) = http_json(b.addr, "GET", "/api/connections", &Value::Null).await;
+    assert_eq!(status, 200, "{listing}");
+    let rows = listing["connections"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{listing}");
+    assert_eq!(rows[0]["transport"], "sse");
+    assert!(
+        rows[0]["remote"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{listing}"
+    );
+    drop(s);
+    wait_for(b.addr, r#"fanout_connections{transport="sse"}"#, 0.0).await;
+    b.stop().await;
+}

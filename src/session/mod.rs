@@ -44,15 +44,6 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session with an empty queue for the given wire format, from an unknown peer.
-    pub fn new(broker: Arc<Broker>, wire: Wire, echo: bool) -> Self {
-        let peer = Peer {
-            remote: None,
-            transport: "ws",
-        };
-        Self::with_peer(broker, wire, echo, peer)
-    }
-
     /// A session for `peer`, listed in the connection table and counted in the metrics,
     /// its queue drained by one task. Queue limits are the current settings' (a reload
     /// applies to later sessions).

@@ -50,7 +50,12 @@ struct StreamRequest {
 }
 
 /// Answers `GET /sse[/{topic}]` with an event stream, or a 400 naming what is wrong.
-pub async fn stream<B>(broker: &Arc<Broker>, req: &Request<B>, path_topic: Option<&str>) -> Response<Body> {
+pub async fn stream<B>(
+    broker: &Arc<Broker>,
+    req: &Request<B>,
+    path_topic: Option<&str>,
+    remote: std::net::SocketAddr,
+) -> Response<Body> {
     if let Err(text) = super::check_origin(broker, req.headers()) {
         return text_response(StatusCode::FORBIDDEN, &text);
     }
@@ -65,7 +70,11 @@ pub async fn stream<B>(broker: &Arc<Broker>, req: &Request<B>, path_topic: Optio
     if broker.shutdown.is_triggered() {
         return text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
-    let mut session = Session::new(Arc::clone(broker), Wire::Sse, true);
+    let peer = crate::connections::Peer {
+        remote: Some(remote),
+        transport: "sse",
+    };
+    let mut session = Session::with_peer(Arc::clone(broker), Wire::Sse, true, peer);
     session.set_grants(grants);
     let mut positions = Vec::new();
     for filter in &asked.filters {
