@@ -1,7 +1,7 @@
 //! Server-Sent Events: `GET /sse/{topic}` and `GET /sse?topic=a&topic=b`.
 //!
 //! A stream is a [`Session`] like a WebSocket's — the same bounded
-//! [`SendQueue`], topic policies, replay and gap notices — rendered as SSE
+//! [`SendQueue`](crate::queue::SendQueue), topic policies, replay and gap notices — rendered as SSE
 //! (`protocol::sse`) by a writer task that feeds the response body through a
 //! one-batch channel: when the client reads slowly the channel stays full, the
 //! queue fills, and the overflow policy decides, exactly as for WebSocket.
