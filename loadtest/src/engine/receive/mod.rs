@@ -63,6 +63,24 @@ pub struct Receivers {
     threads: Vec<Remote>,
     /// Each thread's distinct-messages count, stored once per epoll wake-up.
     received: Vec<Arc<AtomicU64>>,
+    /// Stops the threads when the last clone goes.
+    _stop: Arc<StopOnDrop>,
+}
+
+/// Tells every thread to stop when dropped. Each thread holds a sender to
+/// itself (for reconnected connections to come back by), so its channel
+/// never closes: without this, a worker that ends without [`Receivers::stop`]
+/// (an early return, an aborted task) would leave its threads in epoll for
+/// the rest of the process, holding their sockets.
+struct StopOnDrop(Vec<Remote>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            // Nobody waits for the connections: the thread drops them.
+            t.send(Cmd::Stop(oneshot::channel().0));
+        }
+    }
 }
 
 impl Receivers {
@@ -70,10 +88,7 @@ impl Receivers {
     /// they spawn pongs and reconnects on the current runtime.
     pub fn start(threads: usize, rejoin: Arc<Rejoin>) -> io::Result<Receivers> {
         let rt = tokio::runtime::Handle::current();
-        let mut out = Receivers {
-            threads: Vec::new(),
-            received: Vec::new(),
-        };
+        let (mut remotes, mut received) = (Vec::new(), Vec::new());
         for n in 0..threads.max(1) {
             let (tx, rx) = mpsc::channel();
             let remote = Remote {
@@ -85,10 +100,14 @@ impl Receivers {
             std::thread::Builder::new()
                 .name(format!("receive-{n}"))
                 .spawn(move || t.run())?;
-            out.threads.push(remote);
-            out.received.push(progress);
+            remotes.push(remote);
+            received.push(progress);
         }
-        Ok(out)
+        Ok(Receivers {
+            _stop: Arc::new(StopOnDrop(remotes.clone())),
+            threads: remotes,
+            received,
+        })
     }
 
     fn of(&self, index: usize) -> &Remote {
@@ -140,5 +159,60 @@ impl Receivers {
             all.extend(rx.await.unwrap_or_default());
         }
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::watch;
+
+    fn rejoin() -> Arc<Rejoin> {
+        let opts = crate::engine::messages::RunOpts {
+            url: "ws://127.0.0.1:9".into(),
+            protocol: crate::protocol::Protocol::Raw,
+            raw_path: "/".into(),
+            payload_bytes: 64,
+            local_addrs: 0,
+            connect_concurrency: 1,
+            connect_timeout_ms: 1_000,
+            storm_interval_ms: 0,
+            storm_fraction: 0.0,
+            receive_threads: 1,
+        };
+        Arc::new(Rejoin {
+            opts: Arc::new(opts),
+            stop: watch::channel(false).1,
+        })
+    }
+
+    /// Whether the thread behind `remote` still obeys commands.
+    async fn answers(remote: &Remote) -> bool {
+        let (tx, rx) = oneshot::channel();
+        remote.send(Cmd::Collect(0, tx));
+        rx.await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_handle_stops_the_threads() {
+        let receivers = Receivers::start(2, rejoin()).unwrap();
+        let remotes = receivers.threads.clone();
+        let clone = receivers.clone();
+        drop(receivers);
+        for r in &remotes {
+            assert!(answers(r).await, "a clone is still alive: the threads must run");
+        }
+        drop(clone);
+        // The stop was queued before this command, so a stopped thread never answers it.
+        for r in &remotes {
+            assert!(!answers(r).await, "the threads must stop with the last handle");
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_then_drop_is_quiet() {
+        let receivers = Receivers::start(1, rejoin()).unwrap();
+        assert!(receivers.stop().await.is_empty());
+        drop(receivers);
     }
 }
