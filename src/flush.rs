@@ -214,8 +214,15 @@ impl FlushBatch {
         self.by_shard[i].push(Arc::clone(queue));
     }
 
+    /// Runs `f` collecting into this batch, then submits it.
+    fn run<R>(&mut self, f: impl FnOnce(&mut FlushBatch) -> R) -> R {
+        let out = f(self);
+        self.submit();
+        out
+    }
+
     /// Hands every shard its queues (one lock and one wake-up per shard).
-    pub fn submit(&mut self) {
+    fn submit(&mut self) {
         for queues in &mut self.by_shard {
             let Some(shard) = queues.first().and_then(|q| q.direct()).map(|d| Arc::clone(&d.shard)) else {
                 continue;
@@ -234,18 +241,9 @@ thread_local! {
 /// Runs `f` with this thread's batch, then submits it.
 pub fn with_batch<R>(f: impl FnOnce(&mut FlushBatch) -> R) -> R {
     BATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut batch) => {
-            let out = f(&mut batch);
-            batch.submit();
-            out
-        }
+        Ok(mut batch) => batch.run(f),
         // Only if a publish ran inside another on this thread: use a batch of its own.
-        Err(_) => {
-            let mut batch = FlushBatch::default();
-            let out = f(&mut batch);
-            batch.submit();
-            out
-        }
+        Err(_) => FlushBatch::default().run(f),
     })
 }
 

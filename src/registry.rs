@@ -590,15 +590,7 @@ mod tests {
             let mut d = Drained::default();
             q.drain(&mut d);
             r.unsubscribe(&Filter::Exact(topic.clone()), SessionId(9));
-            let seqs: Vec<u64> = d
-                .entries
-                .iter()
-                .filter_map(|e| match e {
-                    Entry::Message(m) => Some(m.seq),
-                    _ => None,
-                })
-                .collect();
-            (at.unwrap(), seqs)
+            (at.unwrap(), d.message_seqs())
         };
         let (now, replayed) = position(1, None);
         assert!(now.recovered);

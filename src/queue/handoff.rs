@@ -96,22 +96,16 @@ impl State {
         }
     }
 
-    /// Hands the writing to the task, which is woken for it.
-    pub(super) fn hand_over(&mut self) -> Wake {
+    /// Hands the writing to the task (the caller wakes it once the lock is released).
+    pub(super) fn hand_over(&mut self) {
         self.owner = Owner::Task;
-        Wake::Task
     }
 
-    /// Moves everything queued into `out`.
+    /// Moves everything queued into `out`. True if replies were among it.
     pub(super) fn take_into(&mut self, out: &mut Outgoing) -> bool {
-        self.head += out.load(&mut self.entries, &self.gaps, self.wire);
+        let taken = out.load(&mut self.entries, &self.gaps, self.wire);
         self.gaps.clear();
-        self.messages = 0;
-        self.bytes = 0;
-        self.conflated.clear();
-        let had_replies = self.replies > 0;
-        self.replies = 0;
-        had_replies
+        self.taken(taken)
     }
 }
 
@@ -133,7 +127,7 @@ impl SendQueue {
     pub fn take_scheduled(&self, out: &mut Outgoing) -> FlushTake {
         let mut st = self.state.lock();
         if st.closed {
-            let _ = st.hand_over();
+            st.hand_over();
             drop(st);
             self.ready.notify_one();
             return FlushTake::HandedOver;
@@ -156,7 +150,7 @@ impl SendQueue {
         let mut st = self.state.lock();
         let again = match written {
             Written::All if st.closed => {
-                let _ = st.hand_over();
+                st.hand_over();
                 false
             }
             Written::All if st.entries.is_empty() => {
@@ -165,7 +159,7 @@ impl SendQueue {
             }
             Written::All => true,
             Written::Blocked => {
-                let _ = st.hand_over();
+                st.hand_over();
                 if st.aborted {
                     if out.mid_frame() {
                         st.failed = Some(io::Error::other("closed in the middle of a frame"));
@@ -177,7 +171,7 @@ impl SendQueue {
                 false
             }
             Written::Failed(e) => {
-                let _ = st.hand_over();
+                st.hand_over();
                 st.failed = Some(e);
                 false
             }

@@ -120,6 +120,20 @@ pub struct Drained {
     pub close: Option<Bytes>,
 }
 
+#[cfg(test)]
+impl Drained {
+    /// The seqs of the messages taken, in order (for tests).
+    pub(crate) fn message_seqs(&self) -> Vec<u64> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Message(m) => Some(m.seq),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// The bounded send queue of one connection.
 #[derive(Debug)]
 pub struct SendQueue {
@@ -171,6 +185,19 @@ struct State {
     unsent: Option<Box<Outgoing>>,
     /// Why the flush shard's write failed; the task ends the connection with it.
     failed: Option<io::Error>,
+}
+
+impl State {
+    /// Forgets the `n` entries just taken out of the front (with their gaps): the counts,
+    /// the conflation positions, the reply backlog. True if replies were among them, so
+    /// a reader waiting for room must be woken.
+    fn taken(&mut self, n: u64) -> bool {
+        self.head += n;
+        self.messages = 0;
+        self.bytes = 0;
+        self.conflated.clear();
+        std::mem::take(&mut self.replies) > 0
+    }
 }
 
 impl SendQueue {
@@ -428,7 +455,10 @@ impl SendQueue {
         Some(match (self.direct().is_some(), st.owner) {
             // A scheduled queue is handed over by its shard when the shard gets to it.
             (true, Owner::Scheduled) => Wake::Nothing,
-            _ => st.hand_over(),
+            _ => {
+                st.hand_over();
+                Wake::Task
+            }
         })
     }
 
@@ -455,12 +485,7 @@ impl SendQueue {
         let mut st = self.state.lock();
         std::mem::swap(&mut st.entries, &mut into.entries);
         std::mem::swap(&mut st.gaps, &mut into.gaps);
-        st.head += into.entries.len() as u64;
-        st.messages = 0;
-        st.bytes = 0;
-        st.conflated.clear();
-        let had_replies = st.replies > 0;
-        st.replies = 0;
+        let had_replies = st.taken(into.entries.len() as u64);
         if st.entries.is_empty() && st.closed {
             into.close = st.close.take();
         }

@@ -28,16 +28,8 @@ fn msg(topic: &str, seq: u64) -> Arc<Message> {
 fn seqs(q: &SendQueue) -> (Vec<u64>, Vec<(String, u64, u64)>) {
     let mut d = Drained::default();
     q.drain(&mut d);
-    let seqs = d
-        .entries
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Message(m) => Some(m.seq),
-            _ => None,
-        })
-        .collect();
     let gaps = d.gaps.iter().map(|g| (g.topic.to_string(), g.from, g.to)).collect();
-    (seqs, gaps)
+    (d.message_seqs(), gaps)
 }
 
 #[test]

@@ -159,22 +159,13 @@ async fn write_out<W: AsyncWrite + Unpin>(io: &mut W, queue: &SendQueue, out: &m
 /// make us wait for nothing.
 async fn close_idle<W: AsyncWrite + Unpin>(io: &mut W, close: &Bytes) -> WriterEnd {
     // `timeout` polls the write once before looking at the (already elapsed) deadline.
-    let _ = tokio::time::timeout(Duration::ZERO, async {
-        io.write_all(close).await?;
-        io.shutdown().await
-    })
-    .await;
+    let _ = tokio::time::timeout(Duration::ZERO, write_close(io, close)).await;
     WriterEnd::Idle
 }
 
 /// Writes the close frame and half-closes, so the client reads it before EOF.
 async fn finish<W: AsyncWrite + Unpin>(io: &mut W, close: &Bytes) -> WriterEnd {
-    let sent = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
-        io.write_all(close).await?;
-        io.shutdown().await
-    })
-    .await;
-    match sent {
+    match tokio::time::timeout(CLOSE_WRITE_TIMEOUT, write_close(io, close)).await {
         Ok(Ok(())) => WriterEnd::Closed,
         Ok(Err(e)) => WriterEnd::Dropped(e),
         Err(_) => WriterEnd::Dropped(io::Error::new(
@@ -182,4 +173,10 @@ async fn finish<W: AsyncWrite + Unpin>(io: &mut W, close: &Bytes) -> WriterEnd {
             "close frame not written in time",
         )),
     }
+}
+
+/// Writes the close frame, then half-closes the socket.
+async fn write_close<W: AsyncWrite + Unpin>(io: &mut W, close: &Bytes) -> io::Result<()> {
+    io.write_all(close).await?;
+    io.shutdown().await
 }
