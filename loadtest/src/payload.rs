@@ -67,25 +67,26 @@ pub fn decode(bytes: &[u8]) -> Result<Stamp, PayloadError> {
     })
 }
 
-/// Parses `<digits>:` at `*pos` (1 to 19 digits, so it cannot overflow)
-/// and moves past the colon.
+/// Parses `<digits>:` at `*pos` and moves past the colon.
 fn number_then_colon(bytes: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut value: u64 = 0;
-    let start = *pos;
-    while let Some(&b) = bytes.get(*pos) {
-        if !b.is_ascii_digit() {
-            break;
-        }
-        if *pos - start == 19 {
-            return None;
-        }
-        value = value * 10 + (b - b'0') as u64;
-        *pos += 1;
-    }
-    if *pos == start || bytes.get(*pos) != Some(&b':') {
+    let value = parse_u64(bytes, pos)?;
+    if bytes.get(*pos) != Some(&b':') {
         return None;
     }
     *pos += 1;
+    Some(value)
+}
+
+/// Parses 1 to 19 ASCII digits at `*pos` (so it cannot overflow a u64) and
+/// moves past them. Runs on every received message (here and in the JSON scan).
+pub(crate) fn parse_u64(bytes: &[u8], pos: &mut usize) -> Option<u64> {
+    let digits = bytes.get(*pos..)?;
+    let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    if n == 0 || n > 19 {
+        return None;
+    }
+    let value = digits[..n].iter().fold(0u64, |v, &b| v * 10 + (b - b'0') as u64);
+    *pos += n;
     Some(value)
 }
 

@@ -149,11 +149,6 @@ pub fn decode_header(buf: &[u8], max_payload: usize) -> io::Result<Option<Header
     }))
 }
 
-/// True when `buf` starts with at least one complete frame.
-pub fn has_complete_frame(buf: &[u8]) -> bool {
-    matches!(decode_header(buf, usize::MAX), Ok(Some(h)) if buf.len() >= h.header_len + h.payload_len)
-}
-
 /// Tries to decode one frame from the start of `buf`.
 ///
 /// Returns `Ok(None)` when more bytes are needed, `Ok(Some((frame, used)))`
@@ -181,6 +176,31 @@ pub fn decode_frame(buf: &[u8], max_payload: usize) -> io::Result<Option<(Frame,
         },
         end,
     )))
+}
+
+/// Refuses what a client must not accept in a server's frame (RFC 6455 5.1, 5.2): a
+/// mask, or RSV bits without a negotiated extension.
+pub(crate) fn check_from_server(masked: bool, rsv: u8) -> io::Result<()> {
+    if masked {
+        return Err(invalid("server sent a masked frame"));
+    }
+    if rsv != 0 {
+        return Err(invalid("server set RSV bits without an extension"));
+    }
+    Ok(())
+}
+
+/// A close frame's code and reason (`None`: no payload), checked as RFC 6455 5.5.1 asks.
+pub(crate) fn parse_close(payload: &[u8]) -> io::Result<Option<(u16, String)>> {
+    match payload.len() {
+        0 => Ok(None),
+        1 => Err(invalid("close frame with a 1-byte payload")),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            let reason = std::str::from_utf8(&payload[2..]).map_err(|_| invalid("invalid UTF-8 in close reason"))?;
+            Ok(Some((code, reason.to_string())))
+        }
+    }
 }
 
 /// Builds an `InvalidData` I/O error (the client's protocol-error kind).

@@ -47,13 +47,6 @@ impl WsReader {
         (self.sock, buffered, self.partial.is_some())
     }
 
-    /// True when at least one more whole frame is already buffered, so the
-    /// next [`WsReader::next_message`] call returns without a syscall (use it
-    /// to flush per-batch work when the buffer runs dry).
-    pub fn has_buffered_frame(&self) -> bool {
-        frame::has_complete_frame(&self.buf[self.start..])
-    }
-
     /// Waits for the next complete message. Pings are answered (when
     /// auto-pong is on) and returned too. A clean TCP close without a close
     /// frame is `UnexpectedEof`.
@@ -88,12 +81,7 @@ impl WsReader {
     }
 
     async fn handle(&mut self, f: frame::Frame) -> io::Result<Option<Message>> {
-        if f.mask.is_some() {
-            return Err(invalid("server sent a masked frame"));
-        }
-        if f.rsv != 0 {
-            return Err(invalid("server set RSV bits without an extension"));
-        }
+        frame::check_from_server(f.mask.is_some(), f.rsv)?;
         match f.opcode {
             OP_PING => {
                 if let Some(w) = &self.pong_to {
@@ -102,7 +90,7 @@ impl WsReader {
                 Ok(Some(Message::Ping(f.payload)))
             }
             OP_PONG => Ok(Some(Message::Pong(f.payload))),
-            OP_CLOSE => Ok(Some(Message::Close(parse_close(&f.payload)?))),
+            OP_CLOSE => Ok(Some(Message::Close(frame::parse_close(&f.payload)?))),
             OP_TEXT | OP_BINARY => {
                 if self.partial.is_some() {
                     return Err(invalid("new data frame while a fragmented message is in progress"));
@@ -142,17 +130,5 @@ fn finish(opcode: u8, data: Vec<u8>) -> io::Result<Message> {
             .map_err(|_| invalid("invalid UTF-8 in a text message"))
     } else {
         Ok(Message::Binary(data))
-    }
-}
-
-fn parse_close(payload: &[u8]) -> io::Result<Option<(u16, String)>> {
-    match payload.len() {
-        0 => Ok(None),
-        1 => Err(invalid("close frame with a 1-byte payload")),
-        _ => {
-            let code = u16::from_be_bytes([payload[0], payload[1]]);
-            let reason = std::str::from_utf8(&payload[2..]).map_err(|_| invalid("invalid UTF-8 in close reason"))?;
-            Ok(Some((code, reason.to_string())))
-        }
     }
 }

@@ -64,15 +64,7 @@ impl<'a> Scan<'a> {
 
     /// An unsigned integer of at most 19 digits (cannot overflow a u64).
     fn number(&mut self) -> Option<u64> {
-        let digits = self.bytes[self.pos..].iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 || digits > 19 {
-            return None;
-        }
-        let v = self.bytes[self.pos..self.pos + digits]
-            .iter()
-            .fold(0u64, |v, &b| v * 10 + (b - b'0') as u64);
-        self.pos += digits;
-        Some(v)
+        crate::payload::parse_u64(self.bytes, &mut self.pos)
     }
 
     /// A string without escapes: `"..."` → its bytes.

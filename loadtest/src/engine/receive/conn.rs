@@ -142,7 +142,7 @@ impl Conn {
             let h = match frame::decode_header(&data[pos..], MAX_MESSAGE) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
-                Err(e) => return Err(Ended::Protocol(e.to_string())),
+                Err(e) => return Err(violation(e)),
             };
             let end = pos + h.header_len + h.payload_len;
             if end > data.len() {
@@ -150,12 +150,7 @@ impl Conn {
                 self.need = (end - data.len()) as u32;
                 break;
             }
-            if h.mask.is_some() {
-                return Err(protocol("server sent a masked frame"));
-            }
-            if h.rsv != 0 {
-                return Err(protocol("server set RSV bits without an extension"));
-            }
+            frame::check_from_server(h.mask.is_some(), h.rsv).map_err(violation)?;
             self.frame(h.opcode, h.fin, &data[pos + h.header_len..end], now, tally, rt)?;
             pos = end;
         }
@@ -205,13 +200,7 @@ impl Conn {
                 Ok(())
             }
             OP_PONG => Ok(()),
-            OP_CLOSE => match payload.len() {
-                1 => Err(protocol("close frame with a 1-byte payload")),
-                _ if std::str::from_utf8(payload.get(2..).unwrap_or_default()).is_err() => {
-                    Err(protocol("invalid UTF-8 in close reason"))
-                }
-                _ => Err(Ended::Closed),
-            },
+            OP_CLOSE => Err(frame::parse_close(payload).map_or_else(violation, |_| Ended::Closed)),
             op => Err(Ended::Protocol(format!("unknown opcode {op:#x}"))),
         }
     }
@@ -255,6 +244,11 @@ fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 
 fn protocol(msg: &str) -> Ended {
     Ended::Protocol(msg.to_string())
+}
+
+/// A frame check's refusal, as the protocol violation it is.
+fn violation(e: io::Error) -> Ended {
+    Ended::Protocol(e.to_string())
 }
 
 #[cfg(test)]
