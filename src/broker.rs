@@ -1,60 +1,64 @@
-//! `Broker`: the state every connection shares — settings, the registry,
-//! the shutdown signal, readiness, connection accounting and metrics.
+//! `Broker`: one running broker as the listener sees it — the [`Hub`] its
+//! connections share, plus what only the listener needs: readiness
+//! (`/readyz`), the connection limits, the TLS acceptor, and the settings
+//! the process started with.
 //!
 //! Settings come in two kinds. [`Broker::config`] is what the process
 //! started with: read it only for keys that need a restart (the listen
-//! addresses, the log format, whether metrics are on). [`Broker::settings`]
-//! is the current configuration, replaced by a reload (SIGHUP): read it for
-//! everything else, when a connection starts or a request arrives.
+//! addresses, the log format, whether metrics are on). [`Hub::settings`]
+//! is the current configuration, replaced by a reload (SIGHUP).
+//!
+//! The keys and certificates the settings name are read here
+//! ([`Credentials`]), when the broker starts and on every reload: a key that
+//! cannot be used stops the start, or leaves the previous settings in force.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
-
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Auth;
-use crate::cluster::{Cluster, ClusterMetrics};
 use crate::config::Config;
-use crate::connections::ConnectionTable;
-use crate::error::RequestError;
-use crate::flush::Flushers;
-use crate::metrics::{Metrics, MetricsError};
-use crate::protocol::SessionId;
-use crate::registry::Registry;
-use crate::session::guard::{rate_limited, PublishBucket};
-use crate::shutdown::Shutdown;
+use crate::error::{ConfigError, MetricsError, StartError};
+use crate::hub::Hub;
+use crate::metrics::{Metrics, Transport};
+use crate::publish::PublishBudget;
 
-/// Shared state of one running broker.
+/// The keys and certificates the settings name, read and checked: the token keys and
+/// API keys (`[auth]`), and the TLS certificate (`[tls]`).
+pub struct Credentials {
+    /// The token keys and rules.
+    pub auth: Auth,
+    /// The TLS acceptor; `None`: plain text.
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl Credentials {
+    /// Reads every key and certificate `config` names; the error names the key.
+    pub fn load(config: &Config) -> Result<Self, ConfigError> {
+        Ok(Credentials {
+            auth: Auth::from_config(config)?,
+            tls: crate::tls::acceptor(config)?,
+        })
+    }
+}
+
+/// One running broker.
 pub struct Broker {
+    /// What every connection shares.
+    pub hub: Arc<Hub>,
     /// The settings it started with; only for keys that need a restart (see the module doc).
     pub config: Arc<Config>,
-    /// The current settings: `config` until a reload replaces them.
-    settings: RwLock<Arc<Config>>,
-    /// The token keys and rules of the current settings, rebuilt by a reload.
-    auth: RwLock<Arc<Auth>>,
     /// The TLS acceptor (`None`: plain text), rebuilt by a reload so renewed certificates apply.
     tls: RwLock<Option<TlsAcceptor>>,
-    /// Every metric; `None` with `metrics.enabled = false`.
-    pub metrics: Option<Arc<Metrics>>,
-    /// Every open session, for `GET /api/connections` and the keepalive sweep.
-    pub connections: ConnectionTable,
-    /// The tasks that write plain TCP WebSockets' queues.
-    pub flushers: Flushers,
     /// Where the separate metrics listener is bound, once it is.
     pub metrics_addr: OnceLock<SocketAddr>,
-    /// Topics and subscriptions.
-    pub registry: Arc<Registry>,
-    /// The NATS bridge in cluster mode (`cluster.nats_url` set); `None` on a single node.
-    pub cluster: Option<Arc<Cluster>>,
-    /// The stop signal and connection tracker.
-    pub shutdown: Shutdown,
-    next_session: AtomicU64,
     /// False once draining: `/readyz` answers 503.
     ready: AtomicBool,
+    /// Connections open now, over every transport.
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -85,17 +89,13 @@ pub struct ConnectionSlot {
     /// Whether this slot counts toward its IP's limit (the limit may change by reload).
     per_ip: bool,
     /// The publish budget of HTTP requests on this connection (a WebSocket session has its own).
-    http_publishes: Mutex<PublishBucket>,
+    http_budget: PublishBudget,
 }
 
 impl ConnectionSlot {
-    /// Takes one publish from this connection's budget (`limits.publish_rate_per_connection`).
-    pub fn take_publish(&self) -> Result<(), RequestError> {
-        let mut bucket = self.http_publishes.lock();
-        if bucket.take() {
-            return Ok(());
-        }
-        Err(rate_limited(bucket.rate()))
+    /// The publish budget of the HTTP requests on this connection.
+    pub fn budget(&self) -> &PublishBudget {
+        &self.http_budget
     }
 }
 
@@ -116,43 +116,28 @@ impl Drop for ConnectionSlot {
 
 impl Broker {
     /// A broker with no topics and no connections, its metrics in a registry of its own.
-    pub fn new(config: Arc<Config>) -> Arc<Self> {
-        // A fresh registry cannot already hold our metric names.
-        Self::with_registry(config, prometheus::Registry::new()).expect("a fresh registry takes every metric")
+    pub fn new(config: Arc<Config>) -> Result<Arc<Self>, StartError> {
+        let credentials = Credentials::load(&config)?;
+        Ok(Self::start(config, credentials, prometheus::Registry::new())?)
     }
 
-    /// As [`Broker::new`], registering the metrics into `registry` (when metrics are on).
-    pub fn with_registry(config: Arc<Config>, registry: prometheus::Registry) -> Result<Arc<Self>, MetricsError> {
+    /// A broker for `config` with its `credentials` already read, registering the
+    /// metrics into `registry` (when metrics are on).
+    pub fn start(
+        config: Arc<Config>,
+        credentials: Credentials,
+        registry: prometheus::Registry,
+    ) -> Result<Arc<Self>, MetricsError> {
         let metrics = match config.metrics.enabled {
             true => Some(Arc::new(Metrics::new(registry)?)),
             false => None,
         };
-        let auth = Arc::new(load_auth(&config));
-        let tls = load_tls(&config, None);
-        let registry = Arc::new(Registry::new(Arc::clone(&config)));
-        let cluster = match config.cluster.enabled() {
-            true => {
-                let cluster_metrics = match &metrics {
-                    Some(m) => Some(ClusterMetrics::new(m.registry()).map_err(MetricsError::from)?),
-                    None => None,
-                };
-                Some(Cluster::new(&config, Arc::clone(&registry), cluster_metrics))
-            }
-            false => None,
-        };
+        let hub = Hub::new(Arc::clone(&config), credentials.auth, metrics)?;
         Ok(Arc::new(Broker {
-            cluster,
-            tls: RwLock::new(tls),
-            auth: RwLock::new(auth),
-            registry,
-            settings: RwLock::new(Arc::clone(&config)),
-            metrics,
-            connections: ConnectionTable::new(),
-            flushers: Flushers::with_shards(config.queue.flush_shards, config.queue.flush_interval),
-            metrics_addr: OnceLock::new(),
+            hub: Arc::new(hub),
             config,
-            shutdown: Shutdown::new(),
-            next_session: AtomicU64::new(1),
+            tls: RwLock::new(credentials.tls),
+            metrics_addr: OnceLock::new(),
             ready: AtomicBool::new(true),
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
@@ -161,7 +146,7 @@ impl Broker {
 
     /// The current settings (see the module doc for which keys apply live).
     pub fn settings(&self) -> Arc<Config> {
-        Arc::clone(&self.settings.read())
+        self.hub.settings()
     }
 
     /// The TLS acceptor in force, if TLS is on.
@@ -169,31 +154,19 @@ impl Broker {
         self.tls.read().clone()
     }
 
-    /// The token keys and rules in force.
-    pub fn auth(&self) -> Arc<Auth> {
-        Arc::clone(&self.auth.read())
-    }
-
-    /// Replaces the current settings (a reload); new connections and topics use them.
-    pub fn apply(&self, config: Config) {
-        let config = Arc::new(config);
-        *self.auth.write() = Arc::new(load_auth(&config));
-        let tls = load_tls(&config, self.tls());
-        *self.tls.write() = tls;
-        self.registry.set_config(Arc::clone(&config));
-        self.flushers.set_interval(config.queue.flush_interval);
-        *self.settings.write() = config;
-    }
-
-    /// A fresh connection id.
-    pub fn next_session_id(&self) -> SessionId {
-        SessionId(self.next_session.fetch_add(1, Ordering::Relaxed))
+    /// Replaces the current settings (a reload), once every key and certificate they
+    /// name has been read; if one cannot be, nothing changes and the error names it.
+    pub fn apply(&self, config: Config) -> Result<(), ConfigError> {
+        let credentials = Credentials::load(&config)?;
+        *self.tls.write() = credentials.tls;
+        self.hub.apply(Arc::new(config), credentials.auth);
+        Ok(())
     }
 
     /// Whether the broker accepts new work (`/readyz`): not draining, and in cluster
     /// mode connected to NATS.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && self.cluster.as_ref().is_none_or(|c| c.is_ready())
+        self.ready.load(Ordering::Relaxed) && self.hub.cluster.as_ref().is_none_or(|c| c.is_ready())
     }
 
     /// Answers `/readyz` with 503 from now on (the first step of a drain).
@@ -206,11 +179,11 @@ impl Broker {
     /// soon as it is listed: it sees the signal).
     pub fn drain(&self) {
         self.ready.store(false, Ordering::Relaxed);
-        self.shutdown.trigger();
-        self.connections.for_each(|listed| {
+        self.hub.shutdown.trigger();
+        self.hub.connections.for_each(|listed| {
             // SSE streams and long polls end on the signal themselves.
-            if listed.peer.transport == "ws" {
-                listed.queue.close(going_away(), true);
+            if listed.peer.transport == Transport::Ws {
+                listed.queue.close(crate::protocol::frame::going_away(), true);
             }
         });
     }
@@ -243,30 +216,49 @@ impl Broker {
             broker: Arc::clone(self),
             ip,
             per_ip: per_ip_max > 0,
-            http_publishes: Mutex::new(PublishBucket::new(settings.limits.publish_rate_per_connection)),
+            http_budget: PublishBudget::new(settings.limits.publish_rate_per_connection),
         })
     }
 }
 
-/// The close frame of a drain.
-pub fn going_away() -> bytes::Bytes {
-    crate::protocol::frame::close(1001, "server shutting down")
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The auth rules of `config`. `Config::validate` has loaded the keys already; should
-/// the key file have gone since, every token is refused rather than every client let in.
-fn load_auth(config: &Config) -> Auth {
-    Auth::from_config(config).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "cannot load the auth keys; refusing every token");
-        Auth::locked(config.auth.mode)
-    })
-}
+    #[test]
+    fn key_files_are_read_when_the_broker_starts_and_errors_name_the_key() {
+        let mut config = Config::default();
+        config.auth.mode = crate::config::AuthMode::Jwt;
+        config.auth.jwt_public_key_file = "/nonexistent.pem".into();
+        config
+            .validate()
+            .expect("the values are fine: only the file is missing");
+        let e = Credentials::load(&config).err().unwrap().to_string();
+        assert!(
+            e.contains("auth.jwt_public_key_file") && e.contains("/nonexistent.pem"),
+            "{e}"
+        );
+        let e = Broker::new(Arc::new(config)).err().unwrap().to_string();
+        assert!(e.contains("auth.jwt_public_key_file"), "{e}");
+        let mut config = Config::default();
+        config.tls.cert_file = "/nonexistent-cert.pem".into();
+        config.tls.key_file = "/nonexistent-key.pem".into();
+        let e = Credentials::load(&config).err().unwrap().to_string();
+        assert!(e.contains("tls.cert_file"), "{e}");
+    }
 
-/// The TLS acceptor of `config`. `Config::validate` has read the files already; should
-/// they have become unreadable since, the previous certificate stays in use.
-fn load_tls(config: &Config, previous: Option<TlsAcceptor>) -> Option<TlsAcceptor> {
-    crate::tls::acceptor(config).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "cannot load the TLS certificate; keeping the previous one");
-        previous
-    })
+    #[test]
+    fn a_reload_with_an_unusable_key_changes_nothing() {
+        let broker = Broker::new(Arc::new(Config::default())).unwrap();
+        let mut config = Config::default();
+        config.limits.max_subscriptions_per_connection = 7;
+        config.auth.mode = crate::config::AuthMode::Jwt;
+        config.auth.jwt_public_key_file = "/nonexistent.pem".into();
+        assert!(broker.apply(config.clone()).is_err());
+        assert_eq!(broker.settings().limits.max_subscriptions_per_connection, 1000);
+        assert_eq!(broker.hub.auth().mode(), crate::config::AuthMode::None);
+        config.auth = Config::default().auth;
+        broker.apply(config).unwrap();
+        assert_eq!(broker.settings().limits.max_subscriptions_per_connection, 7);
+    }
 }

@@ -1,7 +1,9 @@
 //! Typed settings: loaded from defaults (the embedded `config.toml`), the
 //! config file, `FANOUT__SECTION__KEY` environment variables and the
 //! command line, in that order; validated before anything binds, with
-//! errors that name the key and what it allows.
+//! errors that name the key and what it allows. Only values are checked
+//! here: the files they name (keys, certificates) are read by the broker
+//! when it starts or reloads (`broker::Credentials`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -387,10 +389,10 @@ impl Config {
         positive("http.max_limit", self.http.max_limit)?;
         positive("http.sse_heartbeat", self.http.sse_heartbeat.as_millis() as usize)?;
         self.auth.validate()?;
+        self.tls.validate()?;
         self.cluster.validate()?;
-        // Reads the key file, so a missing or wrong key stops the start (or the reload).
-        crate::auth::Auth::from_config(self)?;
-        crate::tls::acceptor(self)?;
+        // The key files and certificates are read where they are used, when the broker
+        // starts or reloads (`broker::Credentials`): the values are checked here.
         for (i, o) in s.allowed_origins.iter().enumerate() {
             if o.is_empty() || o.ends_with('/') {
                 return Err(ConfigError::invalid(
@@ -611,13 +613,6 @@ mod tests {
         assert!(e.contains("auth.mode") && e.contains("jwt_secret"), "{e}");
         let e = load("[auth]\nmode = \"oauth\"\n", &[]).unwrap_err().to_string();
         assert!(e.contains("oauth") && e.contains("none or jwt"), "{e}");
-        let e = load(
-            "[auth]\nmode = \"jwt\"\njwt_public_key_file = \"/nonexistent.pem\"\n",
-            &[],
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("auth.jwt_public_key_file"), "{e}");
         let e = load("[auth]\nanonymous_subscribe = [\"a..b\"]\n", &[])
             .unwrap_err()
             .to_string();

@@ -9,11 +9,13 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use dashmap::DashMap;
 
+use crate::clock::monotonic_ms;
+use crate::metrics::Transport;
 use crate::protocol::SessionId;
 use crate::queue::SendQueue;
 
@@ -22,8 +24,8 @@ use crate::queue::SendQueue;
 pub struct Peer {
     /// The client's address, when the transport knows it.
     pub remote: Option<SocketAddr>,
-    /// `ws`, `sse`, `poll`: the `transport` label of the metrics.
-    pub transport: &'static str,
+    /// Which way in: the `transport` label of the metrics.
+    pub transport: Transport,
 }
 
 /// One open session, as the table holds it.
@@ -72,12 +74,6 @@ impl Keepalive {
     pub fn record_activity(&self) {
         self.activity.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Milliseconds on a monotonic clock that starts with the process.
-pub fn monotonic_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// One row of `GET /api/connections`.
@@ -168,7 +164,7 @@ impl ConnectionTable {
             .map(|(id, l)| ConnectionInfo {
                 id: id.0,
                 remote: l.peer.remote.map(|r| r.to_string()),
-                transport: l.peer.transport,
+                transport: l.peer.transport.as_str(),
                 subscriptions: l.subscriptions.load(Ordering::Relaxed),
                 queue_depth: l.queue.depth(),
                 dropped: l.queue.dropped(),
@@ -201,7 +197,7 @@ mod tests {
         };
         let peer = Peer {
             remote: None,
-            transport: "ws",
+            transport: Transport::Ws,
         };
         let msg = Arc::new(Message::new(
             TopicName::parse("t").unwrap(),

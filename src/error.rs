@@ -32,6 +32,20 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, so the metrics can show each one at 0 before it first happens.
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadRequest,
+        ErrorCode::BadTopic,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::TooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::TooManySubscriptions,
+        ErrorCode::TooManyTopics,
+        ErrorCode::NotFound,
+        ErrorCode::Internal,
+    ];
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -159,9 +173,28 @@ impl ConfigError {
     }
 }
 
+/// A metric could not be registered (a name clash in the registry passed in).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register the broker's metrics: {0}; pass a registry that does not already hold fanout_* metrics")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+/// Why a broker could not be made from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A key file or certificate the settings name cannot be used (the message names the key).
+    #[error(transparent)]
+    Credentials(#[from] ConfigError),
+    /// The metrics could not be registered.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The broker could not be made from the settings.
+    #[error("{0}")]
+    Start(#[from] StartError),
     /// Binding or accepting on the listen address failed.
     #[error("listener error: {0}")]
     Io(#[from] std::io::Error),

@@ -1,10 +1,11 @@
 //! Flush shards: the tasks that write queued frames to plain TCP WebSockets.
 //!
 //! Every such connection belongs to one shard (one per core, assigned in
-//! turn). Work queued on an idle queue puts the queue on its shard's list,
-//! and a publish hands each shard all of its queues at once
-//! ([`FlushBatch`]), so fanning a message out to a thousand subscribers
-//! wakes a task per core, not one per subscriber. The shard takes each
+//! turn), and each shard serves one ready list (`queue::ReadyList`): work
+//! queued on an idle queue puts the queue on its list, and a publish hands
+//! each list all of its queues at once (`queue::ReadyBatch`), so fanning a
+//! message out to a thousand subscribers wakes a task per core, not one per
+//! subscriber. The shard takes each
 //! listed queue's frames and writes them with one non-blocking `writev`;
 //! frames queued while a round runs go out together in the next one. A
 //! socket that is full is handed to its connection's own task (see
@@ -15,7 +16,6 @@
 //! spell starts at once), trading that much latency for more frames per
 //! system call.
 
-use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,65 +23,36 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::clock::now_ms;
 use crate::metrics::{Metrics, WriterStats};
 use crate::protocol::Wire;
-use crate::queue::{FlushTake, Outgoing, SendQueue, Written, MAX_IOVECS};
-use crate::registry::now_ms;
+use crate::queue::{Direct, FlushTake, Outgoing, ReadyList, SendQueue, Written, MAX_IOVECS};
 
 /// Queues written between two yields to the runtime, so a long round does not hold a
 /// worker thread away from the connections' readers.
 const QUEUES_PER_YIELD: usize = 64;
 
-/// The shards of one broker.
+/// The shards of one broker: one ready list each, and the task that serves it.
 #[derive(Debug)]
 pub struct Flushers {
-    shards: Box<[Arc<FlushShard>]>,
+    lists: Box<[Arc<ReadyList>]>,
     next: AtomicUsize,
     /// `queue.flush_interval` in microseconds, shared with every shard (a reload changes it).
     interval_us: Arc<AtomicU64>,
 }
 
-/// One shard: the queues with frames to write, and the task's wake-up.
-#[derive(Debug)]
-pub struct FlushShard {
-    index: usize,
-    dirty: Mutex<Vec<Arc<SendQueue>>>,
-    wake: Notify,
-    interval_us: Arc<AtomicU64>,
-}
-
-/// Where a plain TCP WebSocket's queue is written: its socket and its shard.
-#[derive(Debug)]
-pub struct Direct {
-    shard: Arc<FlushShard>,
-    socket: Arc<OwnedWriteHalf>,
-}
-
 impl Flushers {
     /// `count` shards (at least one), rounds spaced by `interval`.
     pub fn new(count: usize, interval: Duration) -> Self {
-        let interval_us = Arc::new(AtomicU64::new(interval.as_micros() as u64));
-        let shards = (0..count.max(1))
-            .map(|index| {
-                Arc::new(FlushShard {
-                    index,
-                    dirty: Mutex::new(Vec::new()),
-                    wake: Notify::new(),
-                    interval_us: Arc::clone(&interval_us),
-                })
-            })
-            .collect();
         Flushers {
-            shards,
+            lists: (0..count.max(1)).map(|i| Arc::new(ReadyList::new(i))).collect(),
             next: AtomicUsize::new(0),
-            interval_us,
+            interval_us: Arc::new(AtomicU64::new(interval.as_micros() as u64)),
         }
     }
 
@@ -98,21 +69,18 @@ impl Flushers {
 
     /// How many shards there are.
     pub fn len(&self) -> usize {
-        self.shards.len()
+        self.lists.len()
     }
 
     /// Whether there are none (never: at least one is made).
     pub fn is_empty(&self) -> bool {
-        self.shards.is_empty()
+        self.lists.is_empty()
     }
 
     /// The sink of a new connection writing to `socket`, on the next shard in turn.
     pub fn direct(&self, socket: Arc<OwnedWriteHalf>) -> Direct {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
-        Direct {
-            shard: Arc::clone(&self.shards[i]),
-            socket,
-        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.lists.len();
+        Direct::new(Arc::clone(&self.lists[i]), socket)
     }
 
     /// Changes the least time between two rounds (a reload).
@@ -122,34 +90,23 @@ impl Flushers {
 
     /// Starts every shard's task; they run until aborted.
     pub fn spawn(&self, metrics: Option<Arc<Metrics>>) -> Vec<tokio::task::JoinHandle<()>> {
-        self.shards
+        self.lists
             .iter()
-            .map(|s| tokio::spawn(run(Arc::clone(s), metrics.clone())))
+            .map(|list| {
+                let shard = Shard {
+                    list: Arc::clone(list),
+                    interval_us: Arc::clone(&self.interval_us),
+                };
+                tokio::spawn(shard.run(metrics.clone()))
+            })
             .collect()
     }
 }
 
-impl FlushShard {
-    fn push(&self, queue: Arc<SendQueue>) {
-        self.dirty.lock().push(queue);
-        self.wake.notify_one();
-    }
-
-    fn interval(&self) -> Duration {
-        Duration::from_micros(self.interval_us.load(Ordering::Relaxed))
-    }
-}
-
-impl Direct {
-    /// The socket the shard writes to.
-    pub fn socket(&self) -> &TcpStream {
-        (*self.socket).as_ref()
-    }
-
-    /// Puts `queue` (whose sink this is) on its shard's list.
-    pub fn schedule(&self, queue: &Arc<SendQueue>) {
-        self.shard.push(Arc::clone(queue));
-    }
+/// One shard's task: its ready list and the spacing of its rounds.
+struct Shard {
+    list: Arc<ReadyList>,
+    interval_us: Arc<AtomicU64>,
 }
 
 /// The connection task's writing half of a socket its shard also writes to (never at
@@ -197,111 +154,63 @@ impl AsyncWrite for DirectWrite {
     }
 }
 
-/// Queues a publish made ready to write, by shard, handed over once it is done.
-#[derive(Debug, Default)]
-pub struct FlushBatch {
-    by_shard: Vec<Vec<Arc<SendQueue>>>,
-}
-
-impl FlushBatch {
-    /// Adds a `Direct` queue that needs its shard.
-    pub fn add(&mut self, queue: &Arc<SendQueue>) {
-        let Some(d) = queue.direct() else { return };
-        let i = d.shard.index;
-        if self.by_shard.len() <= i {
-            self.by_shard.resize_with(i + 1, Vec::new);
-        }
-        self.by_shard[i].push(Arc::clone(queue));
-    }
-
-    /// Runs `f` collecting into this batch, then submits it.
-    fn run<R>(&mut self, f: impl FnOnce(&mut FlushBatch) -> R) -> R {
-        let out = f(self);
-        self.submit();
-        out
-    }
-
-    /// Hands every shard its queues (one lock and one wake-up per shard).
-    fn submit(&mut self) {
-        for queues in &mut self.by_shard {
-            let Some(shard) = queues.first().and_then(|q| q.direct()).map(|d| Arc::clone(&d.shard)) else {
-                continue;
-            };
-            shard.dirty.lock().append(queues);
-            shard.wake.notify_one();
-        }
-    }
-}
-
-thread_local! {
-    /// Reused by every publish on this thread: no allocation per publish.
-    static BATCH: RefCell<FlushBatch> = RefCell::new(FlushBatch::default());
-}
-
-/// Runs `f` with this thread's batch, then submits it.
-pub fn with_batch<R>(f: impl FnOnce(&mut FlushBatch) -> R) -> R {
-    BATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut batch) => batch.run(f),
-        // Only if a publish ran inside another on this thread: use a batch of its own.
-        Err(_) => FlushBatch::default().run(f),
-    })
-}
-
-/// One shard's task: a round per wake-up, writing every listed queue.
-async fn run(shard: Arc<FlushShard>, metrics: Option<Arc<Metrics>>) {
-    let mut work: Vec<Arc<SendQueue>> = Vec::new();
-    let mut out = Outgoing::default();
-    // Counted per batch in plain counters, added to the shared metrics once a second.
-    let mut stats = metrics.as_deref().map(WriterStats::new);
-    let stats_timer = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(stats_timer);
-    let mut stats_armed = false;
-    let mut last_round: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            biased;
-            _ = shard.wake.notified() => {}
-            _ = &mut stats_timer, if stats_armed => {
-                stats_armed = false;
-                if let Some(s) = &mut stats {
-                    s.flush();
+impl Shard {
+    /// A round per wake-up, writing every listed queue; runs until aborted.
+    async fn run(self, metrics: Option<Arc<Metrics>>) {
+        let mut work: Vec<Arc<SendQueue>> = Vec::new();
+        let mut out = Outgoing::default();
+        // Counted per batch in plain counters, added to the shared metrics once a second.
+        let mut stats = metrics.as_deref().map(WriterStats::new);
+        let stats_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(stats_timer);
+        let mut stats_armed = false;
+        let mut last_round: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.list.listed() => {}
+                _ = &mut stats_timer, if stats_armed => {
+                    stats_armed = false;
+                    if let Some(s) = &mut stats {
+                        s.flush();
+                    }
+                    continue;
                 }
-                continue;
             }
-        }
-        space_round(&shard, &mut last_round).await;
-        std::mem::swap(&mut work, &mut *shard.dirty.lock());
-        let now = now_ms();
-        let mut since_yield = 0;
-        for queue in work.drain(..) {
-            if flush_one(&queue, &mut out, stats.as_mut(), now) {
-                shard.push(queue);
+            self.space_round(&mut last_round).await;
+            self.list.take(&mut work);
+            let now = now_ms();
+            let mut since_yield = 0;
+            for queue in work.drain(..) {
+                if flush_one(&queue, &mut out, stats.as_mut(), now) {
+                    self.list.push(queue);
+                }
+                since_yield += 1;
+                if since_yield == QUEUES_PER_YIELD {
+                    since_yield = 0;
+                    tokio::task::yield_now().await;
+                }
             }
-            since_yield += 1;
-            if since_yield == QUEUES_PER_YIELD {
-                since_yield = 0;
-                tokio::task::yield_now().await;
+            if let (false, Some(at)) = (stats_armed, stats.as_ref().and_then(WriterStats::due)) {
+                stats_timer.as_mut().reset(at);
+                stats_armed = true;
             }
-        }
-        if let (false, Some(at)) = (stats_armed, stats.as_ref().and_then(WriterStats::due)) {
-            stats_timer.as_mut().reset(at);
-            stats_armed = true;
         }
     }
-}
 
-/// Waits out the rest of `queue.flush_interval` since the last round, if it is set.
-async fn space_round(shard: &FlushShard, last_round: &mut Option<Instant>) {
-    let interval = shard.interval();
-    if interval.is_zero() {
-        return;
-    }
-    if let Some(at) = last_round.map(|t| t + interval) {
-        if at > Instant::now() {
-            tokio::time::sleep_until(at).await;
+    /// Waits out the rest of `queue.flush_interval` since the last round, if it is set.
+    async fn space_round(&self, last_round: &mut Option<Instant>) {
+        let interval = Duration::from_micros(self.interval_us.load(Ordering::Relaxed));
+        if interval.is_zero() {
+            return;
         }
+        if let Some(at) = last_round.map(|t| t + interval) {
+            if at > Instant::now() {
+                tokio::time::sleep_until(at).await;
+            }
+        }
+        *last_round = Some(Instant::now());
     }
-    *last_round = Some(Instant::now());
 }
 
 /// Writes one scheduled queue without blocking. True: more arrived meanwhile.
@@ -338,20 +247,19 @@ pub fn write_now(socket: &TcpStream, out: &mut Outgoing, wire: Wire) -> Written 
     }
 }
 
+/// Loopback sockets, queues and a frame reader for the tests of the writing side
+/// (here and in `session::writer`).
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use crate::config::Policy;
     use crate::protocol::{Message, Payload, SessionId};
-    use crate::queue::{QueueLimits, Sink, TaskTurn};
-    use crate::session::writer::{Writer, WriterEnd};
+    use crate::queue::{QueueLimits, Sink};
     use crate::topic::TopicName;
-    use bytes::Bytes;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     /// A direct queue on one end of a loopback connection, and the other end.
-    async fn direct_queue(
+    pub async fn direct_queue(
         flushers: &Flushers,
         limits: QueueLimits,
     ) -> (Arc<SendQueue>, Arc<OwnedWriteHalf>, TcpStream) {
@@ -365,14 +273,16 @@ mod tests {
         (q, write, client)
     }
 
-    fn limits() -> QueueLimits {
+    /// Limits no test reaches.
+    pub fn limits() -> QueueLimits {
         QueueLimits {
             max_messages: 100_000,
             max_bytes: 1 << 30,
         }
     }
 
-    fn msg(seq: u64, len: usize) -> Arc<Message> {
+    /// Message `seq` of topic `t`: `"{seq}:"` and `len` bytes of padding.
+    pub fn msg(seq: u64, len: usize) -> Arc<Message> {
         let text = format!("{seq}:{}", "x".repeat(len));
         Arc::new(Message::new(
             TopicName::parse("t").unwrap(),
@@ -383,8 +293,25 @@ mod tests {
         ))
     }
 
+    /// What shard `i` has listed, taken as its task would take it.
+    pub fn take_listed(flushers: &Flushers, i: usize) -> Vec<Arc<SendQueue>> {
+        let mut listed = Vec::new();
+        flushers.lists[i].take(&mut listed);
+        listed
+    }
+
+    /// How many queues shard `i` has listed.
+    pub fn listed(flushers: &Flushers, i: usize) -> usize {
+        flushers.lists[i].len()
+    }
+
+    /// One shard turn on `queue`, as its task would take it. True: more arrived meanwhile.
+    pub fn flush(queue: &SendQueue, out: &mut Outgoing) -> bool {
+        flush_one(queue, out, None, 0)
+    }
+
     /// The raw frames' payloads as the client reads them, until `n` have arrived.
-    async fn read_payloads(client: &mut TcpStream, n: usize) -> Vec<String> {
+    pub async fn read_payloads(client: &mut TcpStream, n: usize) -> Vec<String> {
         let mut buf = Vec::new();
         let mut out = Vec::new();
         while out.len() < n {
@@ -408,6 +335,15 @@ mod tests {
         }
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use crate::config::Policy;
+    use crate::queue::{ReadyBatch, TaskTurn};
+    use bytes::Bytes;
 
     #[tokio::test]
     async fn the_shard_writes_a_queue_without_its_task() {
@@ -433,55 +369,24 @@ mod tests {
         for _ in 0..4 {
             queues.push(direct_queue(&flushers, limits()).await);
         }
-        with_batch(|batch| {
+        ReadyBatch::collect(|batch| {
             for (q, _, _) in &queues {
                 q.push_message_batched(&msg(1, 1), Policy::DropOldest, batch);
             }
-            assert!(
-                flushers.shards.iter().all(|s| s.dirty.lock().is_empty()),
+            assert_eq!(
+                (listed(&flushers, 0), listed(&flushers, 1)),
+                (0, 0),
                 "nothing before submit"
             );
         });
-        let listed: Vec<usize> = flushers.shards.iter().map(|s| s.dirty.lock().len()).collect();
-        assert_eq!(listed, [2, 2], "two queues per shard, in turn");
+        assert_eq!(
+            (listed(&flushers, 0), listed(&flushers, 1)),
+            (2, 2),
+            "two queues per shard, in turn"
+        );
         // A queue already on its shard's list is not listed twice.
         queues[0].0.push_message(&msg(2, 1), Policy::DropOldest);
-        assert_eq!(flushers.shards[0].dirty.lock().len(), 2);
-    }
-
-    #[tokio::test]
-    async fn a_full_socket_goes_to_the_task_which_finishes_the_cut_frame() {
-        let flushers = Flushers::new(1, Duration::ZERO);
-        let (q, write, mut client) = direct_queue(&flushers, limits()).await;
-        // Far more than the socket buffers hold, while the client reads nothing.
-        let n = 400;
-        for s in 1..=n {
-            q.push_message(&msg(s, 20_000), Policy::DropOldest);
-        }
-        let shard = Arc::clone(&flushers.shards[0]);
-        let listed = std::mem::take(&mut *shard.dirty.lock());
-        assert_eq!(listed.len(), 1);
-        let mut out = Outgoing::default();
-        assert!(!flush_one(&listed[0], &mut out, None, 0), "nothing more arrived");
-        let mut writer = Writer::new(Arc::clone(&q), DirectWrite(write), Duration::ZERO);
-        let reader = tokio::spawn(async move { (read_payloads(&mut client, n as usize).await, client) });
-        let run = tokio::spawn(async move { writer.run().await });
-        let (got, mut client) = reader.await.unwrap();
-        for (i, p) in got.iter().enumerate() {
-            assert!(p.starts_with(&format!("{}:", i + 1)), "frame {i} intact and in order");
-            assert_eq!(p.len(), format!("{}:", i + 1).len() + 20_000);
-        }
-        // Written through, the queue is idle again: the next push goes to the shard.
-        q.push_message(&msg(n + 1, 1), Policy::DropOldest);
-        assert_eq!(shard.dirty.lock().len(), 1, "back on the shard once the task was done");
-        q.close(Bytes::from_static(b"\x88\x00"), true);
-        let listed = std::mem::take(&mut *shard.dirty.lock());
-        assert_eq!(listed[0].take_scheduled(&mut out), FlushTake::HandedOver);
-        assert!(matches!(run.await.unwrap(), WriterEnd::Closed));
-        assert_eq!(
-            read_payloads(&mut client, 2).await,
-            [format!("{}:x", n + 1), String::new()]
-        );
+        assert_eq!(listed(&flushers, 0), 2);
     }
 
     #[tokio::test]
@@ -491,9 +396,8 @@ mod tests {
         for s in 1..=200 {
             q.push_message(&msg(s, 50_000), Policy::DropOldest);
         }
-        let listed = std::mem::take(&mut *flushers.shards[0].dirty.lock());
-        let mut out = Outgoing::default();
-        flush_one(&listed[0], &mut out, None, 0);
+        let listed = take_listed(&flushers, 0);
+        flush(&listed[0], &mut Outgoing::default());
         q.close(crate::protocol::frame::close(1008, "slow consumer"), false);
         let mut task = Outgoing::default();
         match q.take_for_task(&mut task) {
@@ -514,7 +418,7 @@ mod tests {
             matches!(q.take_for_task(&mut Outgoing::default()), TaskTurn::Wait),
             "still the shard's turn"
         );
-        let listed = std::mem::take(&mut *flushers.shards[0].dirty.lock());
+        let listed = take_listed(&flushers, 0);
         assert_eq!(
             listed[0].take_scheduled(&mut Outgoing::default()),
             FlushTake::HandedOver

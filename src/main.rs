@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use fanout::broker::{Broker, Credentials};
 use fanout::config::Config;
 use fanout::reload::Reloader;
 
@@ -39,6 +40,8 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::load(cli.config.as_deref(), cli.listen.as_deref()).context("invalid configuration")?;
+    // The key files and certificates the settings name, read before anything starts.
+    let credentials = Credentials::load(&config).context("invalid configuration")?;
     if let Some(Command::CheckConfig) = cli.command {
         print!("{}", config.to_toml());
         eprintln!("configuration is valid");
@@ -55,7 +58,7 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the runtime")?
         .block_on(async {
             let listener = fanout::server::bind(&config).await?;
-            let broker = fanout::broker::Broker::with_registry(Arc::new(config), prometheus::Registry::new())?;
+            let broker = Broker::start(Arc::new(config), credentials, prometheus::Registry::new())?;
             let signals = fanout::signals::Signals::new().context("cannot handle signals")?;
             let stop = fanout::signals::watch(signals, Arc::clone(&broker), reloader);
             fanout::server::serve(listener, broker, stop).await?;

@@ -7,7 +7,12 @@
 //! message. A writer counts deliveries, bytes, queue depth and latency in
 //! plain per-connection counters ([`WriterStats`]) and adds them to the
 //! shared metrics at most once per [`FLUSH_INTERVAL`] and when it ends.
-//! Drops are counted where they happen: that is the rare path.
+//! Drops are counted where they happen: that is the rare path, and each
+//! (reason, policy) counter is looked up once, when the metrics are made.
+//!
+//! Every labelled family shows each label set it can take at 0 from the
+//! start, so a dashboard panel or an alert on it reads 0, not "no data",
+//! until the first event.
 
 use std::time::Duration;
 
@@ -19,9 +24,52 @@ use prometheus::{
 use tokio::time::Instant;
 
 use crate::config::Policy;
+use crate::error::ErrorCode;
+pub use crate::error::MetricsError;
 
 /// How often a writer adds its buffered counts to the shared metrics.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The `transport` label: which way in a connection or a publish came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// WebSocket: `/ws` and raw topic sockets.
+    Ws = 0,
+    /// Server-Sent Events.
+    Sse = 1,
+    /// The HTTP API and long-polling.
+    Http = 2,
+}
+
+impl Transport {
+    /// Every transport, in label order.
+    pub const ALL: [Transport; 3] = [Transport::Ws, Transport::Sse, Transport::Http];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Ws => "ws",
+            Transport::Sse => "sse",
+            Transport::Http => "http",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `kind` label values of `fanout_protocol_errors_total` besides the error codes.
+pub const PROTOCOL_ERROR_KINDS: [&str; 6] = [
+    "ws_protocol",
+    "ws_invalid_utf8",
+    "ws_too_large",
+    "ws_policy",
+    "origin",
+    "tls_handshake",
+];
 
 /// Why a message was lost, the `reason` label of `fanout_messages_dropped_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +83,20 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// Every reason, in table order.
+    const ALL: [DropReason; 3] = [DropReason::QueueFull, DropReason::Conflated, DropReason::Disconnected];
+
+    /// The policies under which this reason can happen: the label sets of
+    /// `fanout_messages_dropped_total` that exist.
+    fn policies(self) -> &'static [Policy] {
+        match self {
+            // `conflate` falls back to dropping the oldest when its topic has nothing queued.
+            DropReason::QueueFull => &[Policy::DropOldest, Policy::DropNewest, Policy::Conflate],
+            DropReason::Conflated => &[Policy::Conflate],
+            DropReason::Disconnected => &[Policy::Disconnect],
+        }
+    }
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,6 +113,26 @@ fn policy_label(policy: Policy) -> &'static str {
         Policy::DropNewest => "drop_newest",
         Policy::Conflate => "conflate",
         Policy::Disconnect => "disconnect",
+    }
+}
+
+/// A policy's column in the drop counter table.
+fn policy_index(policy: Policy) -> usize {
+    match policy {
+        Policy::DropOldest => 0,
+        Policy::DropNewest => 1,
+        Policy::Conflate => 2,
+        Policy::Disconnect => 3,
+    }
+}
+
+/// One handle per transport, looked up once, so counting never hashes labels.
+#[derive(Clone)]
+struct ByTransport<T>([T; 3]);
+
+impl<T> ByTransport<T> {
+    fn get(&self, t: Transport) -> &T {
+        &self.0[t as usize]
     }
 }
 
@@ -88,93 +170,122 @@ pub struct Metrics {
     pub auth_failures: IntCounter,
     /// `fanout_connections_refused_total{limit}`: connections turned away by a limit.
     pub connections_refused: IntCounterVec,
+    /// `connections` per transport.
+    open_by: ByTransport<IntGauge>,
+    /// `connections_total` per transport.
+    opened_by: ByTransport<IntCounter>,
+    /// `published` per transport.
+    published_by: ByTransport<IntCounter>,
+    /// `dropped` per reason (rows) and policy (columns), where that pair can happen.
+    dropped_by: [[Option<IntCounter>; 4]; 3],
 }
-
-/// A metric could not be registered (a name clash in the registry passed in).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot register the broker's metrics: {0}; pass a registry that does not already hold fanout_* metrics")]
-pub struct MetricsError(#[from] prometheus::Error);
 
 impl Metrics {
     /// Creates every metric and registers it, with the process collector, into `registry`.
     pub fn new(registry: Registry) -> Result<Self, MetricsError> {
+        let connections = IntGaugeVec::new(
+            Opts::new("fanout_connections", "Connections open now, by transport."),
+            &["transport"],
+        )?;
+        let connections_total = IntCounterVec::new(
+            Opts::new(
+                "fanout_connections_total",
+                "Connections opened since start, by transport.",
+            ),
+            &["transport"],
+        )?;
+        let subscriptions = IntGauge::new("fanout_subscriptions", "Subscriptions held now, over every connection.")?;
+        let topics = IntGauge::new("fanout_topics", "Topics in the registry.")?;
+        let published = IntCounterVec::new(
+            Opts::new(
+                "fanout_messages_published_total",
+                "Messages accepted for publishing, by transport.",
+            ),
+            &["transport"],
+        )?;
+        let delivered = IntCounter::new(
+            "fanout_messages_delivered_total",
+            "Messages written to subscriber sockets.",
+        )?;
+        let bytes_sent = IntCounter::new(
+            "fanout_bytes_sent_total",
+            "Bytes written to client sockets: messages, replies and control frames.",
+        )?;
+        let bytes_received = IntCounter::new(
+            "fanout_bytes_received_total",
+            "Message bytes received from clients (WebSocket messages and HTTP publish bodies).",
+        )?;
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "fanout_messages_dropped_total",
+                "Messages a subscriber lost, by reason and overflow policy.",
+            ),
+            &["reason", "policy"],
+        )?;
+        let slow_consumer_disconnects = IntCounter::new(
+            "fanout_slow_consumer_disconnects_total",
+            "Connections closed with 1008 by the disconnect policy.",
+        )?;
+        let send_queue_depth = Histogram::with_opts(
+            HistogramOpts::new(
+                "fanout_send_queue_depth",
+                "Messages a connection's writer found queued when it woke.",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+            ]),
+        )?;
+        let delivery_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "fanout_delivery_latency_seconds",
+                "Publish to socket write, measured per write batch on its oldest message (1 ms resolution).",
+            )
+            .buckets(vec![
+                0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )?;
+        let protocol_errors = IntCounterVec::new(
+            Opts::new(
+                "fanout_protocol_errors_total",
+                "Bad requests (by error code) and WebSocket protocol violations (ws_*), by kind.",
+            ),
+            &["kind"],
+        )?;
+        let auth_failures = IntCounter::new("fanout_auth_failures_total", "Refused tokens and API keys.")?;
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "fanout_connections_refused_total",
+                "Connections turned away before being served, by the limit that refused them.",
+            ),
+            &["limit"],
+        )?;
+        let dropped_by = DropReason::ALL.map(|reason| {
+            let mut row: [Option<IntCounter>; 4] = Default::default();
+            for &policy in reason.policies() {
+                row[policy_index(policy)] = Some(dropped.with_label_values(&[reason.as_str(), policy_label(policy)]));
+            }
+            row
+        });
         let m = Metrics {
-            connections: IntGaugeVec::new(
-                Opts::new("fanout_connections", "Connections open now, by transport."),
-                &["transport"],
-            )?,
-            connections_total: IntCounterVec::new(
-                Opts::new(
-                    "fanout_connections_total",
-                    "Connections opened since start, by transport.",
-                ),
-                &["transport"],
-            )?,
-            subscriptions: IntGauge::new("fanout_subscriptions", "Subscriptions held now, over every connection.")?,
-            topics: IntGauge::new("fanout_topics", "Topics in the registry.")?,
-            published: IntCounterVec::new(
-                Opts::new(
-                    "fanout_messages_published_total",
-                    "Messages accepted for publishing, by transport.",
-                ),
-                &["transport"],
-            )?,
-            delivered: IntCounter::new(
-                "fanout_messages_delivered_total",
-                "Messages written to subscriber sockets.",
-            )?,
-            bytes_sent: IntCounter::new(
-                "fanout_bytes_sent_total",
-                "Bytes written to client sockets: messages, replies and control frames.",
-            )?,
-            bytes_received: IntCounter::new(
-                "fanout_bytes_received_total",
-                "Message bytes received from clients (WebSocket messages and HTTP publish bodies).",
-            )?,
-            dropped: IntCounterVec::new(
-                Opts::new(
-                    "fanout_messages_dropped_total",
-                    "Messages a subscriber lost, by reason and overflow policy.",
-                ),
-                &["reason", "policy"],
-            )?,
-            slow_consumer_disconnects: IntCounter::new(
-                "fanout_slow_consumer_disconnects_total",
-                "Connections closed with 1008 by the disconnect policy.",
-            )?,
-            send_queue_depth: Histogram::with_opts(
-                HistogramOpts::new(
-                    "fanout_send_queue_depth",
-                    "Messages a connection's writer found queued when it woke.",
-                )
-                .buckets(vec![
-                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
-                ]),
-            )?,
-            delivery_latency: Histogram::with_opts(
-                HistogramOpts::new(
-                    "fanout_delivery_latency_seconds",
-                    "Publish to socket write, measured per write batch on its oldest message (1 ms resolution).",
-                )
-                .buckets(vec![
-                    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]),
-            )?,
-            protocol_errors: IntCounterVec::new(
-                Opts::new(
-                    "fanout_protocol_errors_total",
-                    "Bad requests (by error code) and WebSocket protocol violations (ws_*), by kind.",
-                ),
-                &["kind"],
-            )?,
-            auth_failures: IntCounter::new("fanout_auth_failures_total", "Refused tokens and API keys.")?,
-            connections_refused: IntCounterVec::new(
-                Opts::new(
-                    "fanout_connections_refused_total",
-                    "Connections turned away before being served, by the limit that refused them.",
-                ),
-                &["limit"],
-            )?,
+            open_by: ByTransport(Transport::ALL.map(|t| connections.with_label_values(&[t.as_str()]))),
+            opened_by: ByTransport(Transport::ALL.map(|t| connections_total.with_label_values(&[t.as_str()]))),
+            published_by: ByTransport(Transport::ALL.map(|t| published.with_label_values(&[t.as_str()]))),
+            dropped_by,
+            connections,
+            connections_total,
+            subscriptions,
+            topics,
+            published,
+            delivered,
+            bytes_sent,
+            bytes_received,
+            dropped,
+            slow_consumer_disconnects,
+            send_queue_depth,
+            delivery_latency,
+            protocol_errors,
+            auth_failures,
+            connections_refused,
             registry,
         };
         let collectors: Vec<Box<dyn Collector>> = vec![
@@ -200,14 +311,16 @@ impl Metrics {
         #[cfg(target_os = "linux")]
         m.registry
             .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        // Series that should read 0 before anything happens, so alerts and rates see them.
-        for t in ["ws", "http"] {
-            m.connections.with_label_values(&[t]);
-            m.connections_total.with_label_values(&[t]);
-            m.published.with_label_values(&[t]);
-        }
+        // The label sets not made above, so they too read 0 before anything happens.
         for limit in ["max_connections", "max_connections_per_ip"] {
             m.connections_refused.with_label_values(&[limit]);
+        }
+        for kind in ErrorCode::ALL
+            .map(ErrorCode::as_str)
+            .iter()
+            .chain(&PROTOCOL_ERROR_KINDS)
+        {
+            m.protocol_errors.with_label_values(&[kind]);
         }
         Ok(m)
     }
@@ -217,13 +330,25 @@ impl Metrics {
         &self.registry
     }
 
-    /// Counts `n` messages lost for `reason` under `policy` (the rare path).
+    /// Counts `n` messages lost for `reason` under `policy` (the rare path, but it runs
+    /// under a topic's lock: one atomic add, no label lookup).
     pub fn count_dropped(&self, reason: DropReason, policy: Policy, n: u64) {
-        if n > 0 {
-            self.dropped
-                .with_label_values(&[reason.as_str(), policy_label(policy)])
-                .inc_by(n);
+        if n == 0 {
+            return;
         }
+        match &self.dropped_by[reason as usize][policy_index(policy)] {
+            Some(counter) => counter.inc_by(n),
+            // A pair `DropReason::policies` does not list: a bug, but count it all the same.
+            None => self
+                .dropped
+                .with_label_values(&[reason.as_str(), policy_label(policy)])
+                .inc_by(n),
+        }
+    }
+
+    /// `fanout_messages_published_total` of `transport`, looked up once.
+    pub fn published(&self, transport: Transport) -> &IntCounter {
+        self.published_by.get(transport)
     }
 
     /// Counts one bad request or protocol violation of `kind`.
@@ -232,9 +357,9 @@ impl Metrics {
     }
 
     /// Counts a connection of `transport` as open until the returned guard drops.
-    pub fn connection_opened(&self, transport: &str) -> OpenConnection {
-        self.connections_total.with_label_values(&[transport]).inc();
-        let gauge = self.connections.with_label_values(&[transport]);
+    pub fn connection_opened(&self, transport: Transport) -> OpenConnection {
+        self.opened_by.get(transport).inc();
+        let gauge = self.open_by.get(transport).clone();
         gauge.inc();
         OpenConnection(gauge)
     }
@@ -393,9 +518,58 @@ mod tests {
                 &b,
                 r#"fanout_messages_dropped_total{policy="drop_oldest",reason="queue_full"}"#
             ),
-            None
+            Some(0.0),
+            "the other broker's drops are its own"
         );
         let e = Metrics::new(a.registry().clone()).unwrap_err().to_string();
         assert!(e.contains("fanout_"), "{e}");
+    }
+
+    #[test]
+    fn every_label_set_reads_0_before_its_first_event() {
+        let m = Metrics::new(Registry::new()).unwrap();
+        let text = String::from_utf8(m.render()).unwrap();
+        let mut expected: Vec<String> = Vec::new();
+        for t in Transport::ALL {
+            for family in [
+                "fanout_connections",
+                "fanout_connections_total",
+                "fanout_messages_published_total",
+            ] {
+                expected.push(format!("{family}{{transport=\"{t}\"}} 0"));
+            }
+        }
+        for reason in DropReason::ALL {
+            for &policy in reason.policies() {
+                expected.push(format!(
+                    "fanout_messages_dropped_total{{policy=\"{}\",reason=\"{}\"}} 0",
+                    policy_label(policy),
+                    reason.as_str()
+                ));
+            }
+        }
+        for kind in ErrorCode::ALL
+            .map(ErrorCode::as_str)
+            .iter()
+            .chain(&PROTOCOL_ERROR_KINDS)
+        {
+            expected.push(format!("fanout_protocol_errors_total{{kind=\"{kind}\"}} 0"));
+        }
+        for line in &expected {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+        }
+        assert_eq!(expected.len(), 9 + 5 + 16);
+    }
+
+    #[test]
+    fn drops_count_in_their_own_label_set() {
+        let m = Metrics::new(Registry::new()).unwrap();
+        m.count_dropped(DropReason::Conflated, Policy::Conflate, 3);
+        m.count_dropped(DropReason::QueueFull, Policy::Conflate, 1);
+        m.count_dropped(DropReason::Disconnected, Policy::Disconnect, 0);
+        let v = |labels: &str| value(&m, &format!("fanout_messages_dropped_total{{{labels}}}"));
+        assert_eq!(v(r#"policy="conflate",reason="conflated""#), Some(3.0));
+        assert_eq!(v(r#"policy="conflate",reason="queue_full""#), Some(1.0));
+        assert_eq!(v(r#"policy="disconnect",reason="disconnected""#), Some(0.0));
     }
 }

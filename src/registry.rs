@@ -1,5 +1,6 @@
-//! `Registry`: the sharded topic table, the wildcard index, and the one
-//! publish entry point.
+//! `Registry`: the sharded topic table and the wildcard index. It knows
+//! queues, never sockets or transports; what may be published is decided
+//! before it is called (`crate::publish`).
 //!
 //! Publishing never matches patterns: each topic holds every subscriber
 //! that covers it, exact or wildcard, kept current when a subscription or a
@@ -7,7 +8,14 @@
 //! seq, append history and push the message into each subscriber's
 //! [`SendQueue`] — pushes never wait, so the lock is short, and holding it
 //! keeps every subscriber's stream in seq order even with concurrent
-//! publishers. A topic with no subscribers and nothing retained is removed.
+//! publishers. The writers of the queues it made ready are woken once the
+//! lock is released (`queue::ReadyBatch`). A topic with no subscribers and
+//! nothing retained is removed.
+//!
+//! A pattern subscription is added to the index under its lock, which
+//! making a topic takes to copy the index's subscribers; the index's version
+//! tells the scan that then brings the existing topics up to date (without
+//! the lock) which topics already have the change.
 //!
 //! Lock order, to stay deadlock-free: the pattern index, then a topic-table
 //! shard, then a topic. Nothing takes a shard while it holds a topic.
@@ -17,32 +25,29 @@
 //! and cluster mode's way in (messages whose seq the cluster assigned) in
 //! `registry/remote.rs`.
 
-mod epoch;
 mod presence;
 mod query;
 mod rate;
 mod remote;
 
-pub use epoch::Epoch;
 pub use presence::PresenceInfo;
 pub use query::{HistoryPage, PollStart, TopicQuery};
 pub use remote::Delivered;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use indexmap::IndexMap;
 use parking_lot::{Mutex, RwLock};
 
+use crate::clock::now_ms;
 use crate::config::{Config, Policy, TopicSettings};
 use crate::error::RequestError;
-use crate::flush::{self, FlushBatch};
 use crate::history::History;
-use crate::protocol::{encode_reply, GapReason, Message, Payload, Reply, SessionId, Wire};
-use crate::queue::SendQueue;
+use crate::protocol::{encode_reply, Epoch, GapReason, Message, Payload, Reply, SessionId, Wire};
+use crate::queue::{ReadyBatch, SendQueue};
 use crate::topic::{Filter, Pattern, TopicName};
 
 /// What a publish did.
@@ -74,15 +79,29 @@ pub struct TopicInfo {
 /// All topics and subscriptions of one broker.
 pub struct Registry {
     topics: DashMap<TopicName, Arc<Topic>>,
-    patterns: RwLock<HashMap<Pattern, Subscribers>>,
+    patterns: RwLock<PatternIndex>,
     /// Where new topics take their settings from; replaced by a reload.
     config: RwLock<Arc<Config>>,
-    /// How many of `topics` are the broker's own (`$sys.stats`): kept out of the
-    /// user-facing count and `limits.max_topics`. Changed only when a topic is made or removed.
-    system_topics: AtomicUsize,
+    /// `limits.max_topics` of `config`, read by every publish without taking its lock.
+    max_topics: AtomicUsize,
+    /// How many of `topics` clients made (the broker's own `$` topics are not counted):
+    /// what `limits.max_topics` limits. Changed only when a topic is made or removed, so
+    /// admitting a publish never counts the table (`DashMap::len` locks every shard).
+    client_topics: AtomicUsize,
     /// In cluster mode, the epoch every topic shares: seqs live in the shared stream,
     /// so they mean the same on every node until that stream starts again.
-    shared_epoch: std::sync::OnceLock<Epoch>,
+    shared_epoch: OnceLock<Epoch>,
+}
+
+/// The pattern subscriptions, which every topic made takes its share of.
+#[derive(Default)]
+struct PatternIndex {
+    /// Bumped by every pattern subscribe and unsubscribe. A topic remembers the version
+    /// it was made at, so the scan that carries a pattern change to the existing topics
+    /// can run after the index's lock is released: a topic made at this version or later
+    /// already took the change when it was made.
+    version: u64,
+    subscribers: HashMap<Pattern, Subscribers>,
 }
 
 /// Subscribers of one topic or pattern by connection. A connection covered by
@@ -98,8 +117,10 @@ struct Subscriber {
 
 struct Topic {
     settings: TopicSettings,
-    /// A broker topic (`$...`), counted in `Registry::system_topics`.
+    /// A broker topic (`$...`), not counted in `Registry::client_topics`.
     system: bool,
+    /// The pattern index's version when the topic was made (see `PatternIndex`).
+    made_at: u64,
     state: Mutex<TopicState>,
 }
 
@@ -144,22 +165,16 @@ impl TopicState {
     }
 }
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Registry {
     /// An empty registry whose topics take their settings from `config`.
     pub fn new(config: Arc<Config>) -> Self {
         Registry {
             topics: DashMap::new(),
-            patterns: RwLock::new(HashMap::new()),
+            patterns: RwLock::new(PatternIndex::default()),
+            max_topics: AtomicUsize::new(config.limits.max_topics),
             config: RwLock::new(config),
-            system_topics: AtomicUsize::new(0),
-            shared_epoch: std::sync::OnceLock::new(),
+            client_topics: AtomicUsize::new(0),
+            shared_epoch: OnceLock::new(),
         }
     }
 
@@ -172,13 +187,14 @@ impl Registry {
     /// Takes topic settings from `config` from now on. Existing topics keep theirs
     /// until they are removed (no subscribers and nothing retained).
     pub fn set_config(&self, config: Arc<Config>) {
+        self.max_topics.store(config.limits.max_topics, Ordering::Relaxed);
         *self.config.write() = config;
     }
 
     /// Assigns the next seq of `topic` and queues the message for every subscriber.
     pub fn publish(&self, topic: &TopicName, payload: Payload, origin: Option<SessionId>) -> Published {
-        // The flush shards get their queues once the topic's lock is released.
-        flush::with_batch(|batch| {
+        // The writers get their queues once the topic's lock is released.
+        ReadyBatch::collect(|batch| {
             self.with_topic(topic, |t, st| {
                 st.seq += 1;
                 let now = now_ms();
@@ -244,21 +260,26 @@ impl Registry {
                 Ok(())
             }
             Filter::Pattern(pattern) => {
-                let mut patterns = self.patterns.write();
-                let subs = patterns.entry(pattern.clone()).or_default();
-                subs.insert(
-                    queue.session(),
-                    Subscriber {
+                let version = {
+                    let mut index = self.patterns.write();
+                    index.version += 1;
+                    let subscriber = Subscriber {
                         queue: Arc::clone(queue),
                         refs: 1,
-                    },
-                );
+                    };
+                    let subs = index.subscribers.entry(pattern.clone()).or_default();
+                    subs.insert(queue.session(), subscriber);
+                    index.version
+                };
                 on_subscribed(None);
+                // Off the index's lock, so making topics does not wait for the scan: a
+                // topic made from now on took the subscriber itself.
                 for entry in self.topics.iter() {
-                    if pattern.matches(entry.key()) {
-                        let mut st = entry.value().state.lock();
+                    let t = entry.value();
+                    if t.made_at < version && pattern.matches(entry.key()) {
+                        let mut st = t.state.lock();
                         if !st.removed {
-                            replay(entry.key(), &st, queue, None, entry.value().settings.policy);
+                            replay(entry.key(), &st, queue, None, t.settings.policy);
                             st.add(queue);
                         }
                     }
@@ -284,17 +305,24 @@ impl Registry {
                 }
             }
             Filter::Pattern(pattern) => {
-                let mut patterns = self.patterns.write();
-                if let Some(subs) = patterns.get_mut(pattern) {
-                    subs.swap_remove(&session);
-                    if subs.is_empty() {
-                        patterns.remove(pattern);
+                let version = {
+                    let mut index = self.patterns.write();
+                    index.version += 1;
+                    if let Some(subs) = index.subscribers.get_mut(pattern) {
+                        subs.swap_remove(&session);
+                        if subs.is_empty() {
+                            index.subscribers.remove(pattern);
+                        }
                     }
-                }
+                    index.version
+                };
+                // Off the index's lock, as in `subscribe`: a topic made from now on never
+                // had the subscriber.
                 let mut idle = Vec::new();
                 for entry in self.topics.iter() {
-                    if pattern.matches(entry.key()) {
-                        let mut st = entry.value().state.lock();
+                    let t = entry.value();
+                    if t.made_at < version && pattern.matches(entry.key()) {
+                        let mut st = t.state.lock();
                         st.remove(session);
                         if st.is_idle() {
                             idle.push(entry.key().clone());
@@ -326,8 +354,9 @@ impl Registry {
 
     /// Refuses a topic that does not exist yet once `limits.max_topics` topics do.
     /// Checked before the topic is made, so concurrent creators may pass it by a few.
+    /// O(1): two atomic loads, and a lookup only once the limit is reached.
     pub fn admit(&self, name: &TopicName) -> Result<(), RequestError> {
-        let max = self.config.read().limits.max_topics;
+        let max = self.max_topics.load(Ordering::Relaxed);
         if max == 0 || self.topic_count() < max || self.topics.contains_key(name) {
             return Ok(());
         }
@@ -339,9 +368,7 @@ impl Registry {
 
     /// How many topics clients made exist: the broker's own `$` topics are not counted.
     pub fn topic_count(&self) -> usize {
-        self.topics
-            .len()
-            .saturating_sub(self.system_topics.load(Ordering::Relaxed))
+        self.client_topics.load(Ordering::Relaxed)
     }
 
     /// The topic, created (with every matching pattern subscriber) if it does not exist.
@@ -349,11 +376,11 @@ impl Registry {
         if let Some(t) = self.topics.get(name) {
             return Arc::clone(t.value());
         }
-        let patterns = self.patterns.read();
+        let index = self.patterns.read();
         let entry = self.topics.entry(name.clone()).or_insert_with(|| {
             let settings = self.config.read().topic_settings(name);
             let mut subscribers = Subscribers::new();
-            for (pattern, subs) in patterns.iter() {
+            for (pattern, subs) in index.subscribers.iter() {
                 if pattern.matches(name) {
                     for s in subs.values() {
                         subscribers
@@ -363,11 +390,12 @@ impl Registry {
                     }
                 }
             }
-            if name.is_system() {
-                self.system_topics.fetch_add(1, Ordering::Relaxed);
+            if !name.is_system() {
+                self.client_topics.fetch_add(1, Ordering::Relaxed);
             }
             Arc::new(Topic {
                 system: name.is_system(),
+                made_at: index.version,
                 state: Mutex::new(TopicState {
                     seq: 0,
                     epoch: self.shared_epoch.get().copied().unwrap_or_default(),
@@ -399,17 +427,17 @@ impl Registry {
         }
     }
 
-    /// Keeps `system_topics` current when `t` leaves the table.
+    /// Keeps `client_topics` current when `t` leaves the table.
     fn count_removed(&self, t: &Topic) {
-        if t.system {
-            self.system_topics.fetch_sub(1, Ordering::Relaxed);
+        if !t.system {
+            self.client_topics.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
 
-/// Queues `msg` for every subscriber, leaving their flush shards' wake-ups to `batch`;
+/// Queues `msg` for every subscriber, leaving their writers' wake-ups to `batch`;
 /// returns how many got it.
-fn fan_out(subscribers: &Subscribers, msg: &Arc<Message>, policy: Policy, batch: &mut FlushBatch) -> usize {
+fn fan_out(subscribers: &Subscribers, msg: &Arc<Message>, policy: Policy, batch: &mut ReadyBatch) -> usize {
     let mut delivered = 0;
     for sub in subscribers.values() {
         if sub.queue.skips(msg) {
@@ -607,5 +635,55 @@ mod tests {
         let (beyond, _) = position(7, None);
         assert!(!beyond.recovered, "a seq the topic never reached is an earlier life's");
         assert_eq!((beyond.seq, beyond.epoch), (3, now.epoch));
+    }
+
+    #[test]
+    fn a_pattern_subscribe_racing_new_topics_reaches_each_exactly_once() {
+        use crate::queue::QueueLimits;
+        let r = Arc::new(Registry::new(Arc::new(Config::default())));
+        let limits = QueueLimits {
+            max_messages: 1 << 20,
+            max_bytes: 1 << 30,
+        };
+        for round in 0..20u64 {
+            let q = Arc::new(SendQueue::new(SessionId(round), Wire::Raw, true, limits));
+            let names: Vec<TopicName> = (0..400)
+                .map(|i| TopicName::parse(&format!("race{round}.t{i}")).unwrap())
+                .collect();
+            let maker = {
+                let (r, names) = (Arc::clone(&r), names.clone());
+                // Makes the topics while the pattern subscribe scans: each is made by its publish.
+                std::thread::spawn(move || {
+                    for n in &names {
+                        r.publish(n, Payload::text("1"), None);
+                    }
+                })
+            };
+            let pattern = Filter::parse(&format!("race{round}.*")).unwrap();
+            r.subscribe(&pattern, &q, None, |_| {}).unwrap();
+            maker.join().unwrap();
+            for n in &names {
+                r.publish(n, Payload::text("2"), None);
+            }
+            let mut d = Drained::default();
+            q.drain(&mut d);
+            let live: Vec<&TopicName> = d
+                .entries
+                .iter()
+                .filter_map(|e| match e {
+                    Entry::Message(m) if m.payload == Payload::text("2") => Some(&m.topic),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(live.len(), names.len(), "round {round}: each topic once, none twice");
+            r.unsubscribe(&pattern, SessionId(round));
+            for n in &names {
+                assert_eq!(
+                    r.publish(n, Payload::text("3"), None).subscribers,
+                    0,
+                    "round {round}: {n}"
+                );
+            }
+        }
     }
 }

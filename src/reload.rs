@@ -47,12 +47,11 @@ impl Reloader {
     pub fn reload(&self, broker: &Broker) -> Result<Changes, ConfigError> {
         let new = match Config::load(self.path.as_deref(), self.listen.as_deref()) {
             Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "configuration reload failed; keeping the current configuration");
-                return Err(e);
-            }
+            Err(e) => return Err(kept(e)),
         };
         let changes = diff(&broker.settings(), &broker.config, &new);
+        // Reads the key files and certificates: one that cannot be used keeps the old settings.
+        broker.apply(new).map_err(kept)?;
         if changes.live.is_empty() && changes.restart.is_empty() {
             info!("configuration reloaded: nothing changed");
         } else {
@@ -62,9 +61,14 @@ impl Reloader {
                 "configuration reloaded"
             );
         }
-        broker.apply(new);
         Ok(changes)
     }
+}
+
+/// Logs a reload that failed with `e`: the current configuration stays.
+fn kept(e: ConfigError) -> ConfigError {
+    warn!(error = %e, "configuration reload failed; keeping the current configuration");
+    e
 }
 
 /// The keys that differ between `current` and `new` (live ones), and between the

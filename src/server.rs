@@ -36,14 +36,14 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// connections, every WebSocket closed with 1001 after its queue is flushed, all
 /// within `server.shutdown_timeout`.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future) -> Result<(), ServerError> {
-    let broker = Broker::new(Arc::new(config));
-    serve(listener, Arc::clone(&broker), shutdown).await
+    let broker = Broker::new(Arc::new(config))?;
+    serve(listener, broker, shutdown).await
 }
 
 /// As [`run`], with a broker the caller keeps a handle on.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future) -> Result<(), ServerError> {
     let metrics_listener = match broker.config.metrics.listen_addr() {
-        Ok(Some(addr)) if broker.metrics.is_some() => {
+        Ok(Some(addr)) if broker.hub.metrics.is_some() => {
             Some(listen(addr).map_err(|source| ServerError::MetricsListen { addr, source })?)
         }
         _ => None,
@@ -56,13 +56,13 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
         tokio::spawn(serve_metrics(l, Arc::clone(&broker)))
     });
     info!(addr = %listener.local_addr()?, "listening");
-    if let Some(cluster) = &broker.cluster {
+    if let Some(cluster) = &broker.hub.cluster {
         cluster.start();
     }
     crate::notify::ready();
     let sweeper = tokio::spawn(sweep(Arc::clone(&broker)));
-    let keepalive = tokio::spawn(crate::session::keepalive::run(Arc::clone(&broker)));
-    let flushers = broker.flushers.spawn(broker.metrics.clone());
+    let keepalive = tokio::spawn(crate::session::keepalive::run(Arc::clone(&broker.hub)));
+    let flushers = broker.hub.flushers.spawn(broker.hub.metrics.clone());
     let stats = tokio::spawn(crate::stats::publish_every_interval(Arc::clone(&broker)));
     tokio::pin!(shutdown);
     loop {
@@ -89,7 +89,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     }
     info!(connections = broker.connections(), "closing connections");
     broker.drain();
-    let finished = broker.shutdown.wait(settings.server.shutdown_timeout);
+    let finished = broker.hub.shutdown.wait(settings.server.shutdown_timeout);
     tokio::pin!(finished);
     let clean = loop {
         tokio::select! {
@@ -100,7 +100,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     drop(listener);
     if !clean {
         warn!(
-            left = broker.shutdown.running(),
+            left = broker.hub.shutdown.running(),
             "shutdown timeout reached with connections still open"
         );
     }
@@ -141,7 +141,7 @@ async fn serve_metrics(listener: TcpListener, broker: Arc<Broker>) {
                 let b = Arc::clone(&b);
                 async move {
                     let res = match (req.method(), req.uri().path()) {
-                        (&Method::GET, "/metrics") => admin::metrics(&b),
+                        (&Method::GET, "/metrics") => admin::metrics(&b.hub),
                         (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok"),
                         (&Method::GET, "/readyz") => readiness(&b),
                         (m, p) => error_response(
@@ -167,7 +167,7 @@ async fn serve_metrics(listener: TcpListener, broker: Arc<Broker>) {
 fn readiness(broker: &Broker) -> Response<Body> {
     if broker.is_ready() {
         text_response(StatusCode::OK, "ready")
-    } else if broker.cluster.as_ref().is_some_and(|c| !c.is_ready()) {
+    } else if broker.hub.cluster.as_ref().is_some_and(|c| !c.is_ready()) {
         text_response(StatusCode::SERVICE_UNAVAILABLE, "not connected to the cluster (NATS)")
     } else {
         text_response(StatusCode::SERVICE_UNAVAILABLE, "draining")
@@ -178,7 +178,7 @@ async fn sweep(broker: Arc<Broker>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         tick.tick().await;
-        broker.registry.sweep();
+        broker.hub.registry.sweep();
     }
 }
 
@@ -193,13 +193,14 @@ fn accept(broker: &Arc<Broker>, stream: TcpStream, remote: SocketAddr, draining:
                 tokio::spawn(serve_draining(b, stream, remote, slot).instrument(span));
             } else {
                 broker
+                    .hub
                     .shutdown
                     .spawn(serve_connection(b, stream, remote, slot).instrument(span));
             }
         }
         Err(refusal) => {
             debug!(%remote, ?refusal, "connection refused");
-            if let Some(m) = &broker.metrics {
+            if let Some(m) = &broker.hub.metrics {
                 m.connections_refused.with_label_values(&[refusal.limit()]).inc();
             }
             tokio::spawn(refuse(broker.tls(), stream, refusal));
@@ -272,7 +273,7 @@ async fn tls_handshake(
         Err(_) => "timed out".to_owned(),
     };
     debug!(%remote, error = %failed, "TLS handshake failed");
-    if let Some(m) = &broker.metrics {
+    if let Some(m) = &broker.hub.metrics {
         m.count_protocol_error("tls_handshake");
     }
     None
@@ -283,7 +284,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Until the request is answered or the connection upgrades (then the session counts it).
-    let _open = broker.metrics.as_ref().map(|m| m.connection_opened("http"));
+    let _open = broker
+        .hub
+        .metrics
+        .as_ref()
+        .map(|m| m.connection_opened(crate::metrics::Transport::Http));
     let slot = Arc::new(slot);
     let b = Arc::clone(&broker);
     let service = service_fn(move |req| {
@@ -303,7 +308,7 @@ where
                 debug!(%remote, error = %e, "http connection ended");
             }
         }
-        _ = broker.shutdown.triggered() => {
+        _ = broker.hub.shutdown.triggered() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
@@ -356,33 +361,34 @@ async fn route(
     // The query may carry `?token=`: redacted here, and again by the log writer.
     debug!(%method, uri = %crate::logging::redact(&req.uri().to_string()), "request");
     let probe = matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics");
-    if broker.shutdown.is_triggered() && !probe {
+    let hub = &broker.hub;
+    if broker.hub.shutdown.is_triggered() && !probe {
         return text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
     match (&method, path.as_str()) {
-        (_, "/ws") => ws::upgrade(&broker, req, None, slot, remote),
+        (_, "/ws") => ws::upgrade(hub, req, None, slot, remote),
         (_, p) if p.starts_with("/ws/t/") => {
             let topic = p["/ws/t/".len()..].to_owned();
-            ws::upgrade(&broker, req, Some(&topic), slot, remote)
+            ws::upgrade(hub, req, Some(&topic), slot, remote)
         }
         (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => readiness(&broker),
-        (&Method::GET, "/metrics") => admin::metrics(&broker),
+        (&Method::GET, "/metrics") => admin::metrics(hub),
         (&Method::GET, p) if dashboard::serves(p) => dashboard::response(p),
-        (&Method::GET, "/api/connections") => admin::connections(&broker, &req),
-        (&Method::POST, "/api/publish") => http_api::publish_batch(broker, req, &slot).await,
+        (&Method::GET, "/api/connections") => admin::connections(hub, &req),
+        (&Method::POST, "/api/publish") => http_api::publish_batch(hub, req, slot.budget()).await,
         (&Method::POST, p) if p.starts_with("/api/publish/") => {
             let topic = p["/api/publish/".len()..].to_owned();
-            http_api::publish(broker, req, &topic, &slot).await
+            http_api::publish(hub, req, &topic, slot.budget()).await
         }
-        (&Method::GET, "/api/topics") => topics_api::list(&broker, &req),
+        (&Method::GET, "/api/topics") => topics_api::list(hub, &req),
         (&Method::GET, p) if p.starts_with("/api/topics/") => {
             let rest = &p["/api/topics/".len()..];
             // Topic names never hold `/`, so the suffix is unambiguous.
             match rest.split_once('/') {
-                None => topics_api::info(&broker, &req, rest),
-                Some((topic, "history")) => topics_api::history(&broker, &req, topic).await,
-                Some((topic, "presence")) => topics_api::presence(&broker, &req, topic),
+                None => topics_api::info(hub, &req, rest),
+                Some((topic, "history")) => topics_api::history(hub, &req, topic).await,
+                Some((topic, "presence")) => topics_api::presence(hub, &req, topic),
                 Some(_) => error_response(
                     StatusCode::NOT_FOUND,
                     "not_found",
@@ -392,12 +398,10 @@ async fn route(
         }
         (&Method::GET, p) if p.starts_with("/api/poll/") => {
             let topic = p["/api/poll/".len()..].to_owned();
-            poll::poll(broker, req, &topic).await
+            poll::poll(hub, req, &topic).await
         }
-        (&Method::GET, "/sse") => sse::stream(&broker, &req, None, remote).await,
-        (&Method::GET, p) if p.starts_with("/sse/") => {
-            sse::stream(&broker, &req, Some(&p["/sse/".len()..]), remote).await
-        }
+        (&Method::GET, "/sse") => sse::stream(hub, &req, None, remote).await,
+        (&Method::GET, p) if p.starts_with("/sse/") => sse::stream(hub, &req, Some(&p["/sse/".len()..]), remote).await,
         (_, "/healthz" | "/readyz" | "/metrics" | "/api/connections" | "/api/publish") => error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "bad_request",

@@ -133,13 +133,13 @@ fn rates(before: &Totals, after: &Totals, elapsed: Duration) -> [f64; 4] {
 
 /// The snapshot of `broker` now, with rates since `before` (read `elapsed` ago).
 fn snapshot(broker: &Broker, before: &Totals, now: &Totals, elapsed: Duration, uptime: Duration) -> Snapshot {
-    let metrics = broker.metrics.as_deref();
+    let metrics = broker.hub.metrics.as_deref();
     let [m_in, m_out, b_out, drops] = rates(before, now, elapsed);
     let on = |v: f64| metrics.map(|_| v);
     Snapshot {
         connections: broker.connections(),
         subscriptions: metrics.map(|m| m.subscriptions.get()),
-        topics: broker.registry.topic_count(),
+        topics: broker.hub.registry.topic_count(),
         messages_in_per_s: on(m_in),
         messages_out_per_s: on(m_out),
         bytes_out_per_s: on(b_out),
@@ -154,7 +154,7 @@ pub async fn publish_every_interval(broker: Arc<Broker>) {
     // A constant that `topic::tests` parses, so this cannot fail.
     let topic = TopicName::parse(STATS_TOPIC).expect("`$sys.stats` is a valid topic name");
     let started = Instant::now();
-    let read = |b: &Broker| b.metrics.as_deref().map(Totals::read).unwrap_or_default();
+    let read = |b: &Broker| b.hub.metrics.as_deref().map(Totals::read).unwrap_or_default();
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The first tick is immediate: take it as the baseline, so every rate spans an interval.
@@ -163,13 +163,16 @@ pub async fn publish_every_interval(broker: Arc<Broker>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = broker.shutdown.triggered() => return,
+            _ = broker.hub.shutdown.triggered() => return,
         }
         let (at, now) = (Instant::now(), read(&broker));
         let snap = snapshot(&broker, &last, &now, at - last_at, at - started);
         match serde_json::to_vec(&snap) {
             Ok(json) => {
-                broker.registry.publish(&topic, Payload::Json(Bytes::from(json)), None);
+                broker
+                    .hub
+                    .registry
+                    .publish(&topic, Payload::Json(Bytes::from(json)), None);
             }
             // Numbers and counts only: serialising cannot fail, but never panic the broker over it.
             Err(e) => tracing::warn!(error = %e, "cannot encode $sys.stats"),
@@ -237,7 +240,7 @@ mod tests {
     fn without_metrics_only_what_is_known_is_published() {
         let mut config = crate::config::Config::default();
         config.metrics.enabled = false;
-        let broker = Broker::new(Arc::new(config));
+        let broker = Broker::new(Arc::new(config)).unwrap();
         let t = Totals::default();
         let s = snapshot(&broker, &t, &t, STATS_INTERVAL, Duration::from_secs(3));
         assert_eq!((s.connections, s.topics, s.uptime_s), (0, 0, 3));

@@ -15,21 +15,9 @@ use crate::error::ConfigError;
 /// The acceptor for `[tls]`, or `None` when TLS is off (both files empty).
 pub fn acceptor(config: &Config) -> Result<Option<TlsAcceptor>, ConfigError> {
     let t = &config.tls;
-    match (t.cert_file.is_empty(), t.key_file.is_empty()) {
-        (true, true) => return Ok(None),
-        (false, true) => {
-            return Err(ConfigError::invalid(
-                "tls.key_file",
-                "is empty but tls.cert_file is set; set both or neither",
-            ))
-        }
-        (true, false) => {
-            return Err(ConfigError::invalid(
-                "tls.cert_file",
-                "is empty but tls.key_file is set; set both or neither",
-            ))
-        }
-        (false, false) => {}
+    t.validate()?;
+    if t.cert_file.is_empty() {
+        return Ok(None);
     }
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&t.cert_file)
         .and_then(|it| it.collect::<Result<_, _>>())

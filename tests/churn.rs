@@ -55,12 +55,12 @@ async fn churn(b: &TestBroker, range: std::ops::Range<usize>) {
 async fn settled(b: &TestBroker) {
     // The server side of a connection ends a moment after the client's.
     let deadline = Instant::now() + WAIT;
-    while b.broker.connections() > 0 || b.broker.registry.topic_count() > 0 {
+    while b.broker.connections() > 0 || b.broker.hub.registry.topic_count() > 0 {
         assert!(
             Instant::now() < deadline,
             "left behind: {} connections, {} topics",
             b.broker.connections(),
-            b.broker.registry.topic_count()
+            b.broker.hub.registry.topic_count()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -104,7 +104,7 @@ async fn twenty_thousand_connections_come_and_go_without_leaks() {
     churn(&b, WARM_UP..cycles.max(WARM_UP)).await;
     let took = start.elapsed();
     settled(&b).await;
-    assert!(b.broker.connections.is_empty(), "the connection table is empty");
+    assert!(b.broker.hub.connections.is_empty(), "the connection table is empty");
     let (fds_after, rss_after) = (open_fds(), rss_kib());
     assert!(
         fds_after <= fds_before + 4,

@@ -44,7 +44,7 @@ async fn connections_over_the_per_ip_limit_get_429_and_over_the_total_503() {
     let b = spawn_broker_with(|c| c.server.max_connections = 1).await;
     let c1 = connect(&b.ws_url("/ws")).await;
     assert_eq!(refused_status(&b.ws_url("/ws")).await, 503);
-    let refused = &b.broker.metrics.as_ref().unwrap().connections_refused;
+    let refused = &b.broker.hub.metrics.as_ref().unwrap().connections_refused;
     assert_eq!(
         refused.with_label_values(&["max_connections"]).get(),
         1,

@@ -49,11 +49,12 @@ async fn back_up(b: &TestBroker, topic: &str) {
     loop {
         for _ in 0..MAX_MESSAGES {
             b.broker
+                .hub
                 .registry
                 .publish(&topic, Payload::Binary(payload.clone()), None);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let listed = b.broker.connections.top(SortBy::Queue, 1);
+        let listed = b.broker.hub.connections.top(SortBy::Queue, 1);
         if listed.first().is_some_and(|c| c.queue_depth == MAX_MESSAGES) {
             return;
         }
@@ -110,13 +111,13 @@ async fn a_backed_up_subscriber_still_gets_pings_and_its_pongs_keep_it_open() {
         s.write_all(&masked(0xA, true, b"")).await.unwrap();
     }
     assert_eq!(
-        b.broker.connections.len(),
+        b.broker.hub.connections.len(),
         1,
         "a client that answers is not closed for idleness while it reads slowly"
     );
 
     // Everything before this marker in the stream was queued before it, during the stall.
-    b.broker.registry.publish(
+    b.broker.hub.registry.publish(
         &TopicName::parse("live.slow").unwrap(),
         Payload::Text(Bytes::from_static(b"marker")),
         None,
@@ -154,7 +155,7 @@ async fn a_dead_peer_with_data_pending_is_cut_and_freed() {
     assert_eq!(subscribers(&b, "live.dead").await, 1);
     let deadline = start + IDLE_TIMEOUT + PING_INTERVAL + SLACK;
     eventually(deadline, "the dead peer's connection is closed", || {
-        b.broker.connections() == 0 && b.broker.connections.is_empty()
+        b.broker.connections() == 0 && b.broker.hub.connections.is_empty()
     })
     .await;
     assert_eq!(subscribers(&b, "live.dead").await, 0);
@@ -169,7 +170,7 @@ async fn a_dead_idle_peer_is_cut_and_freed() {
     assert_eq!(subscribers(&b, "live.idle").await, 1);
     let deadline = start + IDLE_TIMEOUT + PING_INTERVAL + SLACK;
     eventually(deadline, "the idle peer's connection is closed", || {
-        b.broker.connections() == 0 && b.broker.connections.is_empty()
+        b.broker.connections() == 0 && b.broker.hub.connections.is_empty()
     })
     .await;
     assert_eq!(subscribers(&b, "live.idle").await, 0);

@@ -278,23 +278,23 @@ async fn topics_are_removed_when_the_last_subscriber_leaves_and_nothing_is_retai
     for i in 0..100 {
         c.subscribe(&format!("churn.{i}")).await;
     }
-    assert_eq!(b.broker.registry.topic_count(), 100);
+    assert_eq!(b.broker.hub.registry.topic_count(), 100);
     for i in 0..100 {
         c.send(json!({"op": "unsubscribe", "topic": format!("churn.{i}"), "id": 3}))
             .await;
         assert_eq!(c.recv().await["type"], "ack");
     }
-    assert_eq!(b.broker.registry.topic_count(), 0);
+    assert_eq!(b.broker.hub.registry.topic_count(), 0);
     c.subscribe("gone.when.closed").await;
     let (status, _) = http_json(b.addr, "POST", "/api/publish/unwatched", &json!(1)).await;
     assert_eq!(status, 200);
     c.close().await;
     let deadline = tokio::time::Instant::now() + WAIT;
-    while b.broker.registry.topic_count() > 0 {
+    while b.broker.hub.registry.topic_count() > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "topics left: {}",
-            b.broker.registry.topic_count()
+            b.broker.hub.registry.topic_count()
         );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }

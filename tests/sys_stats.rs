@@ -120,7 +120,7 @@ async fn broker_topics_stay_out_of_counts_listings_and_leading_wildcards() {
     let mut stats = connect(&b.ws_url("/ws")).await;
     stats.subscribe("$sys.*").await;
     next_stats(&mut stats).await;
-    assert_eq!(b.broker.registry.topic_count(), 0);
+    assert_eq!(b.broker.hub.registry.topic_count(), 0);
     let (_, list) = get_json(b.addr, "/api/topics").await;
     assert_eq!(list["topics"], json!([]), "{list}");
     let (_, list) = get_json(b.addr, "/api/topics?prefix=$").await;

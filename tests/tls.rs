@@ -173,7 +173,7 @@ async fn a_reload_picks_up_a_renewed_certificate() {
     std::fs::copy(&new.cert_file, &old.cert_file).unwrap();
     std::fs::copy(&new.key_file, &old.key_file).unwrap();
     let settings = (*b.broker.settings()).clone();
-    b.broker.apply(settings);
+    b.broker.apply(settings).expect("the renewed certificate loads");
     assert!(
         tls_connect(b.addr, &new.der).await.is_ok(),
         "the new certificate is served"

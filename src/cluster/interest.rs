@@ -23,7 +23,8 @@ use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
 use super::{wire, Cluster, ClusterError, Link};
-use crate::registry::{now_ms, Delivered};
+use crate::clock::now_ms;
+use crate::registry::Delivered;
 use crate::topic::Filter;
 
 /// One followed filter and how many local subscriptions hold it.

@@ -30,7 +30,8 @@ use parking_lot::Mutex;
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::registry::{Epoch, Registry};
+use crate::protocol::Epoch;
+use crate::registry::Registry;
 use crate::topic::TopicName;
 
 /// Why the bridge could not do what was asked; the request may be retried.

@@ -15,8 +15,8 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 
 use super::{wire, Cluster, ClusterError, Link};
+use crate::clock::now_ms;
 use crate::protocol::{Payload, SessionId};
-use crate::registry::now_ms;
 use crate::topic::TopicName;
 
 /// Attempts before a publish that keeps losing the race gives up.

@@ -94,6 +94,23 @@ pub struct TlsConfig {
     pub key_file: String,
 }
 
+impl TlsConfig {
+    /// Checks that both files are named, or neither (the files are read by `crate::tls`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (self.cert_file.is_empty(), self.key_file.is_empty()) {
+            (false, true) => Err(ConfigError::invalid(
+                "tls.key_file",
+                "is empty but tls.cert_file is set; set both or neither",
+            )),
+            (true, false) => Err(ConfigError::invalid(
+                "tls.cert_file",
+                "is empty but tls.key_file is set; set both or neither",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Whether `origin` is one of `allowed` (exact, or `*.example.com` for any subdomain).
 pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
     if allowed.is_empty() {

@@ -109,6 +109,11 @@ pub fn close(code: u16, reason: &str) -> Bytes {
     b.finish(OpCode::Close)
 }
 
+/// The close frame every WebSocket gets when the broker drains (1001).
+pub fn going_away() -> Bytes {
+    close(1001, "server shutting down")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -258,7 +258,7 @@ mod tests {
                 id: None,
                 topic: "q".into(),
                 since: Some(1),
-                epoch: crate::registry::Epoch::parse("ff"),
+                epoch: crate::protocol::Epoch::parse("ff"),
             }
         );
         let e = decode(br#"{"op":"subscribe","topic":"q","since":1,"epoch":"zz","id":4}"#).unwrap_err();
@@ -368,7 +368,7 @@ mod tests {
             id: 1,
             topic: Some("a.*"),
             seq: Some(5),
-            epoch: crate::registry::Epoch::parse("1f"),
+            epoch: crate::protocol::Epoch::parse("1f"),
             recovered: Some(false),
         }));
         assert_eq!(

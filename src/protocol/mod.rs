@@ -7,6 +7,7 @@
 //! it is re-encoded only when a subscriber speaks another format, once per
 //! format per message ([`Message::frame`]).
 
+pub mod epoch;
 pub mod frame;
 pub mod json;
 pub mod message;
@@ -14,10 +15,10 @@ pub mod msgpack;
 pub mod sse;
 pub mod transcode;
 
+pub use epoch::Epoch;
 pub use message::{Message, Payload, SessionId};
 
 use crate::error::{DecodeError, ErrorCode, RequestError};
-use crate::registry::Epoch;
 
 /// How a connection's frames are rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

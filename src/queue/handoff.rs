@@ -1,21 +1,22 @@
-//! Who writes a queue out, and the hand-off between a `Direct` queue's flush
-//! shard and its connection's task: one [`Owner`] at a time, switched under the
-//! queue's lock, so frames never interleave and no lock is held while writing.
+//! Who writes a queue out, and the hand-off between a `Direct` queue's writer
+//! (the flush shard serving its ready list) and its connection's task: one
+//! [`Owner`] at a time, switched under the queue's lock, so frames never
+//! interleave and no lock is held while writing.
 
 use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Outgoing, SendQueue, State};
-use crate::flush::{Direct, FlushBatch};
+use super::{Direct, Outgoing, ReadyBatch, SendQueue, State};
 
 /// Who writes a queue's frames out.
 #[derive(Debug)]
 pub enum Sink {
     /// One task waits on [`SendQueue::ready`] and drains.
     Task,
-    /// A flush shard writes to the socket; the connection's task only when it is full.
+    /// The flush shard serving its ready list writes to the socket; the connection's
+    /// task only when it is full.
     Direct(Direct),
 }
 
@@ -24,7 +25,7 @@ pub enum Sink {
 pub(super) enum Owner {
     /// Nobody: the queue is empty.
     Idle,
-    /// Its flush shard: the queue is on the shard's list or being written.
+    /// Its flush shard: the queue is on the shard's ready list or being written.
     Scheduled,
     /// The connection's task: the socket is full, a write failed, or the queue closes.
     Task,
@@ -36,7 +37,7 @@ pub(super) enum Wake {
     Nothing,
     /// Wake the queue's task.
     Task,
-    /// Put the queue on its flush shard's list.
+    /// Put the queue on its ready list.
     Shard,
 }
 
@@ -110,8 +111,8 @@ impl State {
 }
 
 impl SendQueue {
-    /// Carries out a wake-up; `batch` collects flush-shard work to hand over in one go.
-    pub(super) fn apply(self: &Arc<Self>, wake: Wake, batch: Option<&mut FlushBatch>) {
+    /// Carries out a wake-up; `batch` collects ready queues to hand over in one go.
+    pub(super) fn apply(self: &Arc<Self>, wake: Wake, batch: Option<&mut ReadyBatch>) {
         match wake {
             Wake::Nothing => {}
             Wake::Task => self.ready.notify_one(),

@@ -10,9 +10,9 @@
 //! Who writes depends on the queue's [`Sink`]. A `Task` queue wakes one task
 //! (an SSE stream, a long poll, a TLS WebSocket), which drains and writes. A
 //! `Direct` queue is a plain TCP WebSocket: work queued on an idle queue puts
-//! it on its flush shard's list (`crate::flush`), whose task writes it to the
-//! socket without blocking, many queues per wake-up and no task woken per
-//! subscriber. When the socket is full, or the queue closes, the writing is
+//! it on its ready list (`ready.rs`), whose writer — a flush shard,
+//! `crate::flush` — writes it to the socket without blocking, many queues per
+//! wake-up and no task woken per subscriber. When the socket is full, or the queue closes, the writing is
 //! handed to the connection's own task until the queue is empty again
 //! (`handoff.rs`: one owner at a time, switched under the queue's lock, so
 //! frames never interleave and no lock is held while writing).
@@ -23,11 +23,13 @@
 mod handoff;
 mod outgoing;
 mod policy;
+mod ready;
 #[cfg(test)]
 mod tests;
 
 pub use handoff::{FlushTake, Sink, TaskTurn, Written};
 pub use outgoing::{place_gaps, Outgoing, MAX_IOVECS};
+pub use ready::{Direct, ReadyBatch, ReadyList};
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -38,7 +40,6 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::config::Policy;
-use crate::flush::{Direct, FlushBatch};
 use crate::metrics::{DropReason, Metrics};
 use crate::protocol::{Message, SessionId, Wire};
 use crate::topic::TopicName;
@@ -251,7 +252,7 @@ impl SendQueue {
         self.metrics.as_ref()
     }
 
-    /// The socket and flush shard of a `Direct` queue.
+    /// The socket and ready list of a `Direct` queue.
     pub fn direct(&self) -> Option<&Direct> {
         match &self.sink {
             Sink::Direct(d) => Some(d),
@@ -292,13 +293,13 @@ impl SendQueue {
         pushed
     }
 
-    /// As [`SendQueue::push_message`], leaving the flush shard's wake-up to `batch`, so a
-    /// publish hands each shard its queues once rather than once per subscriber.
+    /// As [`SendQueue::push_message`], leaving the ready list's wake-up to `batch`, so a
+    /// publish hands each writer its queues once rather than once per subscriber.
     pub fn push_message_batched(
         self: &Arc<Self>,
         msg: &Arc<Message>,
         policy: Policy,
-        batch: &mut FlushBatch,
+        batch: &mut ReadyBatch,
     ) -> Pushed {
         let (pushed, wake) = self.push(msg, policy);
         self.apply(wake, Some(batch));

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{now_ms, since_beyond, Registry, TopicInfo, TopicState};
+use super::{since_beyond, Registry, TopicInfo, TopicState};
+use crate::clock::now_ms;
 use crate::error::{ErrorCode, RequestError};
 use crate::protocol::Message;
 use crate::queue::SendQueue;

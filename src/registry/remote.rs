@@ -11,9 +11,10 @@
 
 use std::sync::Arc;
 
-use super::{fan_out, gap_frame, now_ms, Registry};
-use crate::flush::{self, FlushBatch};
+use super::{fan_out, gap_frame, Registry};
+use crate::clock::now_ms;
 use crate::protocol::{Message, Wire};
+use crate::queue::ReadyBatch;
 use crate::topic::{Filter, TopicName};
 
 /// What a cluster delivery did.
@@ -31,10 +32,10 @@ impl Registry {
     /// Fans out `msg`, whose seq the cluster assigned, unless the topic already had it.
     pub fn deliver(&self, msg: Message) -> Delivered {
         let name = msg.topic.clone();
-        flush::with_batch(|batch| self.deliver_in(msg, &name, batch))
+        ReadyBatch::collect(|batch| self.deliver_in(msg, &name, batch))
     }
 
-    fn deliver_in(&self, msg: Message, name: &TopicName, batch: &mut FlushBatch) -> Delivered {
+    fn deliver_in(&self, msg: Message, name: &TopicName, batch: &mut ReadyBatch) -> Delivered {
         self.with_topic(name, |t, st| {
             let now = now_ms();
             if msg.seq <= st.seq {
@@ -95,9 +96,17 @@ impl Registry {
         };
         match filter {
             Filter::Exact(name) => {
-                self.topics.remove_if(name, |_, t| unfollowed(t));
+                if let Some((_, t)) = self.topics.remove_if(name, |_, t| unfollowed(t)) {
+                    self.count_removed(&t);
+                }
             }
-            Filter::Pattern(p) => self.topics.retain(|name, t| !(p.matches(name) && unfollowed(t))),
+            Filter::Pattern(p) => self.topics.retain(|name, t| {
+                let forgotten = p.matches(name) && unfollowed(t);
+                if forgotten {
+                    self.count_removed(t);
+                }
+                !forgotten
+            }),
         }
     }
 

@@ -1,69 +1,14 @@
-//! Per-connection guards: the publish token bucket and the token expiry
-//! the WebSocket reader waits on.
+//! Per-connection guards the WebSocket reader waits on or checks: the token
+//! expiry, and how many rate-limited publishes in a row close a connection.
+//! (The publish budget itself is the publish path's: `crate::publish`.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::error::{ErrorCode, RequestError};
-
 /// Rate-limit refusals in a row after which the connection is closed (1008).
 pub const MAX_RATE_LIMITED_IN_A_ROW: u32 = 5;
-
-/// The error for a publish over the connection's rate.
-pub fn rate_limited(rate: u32) -> RequestError {
-    RequestError::new(
-        ErrorCode::RateLimited,
-        format!("over {rate} publishes per second (limits.publish_rate_per_connection); slow down"),
-    )
-}
-
-/// A token bucket of `rate` publishes per second, holding one second's worth.
-#[derive(Debug)]
-pub struct PublishBucket {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-    /// Refusals since the last accepted publish.
-    pub refused_in_a_row: u32,
-}
-
-impl PublishBucket {
-    /// A full bucket; `rate` 0 means no limit.
-    pub fn new(rate: u32) -> Self {
-        PublishBucket {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
-            last: Instant::now(),
-            refused_in_a_row: 0,
-        }
-    }
-
-    /// Publishes per second allowed (0: no limit).
-    pub fn rate(&self) -> u32 {
-        self.rate as u32
-    }
-
-    /// Takes one token, or says the publish is over the rate.
-    pub fn take(&mut self) -> bool {
-        if self.rate == 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate.max(1.0));
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            self.refused_in_a_row = 0;
-            true
-        } else {
-            self.refused_in_a_row += 1;
-            false
-        }
-    }
-}
 
 /// When a connection's token expires (seconds since the epoch plus leeway; 0: never),
 /// shared between the session that refreshes it and the reader that waits for it.
@@ -90,11 +35,7 @@ impl Expiry {
                 changed.await;
                 continue;
             }
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
-            let left = at as f64 - now;
+            let left = at as f64 - crate::clock::now_secs_f64();
             if left <= 0.0 {
                 return;
             }
@@ -112,20 +53,10 @@ impl Expiry {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_bucket_allows_its_rate_then_refuses() {
-        let mut b = PublishBucket::new(3);
-        assert!(b.take() && b.take() && b.take());
-        assert!(!b.take());
-        assert_eq!(b.refused_in_a_row, 1);
-        let mut free = PublishBucket::new(0);
-        assert!((0..1000).all(|_| free.take()));
-    }
-
     #[tokio::test]
     async fn expiry_waits_and_a_refresh_moves_it() {
         let e = std::sync::Arc::new(Expiry::default());
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let now = crate::clock::now_secs();
         e.set(Some(now + 3600));
         let waiting = tokio::time::timeout(Duration::from_millis(50), e.expired()).await;
         assert!(waiting.is_err());

@@ -11,21 +11,22 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::Broker;
+use crate::clock::monotonic_ms;
 use crate::config::ServerConfig;
-use crate::connections::{monotonic_ms, Listed};
+use crate::connections::Listed;
+use crate::hub::Hub;
 use crate::protocol::frame::{self, OpCode};
 
 /// Shortest and longest time between two sweeps.
 const MIN_TICK: Duration = Duration::from_millis(10);
 const MAX_TICK: Duration = Duration::from_secs(1);
 
-/// Sweeps until aborted.
-pub async fn run(broker: Arc<Broker>) {
+/// Sweeps `hub`'s connections until aborted.
+pub async fn run(hub: Arc<Hub>) {
     loop {
-        tokio::time::sleep(tick(&broker.settings().server)).await;
+        tokio::time::sleep(tick(&hub.settings().server)).await;
         let now = monotonic_ms();
-        broker.connections.for_each(|listed| check(listed, now));
+        hub.connections.for_each(|listed| check(listed, now));
     }
 }
 
@@ -78,7 +79,7 @@ mod tests {
         let q = Arc::new(SendQueue::new(SessionId(1), Wire::Json, true, limits));
         let peer = Peer {
             remote: None,
-            transport: "ws",
+            transport: crate::metrics::Transport::Ws,
         };
         ConnectionTable::new().insert(SessionId(1), peer, q)
     }

@@ -12,12 +12,15 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use self::guard::{Expiry, PublishBucket, MAX_RATE_LIMITED_IN_A_ROW};
+use self::guard::{Expiry, MAX_RATE_LIMITED_IN_A_ROW};
 use crate::auth::Grants;
-use crate::broker::Broker;
+use crate::clock::now_secs;
 use crate::connections::{Listed, Peer};
 use crate::error::{ErrorCode, RequestError};
+use crate::hub::Hub;
+use crate::metrics::OpenConnection;
 use crate::protocol::{self, ClientMsg, Payload, Reply, SessionId, Wire};
+use crate::publish::{PublishBudget, Source};
 use crate::queue::{QueueLimits, SendQueue, Sink};
 use crate::registry::{Position, Published, Resume};
 use crate::topic::{Filter, TopicName};
@@ -28,33 +31,33 @@ pub struct Session {
     /// How presence topics name this client: the auth `sub` once auth exists, else generated.
     client: Arc<str>,
     queue: Arc<SendQueue>,
-    broker: Arc<Broker>,
+    hub: Arc<Hub>,
     /// Subscriptions by the text the client used, so unsubscribe finds them.
     subscriptions: HashMap<String, Filter>,
-    /// This session's row in the broker's connection table.
+    /// This session's row in the hub's connection table.
     listed: Arc<Listed>,
-    /// `fanout_messages_published_total` for this transport, looked up once.
-    published: Option<prometheus::IntCounter>,
     /// What this client may subscribe and publish to (everything with `auth.mode = none`).
     grants: Arc<Grants>,
     /// When the token runs out; the WebSocket reader closes the connection then.
     expiry: Arc<Expiry>,
     /// `limits.publish_rate_per_connection`.
-    bucket: PublishBucket,
+    budget: PublishBudget,
+    /// This session in `fanout_connections{transport}`, for as long as it lives.
+    _open: Option<OpenConnection>,
 }
 
 impl Session {
     /// A session for `peer`, listed in the connection table and counted in the metrics,
     /// its queue drained by one task. Queue limits are the current settings' (a reload
     /// applies to later sessions).
-    pub fn with_peer(broker: Arc<Broker>, wire: Wire, echo: bool, peer: Peer) -> Self {
-        Self::with_sink(broker, wire, echo, peer, Sink::Task)
+    pub fn with_peer(hub: Arc<Hub>, wire: Wire, echo: bool, peer: Peer) -> Self {
+        Self::with_sink(hub, wire, echo, peer, Sink::Task)
     }
 
     /// As [`Session::with_peer`], its queue written out by `sink`.
-    pub fn with_sink(broker: Arc<Broker>, wire: Wire, echo: bool, peer: Peer, sink: Sink) -> Self {
-        let id = broker.next_session_id();
-        let settings = broker.settings();
+    pub fn with_sink(hub: Arc<Hub>, wire: Wire, echo: bool, peer: Peer, sink: Sink) -> Self {
+        let id = hub.next_session_id();
+        let settings = hub.settings();
         let limits = QueueLimits {
             max_messages: settings.queue.max_messages,
             max_bytes: settings.queue.max_bytes,
@@ -62,30 +65,21 @@ impl Session {
         let queue = Arc::new(
             SendQueue::new(id, wire, echo, limits)
                 .with_sink(sink)
-                .with_metrics(broker.metrics.clone()),
+                .with_metrics(hub.metrics.clone()),
         );
-        if let Some(m) = &broker.metrics {
-            m.connections.with_label_values(&[peer.transport]).inc();
-            m.connections_total.with_label_values(&[peer.transport]).inc();
-        }
-        let listed = broker.connections.insert(id, peer, Arc::clone(&queue));
-        let published = broker
-            .metrics
-            .as_ref()
-            .map(|m| m.published.with_label_values(&[peer.transport]));
-        let grants = broker.auth().anonymous_shared();
-        let bucket = PublishBucket::new(settings.limits.publish_rate_per_connection);
+        let open = hub.metrics.as_ref().map(|m| m.connection_opened(peer.transport));
+        let listed = hub.connections.insert(id, peer, Arc::clone(&queue));
         Session {
-            grants,
+            grants: hub.auth().anonymous_shared(),
             expiry: Arc::new(Expiry::default()),
-            bucket,
+            budget: PublishBudget::new(settings.limits.publish_rate_per_connection),
             id,
             client: Arc::from(format!("c{id}")),
             queue,
-            broker,
+            hub,
             subscriptions: HashMap::new(),
             listed,
-            published,
+            _open: open,
         }
     }
 
@@ -101,7 +95,7 @@ impl Session {
 
     /// Whether the client has gone on publishing over its rate for too long.
     pub fn rate_abused(&self) -> bool {
-        self.bucket.refused_in_a_row >= MAX_RATE_LIMITED_IN_A_ROW
+        self.budget.refused_in_a_row() >= MAX_RATE_LIMITED_IN_A_ROW
     }
 
     /// Sets what the client may do (from a token); its `sub` names it in presence from now on.
@@ -109,15 +103,14 @@ impl Session {
         if let Some(sub) = &grants.client {
             self.client = Arc::from(sub.as_str());
         }
-        let auth = self.broker.auth();
-        let left = auth.seconds_left(&grants);
+        let left = self.hub.auth().seconds_left(&grants);
         self.expiry.set(left.map(|l| now_secs() + l));
         self.grants = Arc::new(grants);
     }
 
     /// Verifies `token` and takes its grants; a bad token leaves the old grants in place.
     fn authenticate(&mut self, token: &str) -> Result<(), RequestError> {
-        let auth = self.broker.auth();
+        let auth = self.hub.auth();
         if auth.mode() == crate::config::AuthMode::None {
             // Every connection may do everything: the token is not needed.
             return Ok(());
@@ -128,15 +121,9 @@ impl Session {
                 Ok(())
             }
             Err(e) => {
-                self.count_auth_failure();
+                self.hub.count_auth_failure();
                 Err(e.into())
             }
-        }
-    }
-
-    fn count_auth_failure(&self) {
-        if let Some(m) = &self.broker.metrics {
-            m.auth_failures.inc();
         }
     }
 
@@ -219,7 +206,7 @@ impl Session {
     ) -> Result<Option<Position>, RequestError> {
         let filter = Filter::parse(text)?;
         if let Err(e) = self.grants.check_subscribe(&filter) {
-            self.count_auth_failure();
+            self.hub.count_auth_failure();
             return Err(e);
         }
         if resume.is_some() && matches!(filter, Filter::Pattern(_)) {
@@ -231,7 +218,7 @@ impl Session {
             self.ack(id, Some(text), None);
             return Ok(None);
         }
-        let max = self.broker.settings().limits.max_subscriptions_per_connection;
+        let max = self.hub.settings().limits.max_subscriptions_per_connection;
         if self.subscriptions.len() >= max {
             return Err(RequestError::new(
                 ErrorCode::TooManySubscriptions,
@@ -239,9 +226,9 @@ impl Session {
             ));
         }
         if let Filter::Exact(name) = &filter {
-            self.broker.registry.admit(name)?;
+            self.hub.registry.admit(name)?;
         }
-        if let Some(cluster) = &self.broker.cluster {
+        if let Some(cluster) = &self.hub.cluster {
             // The topic's history and seq arrive from the cluster before the registry answers.
             // Boxed: NATS's futures are kilobytes, and inline they would sit in every
             // connection's reader future, single-node mode included.
@@ -249,32 +236,29 @@ impl Session {
         }
         let queue = Arc::clone(&self.queue);
         let mut at = None;
-        let subscribed = self
-            .broker
-            .registry
-            .subscribe(&filter, &self.queue, resume, |position| {
-                at = position;
-                if let Some(id) = id {
-                    queue.push_reply(protocol::encode_reply(
-                        queue.wire(),
-                        &Reply::Ack {
-                            id,
-                            topic: Some(text),
-                            seq: position.map(|p| p.seq),
-                            epoch: position.map(|p| p.epoch),
-                            recovered: position.filter(|_| resume.is_some()).map(|p| p.recovered),
-                        },
-                    ));
-                }
-            });
+        let subscribed = self.hub.registry.subscribe(&filter, &self.queue, resume, |position| {
+            at = position;
+            if let Some(id) = id {
+                queue.push_reply(protocol::encode_reply(
+                    queue.wire(),
+                    &Reply::Ack {
+                        id,
+                        topic: Some(text),
+                        seq: position.map(|p| p.seq),
+                        epoch: position.map(|p| p.epoch),
+                        recovered: position.filter(|_| resume.is_some()).map(|p| p.recovered),
+                    },
+                ));
+            }
+        });
         if let Err(e) = subscribed {
-            if let Some(cluster) = &self.broker.cluster {
+            if let Some(cluster) = &self.hub.cluster {
                 cluster.release(&filter);
             }
             return Err(e);
         }
         if let Filter::Exact(name) = &filter {
-            self.broker.registry.join(name, self.id, &self.client);
+            self.hub.registry.join(name, self.id, &self.client);
         }
         self.subscriptions.insert(text.to_owned(), filter);
         self.subscriptions_changed(1);
@@ -285,11 +269,11 @@ impl Session {
         let name = TopicName::parse(topic)?;
         // Members are what a subscriber would see: the same grant is needed.
         if let Err(e) = self.grants.check_subscribe(&Filter::Exact(name.clone())) {
-            self.count_auth_failure();
+            self.hub.count_auth_failure();
             return Err(e);
         }
-        let max = self.broker.config.presence.max_members_listed;
-        self.broker.registry.presence(&name, max)
+        let max = self.hub.settings().presence.max_members_listed;
+        self.hub.registry.presence(&name, max)
     }
 
     fn unsubscribe(&mut self, text: &str) -> Result<(), RequestError> {
@@ -297,13 +281,13 @@ impl Session {
             .subscriptions
             .remove(text)
             .ok_or_else(|| RequestError::new(ErrorCode::NotFound, format!("not subscribed to `{text}`")))?;
-        self.broker.registry.unsubscribe(&filter, self.id);
-        if let Some(cluster) = &self.broker.cluster {
+        self.hub.registry.unsubscribe(&filter, self.id);
+        if let Some(cluster) = &self.hub.cluster {
             cluster.release(&filter);
         }
         self.subscriptions_changed(-1);
         if let Filter::Exact(name) = &filter {
-            self.broker.registry.leave(name, self.id);
+            self.hub.registry.leave(name, self.id);
         }
         Ok(())
     }
@@ -313,50 +297,28 @@ impl Session {
         self.listed
             .subscriptions
             .store(self.subscriptions.len(), Ordering::Relaxed);
-        if let Some(m) = &self.broker.metrics {
+        if let Some(m) = &self.hub.metrics {
             m.subscriptions.add(by);
         }
     }
 
     /// Publishes `data` to `topic` on behalf of this connection.
-    pub async fn publish(&mut self, topic: &str, data: Payload) -> Result<Published, RequestError> {
-        let name = TopicName::parse(topic)?;
-        self.publish_to(&name, data).await
+    pub async fn publish(&self, topic: &str, data: Payload) -> Result<Published, RequestError> {
+        self.hub.publisher.publish(self.source(), topic, data).await
     }
 
     /// Publishes to an already-validated topic (raw sockets).
-    pub async fn publish_to(&mut self, topic: &TopicName, data: Payload) -> Result<Published, RequestError> {
-        if topic.is_system() {
-            return Err(RequestError::new(
-                ErrorCode::Forbidden,
-                format!("`{topic}` is a broker topic ($...); clients cannot publish to it"),
-            ));
-        }
-        if let Err(e) = self.grants.check_publish(topic) {
-            self.count_auth_failure();
-            return Err(e);
-        }
-        self.broker.registry.admit(topic)?;
-        if !self.bucket.take() {
-            return Err(guard::rate_limited(self.bucket.rate()));
-        }
-        if let Some(published) = &self.published {
-            // One add per published message (not per delivery): the publish itself locks the topic.
-            published.inc();
-        }
-        match &self.broker.cluster {
-            None => Ok(self.broker.registry.publish(topic, data, Some(self.id))),
-            // Boxed for the reason given in `subscribe_at`.
-            Some(cluster) => {
-                Box::pin(crate::cluster::publish(
-                    cluster,
-                    &self.broker.registry,
-                    topic,
-                    data,
-                    Some(self.id),
-                ))
-                .await
-            }
+    pub async fn publish_to(&self, topic: &TopicName, data: Payload) -> Result<Published, RequestError> {
+        self.hub.publisher.publish_to(self.source(), topic, data).await
+    }
+
+    /// This connection as a publisher.
+    fn source(&self) -> Source<'_> {
+        Source {
+            grants: &self.grants,
+            budget: &self.budget,
+            origin: Some(self.id),
+            transport: self.listed.peer.transport,
         }
     }
 
@@ -373,9 +335,7 @@ impl Session {
     }
 
     fn reply_error(&self, id: Option<u64>, e: &RequestError) {
-        if let Some(m) = &self.broker.metrics {
-            m.count_protocol_error(e.code.as_str());
-        }
+        self.hub.count_protocol_error(e.code.as_str());
         self.reply(&Reply::Error {
             id,
             code: e.code,
@@ -391,28 +351,20 @@ impl Session {
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Drop for Session {
     fn drop(&mut self) {
         for filter in self.subscriptions.values() {
-            self.broker.registry.unsubscribe(filter, self.id);
-            if let Some(cluster) = &self.broker.cluster {
+            self.hub.registry.unsubscribe(filter, self.id);
+            if let Some(cluster) = &self.hub.cluster {
                 cluster.release(filter);
             }
             if let Filter::Exact(name) = filter {
-                self.broker.registry.leave(name, self.id);
+                self.hub.registry.leave(name, self.id);
             }
         }
-        self.broker.connections.remove(self.id);
-        if let Some(m) = &self.broker.metrics {
+        self.hub.connections.remove(self.id);
+        if let Some(m) = &self.hub.metrics {
             m.subscriptions.sub(self.subscriptions.len() as i64);
-            m.connections.with_label_values(&[self.listed.peer.transport]).dec();
         }
     }
 }

@@ -19,8 +19,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::clock::now_ms;
 use crate::queue::{Outgoing, SendQueue, TaskTurn, MAX_IOVECS};
-use crate::registry::now_ms;
 
 /// How long a close frame may take to go out after an abort.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -179,4 +179,47 @@ async fn finish<W: AsyncWrite + Unpin>(io: &mut W, close: &Bytes) -> WriterEnd {
 async fn write_close<W: AsyncWrite + Unpin>(io: &mut W, close: &Bytes) -> io::Result<()> {
     io.write_all(close).await?;
     io.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Policy;
+    use crate::flush::testing::{direct_queue, flush, limits, msg, read_payloads, take_listed};
+    use crate::flush::{DirectWrite, Flushers};
+    use crate::queue::FlushTake;
+
+    #[tokio::test]
+    async fn a_full_socket_goes_to_the_task_which_finishes_the_cut_frame() {
+        let flushers = Flushers::new(1, Duration::ZERO);
+        let (q, write, mut client) = direct_queue(&flushers, limits()).await;
+        // Far more than the socket buffers hold, while the client reads nothing.
+        let n = 400;
+        for s in 1..=n {
+            q.push_message(&msg(s, 20_000), Policy::DropOldest);
+        }
+        let listed = take_listed(&flushers, 0);
+        assert_eq!(listed.len(), 1);
+        let mut out = Outgoing::default();
+        assert!(!flush(&listed[0], &mut out), "nothing more arrived");
+        let mut writer = Writer::new(Arc::clone(&q), DirectWrite(write), Duration::ZERO);
+        let reader = tokio::spawn(async move { (read_payloads(&mut client, n as usize).await, client) });
+        let run = tokio::spawn(async move { writer.run().await });
+        let (got, mut client) = reader.await.unwrap();
+        for (i, p) in got.iter().enumerate() {
+            assert!(p.starts_with(&format!("{}:", i + 1)), "frame {i} intact and in order");
+            assert_eq!(p.len(), format!("{}:", i + 1).len() + 20_000);
+        }
+        // Written through, the queue is idle again: the next push goes to the shard.
+        q.push_message(&msg(n + 1, 1), Policy::DropOldest);
+        let listed = take_listed(&flushers, 0);
+        assert_eq!(listed.len(), 1, "back on the shard once the task was done");
+        q.close(Bytes::from_static(b"\x88\x00"), true);
+        assert_eq!(listed[0].take_scheduled(&mut out), FlushTake::HandedOver);
+        assert!(matches!(run.await.unwrap(), WriterEnd::Closed));
+        assert_eq!(
+            read_payloads(&mut client, 2).await,
+            [format!("{}:x", n + 1), String::new()]
+        );
+    }
 }

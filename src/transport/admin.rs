@@ -4,8 +4,8 @@
 use hyper::{Response, StatusCode};
 
 use super::{error_response, json_response, Body};
-use crate::broker::Broker;
 use crate::connections::SortBy;
+use crate::hub::Hub;
 
 /// Rows `GET /api/connections` returns without `limit`.
 const DEFAULT_LIMIT: usize = 20;
@@ -14,8 +14,8 @@ const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 10_000;
 
 /// `GET /metrics`: every metric in the Prometheus text format; 404 with metrics off.
-pub fn metrics(broker: &Broker) -> Response<Body> {
-    let Some(m) = &broker.metrics else {
+pub fn metrics(hub: &Hub) -> Response<Body> {
+    let Some(m) = &hub.metrics else {
         return error_response(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -23,7 +23,7 @@ pub fn metrics(broker: &Broker) -> Response<Body> {
         );
     };
     // Gauges that are cheaper to read at scrape time than to keep current.
-    m.topics.set(broker.registry.topic_count() as i64);
+    m.topics.set(hub.registry.topic_count() as i64);
     let mut r = Response::new(super::full(m.render()));
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -35,11 +35,11 @@ pub fn metrics(broker: &Broker) -> Response<Body> {
 /// `GET /api/connections?sort=queue|dropped|id&limit=N`: the open connections,
 /// deepest queue first by default. With auth on it lists remote addresses, so it
 /// needs a publish key (the operator's credential).
-pub fn connections<B>(broker: &Broker, req: &hyper::Request<B>) -> Response<Body> {
-    match super::http_api::grants(broker, req) {
+pub fn connections<B>(hub: &Hub, req: &hyper::Request<B>) -> Response<Body> {
+    match super::http_api::grants(hub, req) {
         Ok(g) if g.is_operator() => {}
         Ok(_) => {
-            super::count_auth_failure(broker);
+            hub.count_auth_failure();
             return error_response(
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -80,8 +80,8 @@ pub fn connections<B>(broker: &Broker, req: &hyper::Request<B>) -> Response<Body
         }
     }
     let body = serde_json::json!({
-        "total": broker.connections.len(),
-        "connections": broker.connections.top(sort, limit),
+        "total": hub.connections.len(),
+        "connections": hub.connections.top(sort, limit),
     });
     json_response(StatusCode::OK, body.to_string().into_bytes())
 }

@@ -5,8 +5,6 @@
 //! `application/msgpack`, `text/plain` (a string) or
 //! `application/octet-stream` (bytes).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::{header, Request, Response, StatusCode};
@@ -15,11 +13,12 @@ use serde_json::value::RawValue;
 
 use super::{error_response, json_response, Body};
 use crate::auth::Grants;
-use crate::broker::{Broker, ConnectionSlot};
 use crate::error::{ErrorCode, RequestError};
+use crate::hub::Hub;
+use crate::metrics::Transport;
 use crate::protocol::{json, Payload};
+use crate::publish::{PublishBudget, Source};
 use crate::registry::Published;
-use crate::topic::TopicName;
 
 /// The kinds of body a publish accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,29 +112,24 @@ fn error_json(e: &RequestError) -> serde_json::Value {
     serde_json::json!({ "code": e.code.as_str(), "message": e.message })
 }
 
-fn count_received(broker: &Broker, body: &[u8]) {
-    if let Some(m) = &broker.metrics {
+fn count_received(hub: &Hub, body: &[u8]) {
+    if let Some(m) = &hub.metrics {
         m.bytes_received.inc_by(body.len() as u64);
     }
 }
 
 /// What the request's credential (`Authorization: Bearer`, `X-Api-Key`, `?token=`) allows;
 /// a bad token is a 401 naming what failed.
-pub fn grants<B>(broker: &Broker, req: &Request<B>) -> Result<Grants, RequestError> {
-    broker
-        .auth()
-        .from_request(req.headers(), req.uri().query())
-        .map_err(|e| {
-            super::count_auth_failure(broker);
-            e.into()
-        })
+pub fn grants<B>(hub: &Hub, req: &Request<B>) -> Result<Grants, RequestError> {
+    hub.auth().from_request(req.headers(), req.uri().query()).map_err(|e| {
+        hub.count_auth_failure();
+        e.into()
+    })
 }
 
 /// Counts a refused request, then answers it.
-fn refused(broker: &Broker, e: &RequestError) -> Response<Body> {
-    if let Some(m) = &broker.metrics {
-        m.count_protocol_error(e.code.as_str());
-    }
+fn refused(hub: &Hub, e: &RequestError) -> Response<Body> {
+    hub.count_protocol_error(e.code.as_str());
     request_error(e)
 }
 
@@ -145,77 +139,47 @@ pub fn request_error(e: &RequestError) -> Response<Body> {
     error_response(status, e.code.as_str(), &e.message)
 }
 
-/// Who publishes over one HTTP request: its rights and its connection's publish budget.
-struct Publisher<'a> {
-    broker: &'a Broker,
-    grants: Grants,
-    slot: &'a ConnectionSlot,
-}
-
-/// Publishes to `topic` after checking it (clients cannot publish to `$` topics).
-async fn publish_one(p: &Publisher<'_>, topic: &str, payload: Payload) -> Result<Published, RequestError> {
-    let (broker, grants) = (p.broker, &p.grants);
-    let name = TopicName::parse(topic)?;
-    if name.is_system() {
-        return Err(RequestError::new(
-            ErrorCode::Forbidden,
-            format!("`{name}` is a broker topic ($...); clients cannot publish to it"),
-        ));
-    }
-    if let Err(e) = grants.check_publish(&name) {
-        super::count_auth_failure(broker);
-        return Err(e);
-    }
-    broker.registry.admit(&name)?;
-    p.slot.take_publish()?;
-    if let Some(m) = &broker.metrics {
-        m.published.with_label_values(&["http"]).inc();
-    }
-    match &broker.cluster {
-        None => Ok(broker.registry.publish(&name, payload, None)),
-        Some(cluster) => crate::cluster::publish(cluster, &broker.registry, &name, payload, None).await,
+/// An HTTP request as a publisher: its credential's grants, its connection's budget.
+fn source<'a>(grants: &'a Grants, budget: &'a PublishBudget) -> Source<'a> {
+    Source {
+        grants,
+        budget,
+        origin: None,
+        transport: Transport::Http,
     }
 }
 
 /// `POST /api/publish/{topic}`.
 pub async fn publish(
-    broker: Arc<Broker>,
+    hub: &Hub,
     req: Request<hyper::body::Incoming>,
     topic: &str,
-    slot: &ConnectionSlot,
+    budget: &PublishBudget,
 ) -> Response<Body> {
     let result = async {
-        let grants = grants(&broker, &req)?;
+        let grants = grants(hub, &req)?;
         let kind = body_kind(&req)?;
-        let body = read_body(req, broker.settings().limits.max_message_bytes).await?;
-        count_received(&broker, &body);
-        let publisher = Publisher {
-            broker: &broker,
-            grants,
-            slot,
-        };
-        publish_one(&publisher, topic, payload(kind, body)?).await
+        let body = read_body(req, hub.settings().limits.max_message_bytes).await?;
+        count_received(hub, &body);
+        let payload = payload(kind, body)?;
+        hub.publisher.publish(source(&grants, budget), topic, payload).await
     }
     .await;
     match result {
         Ok(p) => json_response(StatusCode::OK, published_json(topic, p).to_string().into_bytes()),
-        Err(e) => refused(&broker, &e),
+        Err(e) => refused(hub, &e),
     }
 }
 
 /// `POST /api/publish`: a JSON or MessagePack array of `{topic, data}`; one answer per item.
-pub async fn publish_batch(
-    broker: Arc<Broker>,
-    req: Request<hyper::body::Incoming>,
-    slot: &ConnectionSlot,
-) -> Response<Body> {
+pub async fn publish_batch(hub: &Hub, req: Request<hyper::body::Incoming>, budget: &PublishBudget) -> Response<Body> {
     let result = async {
-        let grants = grants(&broker, &req)?;
+        let grants = grants(hub, &req)?;
         let kind = body_kind(&req)?;
         // A batch may carry many messages: allow a generous multiple of one message's limit.
-        let limit = broker.settings().limits.max_message_bytes.saturating_mul(16);
+        let limit = hub.settings().limits.max_message_bytes.saturating_mul(16);
         let body = read_body(req, limit).await?;
-        count_received(&broker, &body);
+        count_received(hub, &body);
         let items = match kind {
             BodyKind::Json => batch_json(&body)?,
             BodyKind::Msgpack => batch_msgpack(&body)?,
@@ -225,28 +189,19 @@ pub async fn publish_batch(
                 ))
             }
         };
-        let publisher = Publisher {
-            broker: &broker,
-            grants,
-            slot,
-        };
-        let mut answers = Vec::with_capacity(items.len());
-        for item in items {
-            let published = match item {
-                Ok((topic, payload)) => publish_one(&publisher, &topic, payload).await.map(|p| (topic, p)),
-                Err(e) => Err(e),
-            };
-            answers.push(match published {
+        let answers = hub.publisher.publish_batch(source(&grants, budget), items).await;
+        Ok(answers
+            .into_iter()
+            .map(|answer| match answer {
                 Ok((topic, p)) => published_json(&topic, p),
                 Err(e) => serde_json::json!({ "error": error_json(&e) }),
-            });
-        }
-        Ok(answers)
+            })
+            .collect())
     }
     .await;
     match result {
         Ok(items) => json_response(StatusCode::OK, serde_json::Value::Array(items).to_string().into_bytes()),
-        Err(e) => refused(&broker, &e),
+        Err(e) => refused(hub, &e),
     }
 }
 

@@ -2,6 +2,10 @@
 //! message reader in `ws_read`), the HTTP API (`http_api`, with the topics
 //! queries in `topics_api`), Server-Sent Events (`sse`), long-polling (`poll`),
 //! and the operator endpoints (`admin`: metrics, connection listing).
+//!
+//! Each takes the [`Hub`] (what connections share) and nothing of the
+//! listener's; every publish goes through `crate::publish`, every
+//! subscription through a `Session` or the registry's queries.
 
 pub mod admin;
 pub mod http_api;
@@ -17,6 +21,8 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::{Response, StatusCode};
+
+use crate::hub::Hub;
 
 /// The response body type every handler returns: a whole body, or a stream (SSE).
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -55,8 +61,8 @@ pub fn text_response(status: StatusCode, text: &str) -> Response<Body> {
 }
 
 /// Checks the request's `Origin` against `server.allowed_origins`; the error is a 403 text.
-pub fn check_origin(broker: &crate::broker::Broker, headers: &hyper::HeaderMap) -> Result<(), String> {
-    let settings = broker.settings();
+pub fn check_origin(hub: &Hub, headers: &hyper::HeaderMap) -> Result<(), String> {
+    let settings = hub.settings();
     let allowed = &settings.server.allowed_origins;
     if allowed.is_empty() {
         return Ok(());
@@ -67,17 +73,8 @@ pub fn check_origin(broker: &crate::broker::Broker, headers: &hyper::HeaderMap) 
         // Non-browser clients send no Origin; the allow-list guards against other web pages.
         None => Ok(()),
         Some(o) => {
-            if let Some(m) = &broker.metrics {
-                m.count_protocol_error("origin");
-            }
+            hub.count_protocol_error("origin");
             Err(format!("origin `{o}` is not allowed (server.allowed_origins)"))
         }
-    }
-}
-
-/// Counts a refused token, key or permission in `fanout_auth_failures_total`.
-pub fn count_auth_failure(broker: &crate::broker::Broker) {
-    if let Some(m) = &broker.metrics {
-        m.auth_failures.inc();
     }
 }

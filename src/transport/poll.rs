@@ -16,8 +16,8 @@ use hyper::{Request, Response};
 use super::http_api::request_error;
 use super::topics_api::{limit_param, messages_response, param, query_pairs, u64_param, Format};
 use super::Body;
-use crate::broker::Broker;
 use crate::error::RequestError;
+use crate::hub::Hub;
 use crate::protocol::Wire;
 use crate::queue::{Drained, Entry, QueueLimits, SendQueue};
 use crate::registry::PollStart;
@@ -27,36 +27,37 @@ use crate::topic::{Filter, TopicName};
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// `GET /api/poll/{topic}`.
-pub async fn poll<B>(broker: Arc<Broker>, req: Request<B>, topic: &str) -> Response<Body> {
-    match answer(&broker, &req, topic).await {
+pub async fn poll<B>(hub: &Hub, req: Request<B>, topic: &str) -> Response<Body> {
+    match answer(hub, &req, topic).await {
         Ok(r) => r,
         Err(e) => request_error(&e),
     }
 }
 
-async fn answer<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Result<Response<Body>, RequestError> {
+async fn answer<B>(hub: &Hub, req: &Request<B>, topic: &str) -> Result<Response<Body>, RequestError> {
     let name = TopicName::parse(topic)?;
-    let grants = super::http_api::grants(broker, req)?;
+    let grants = super::http_api::grants(hub, req)?;
     if let Err(e) = grants.check_subscribe(&crate::topic::Filter::Exact(name.clone())) {
-        super::count_auth_failure(broker);
+        hub.count_auth_failure();
         return Err(e);
     }
     let pairs = query_pairs(req);
     let since = u64_param(&pairs, "since")?;
-    let max = broker.config.http.max_limit;
+    let settings = hub.settings();
+    let max = settings.http.max_limit;
     let limit = limit_param(&pairs, max, max)?;
     // A poll never outlives its token: the next one, with the same token, is refused.
-    let token_left = broker
+    let token_left = hub
         .auth()
         .seconds_left(&grants)
         .map_or(Duration::MAX, Duration::from_secs);
     let timeout = timeout_param(&pairs)?
-        .min(broker.config.http.poll_max_timeout)
+        .min(settings.http.poll_max_timeout)
         .min(token_left);
     let format = Format::of(req.headers());
-    let q = &broker.config.queue;
+    let q = &settings.queue;
     let queue = Arc::new(SendQueue::new(
-        broker.next_session_id(),
+        hub.next_session_id(),
         Wire::Json,
         true,
         QueueLimits {
@@ -65,11 +66,11 @@ async fn answer<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Result<Res
         },
     ));
     // In cluster mode the node follows the topic for as long as the poll lasts.
-    let _held = match &broker.cluster {
+    let _held = match &hub.cluster {
         Some(c) => Some(c.hold(Filter::Exact(name.clone())).await?),
         None => None,
     };
-    let since = match broker.registry.poll_start(&name, since, limit, &queue) {
+    let since = match hub.registry.poll_start(&name, since, limit, &queue) {
         PollStart::Ready(page) => {
             let seq = page
                 .messages
@@ -83,11 +84,9 @@ async fn answer<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Result<Res
     };
     tokio::select! {
         _ = tokio::time::timeout(timeout, queue.ready()) => {}
-        _ = broker.shutdown.triggered() => {}
+        _ = hub.shutdown.triggered() => {}
     }
-    broker
-        .registry
-        .unsubscribe(&Filter::Exact(name.clone()), queue.session());
+    hub.registry.unsubscribe(&Filter::Exact(name.clone()), queue.session());
     let mut drained = Drained::default();
     queue.drain(&mut drained);
     let mut messages: Vec<_> = drained

@@ -28,8 +28,9 @@ use tracing::{debug, Instrument};
 use super::http_api::request_error;
 use super::topics_api::{param, query_pairs};
 use super::{text_response, Body};
-use crate::broker::Broker;
 use crate::error::RequestError;
+use crate::hub::Hub;
+use crate::metrics::Transport;
 use crate::protocol::sse::{id_line, parse_resume, Resume, HEARTBEAT};
 use crate::protocol::Wire;
 use crate::queue::place_gaps;
@@ -51,30 +52,30 @@ struct StreamRequest {
 
 /// Answers `GET /sse[/{topic}]` with an event stream, or a 400 naming what is wrong.
 pub async fn stream<B>(
-    broker: &Arc<Broker>,
+    hub: &Arc<Hub>,
     req: &Request<B>,
     path_topic: Option<&str>,
     remote: std::net::SocketAddr,
 ) -> Response<Body> {
-    if let Err(text) = super::check_origin(broker, req.headers()) {
+    if let Err(text) = super::check_origin(hub, req.headers()) {
         return text_response(StatusCode::FORBIDDEN, &text);
     }
-    let asked = match parse_request(broker, req, path_topic) {
+    let asked = match parse_request(hub, req, path_topic) {
         Ok(a) => a,
         Err(e) => return request_error(&e),
     };
-    let grants = match super::http_api::grants(broker, req) {
+    let grants = match super::http_api::grants(hub, req) {
         Ok(g) => g,
         Err(e) => return request_error(&e),
     };
-    if broker.shutdown.is_triggered() {
+    if hub.shutdown.is_triggered() {
         return text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
     let peer = crate::connections::Peer {
         remote: Some(remote),
-        transport: "sse",
+        transport: Transport::Sse,
     };
-    let mut session = Session::with_peer(Arc::clone(broker), Wire::Sse, true, peer);
+    let mut session = Session::with_peer(Arc::clone(hub), Wire::Sse, true, peer);
     session.set_grants(grants);
     let mut positions = Vec::new();
     for filter in &asked.filters {
@@ -102,11 +103,9 @@ pub async fn stream<B>(
         tx,
         positions,
         single,
-        heartbeat: broker.config.http.sse_heartbeat,
+        heartbeat: hub.settings().http.sse_heartbeat,
     };
-    broker
-        .shutdown
-        .spawn(writer.run(broker.shutdown.clone()).instrument(span));
+    hub.shutdown.spawn(writer.run(hub.shutdown.clone()).instrument(span));
     let mut res = Response::new(
         SseBody {
             rx,
@@ -121,11 +120,7 @@ pub async fn stream<B>(
     res
 }
 
-fn parse_request<B>(
-    broker: &Broker,
-    req: &Request<B>,
-    path_topic: Option<&str>,
-) -> Result<StreamRequest, RequestError> {
+fn parse_request<B>(hub: &Hub, req: &Request<B>, path_topic: Option<&str>) -> Result<StreamRequest, RequestError> {
     let pairs = query_pairs(req);
     let mut texts: Vec<&str> = path_topic.into_iter().collect();
     texts.extend(pairs.iter().filter(|(k, _)| k == "topic").map(|(_, v)| v.as_str()));
@@ -134,7 +129,7 @@ fn parse_request<B>(
             "name a topic: GET /sse/{topic} or GET /sse?topic=a&topic=b",
         ));
     }
-    let max = broker.config.limits.max_subscriptions_per_connection;
+    let max = hub.settings().limits.max_subscriptions_per_connection;
     if texts.len() > max {
         return Err(RequestError::bad_request(format!(
             "{} topics asked; a stream may follow at most {max} (limits.max_subscriptions_per_connection)",

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::http_api::request_error;
 use super::{json_response, Body};
-use crate::broker::Broker;
 use crate::error::RequestError;
+use crate::hub::Hub;
 use crate::protocol::frame::payload_of;
 use crate::protocol::{Message, Wire};
 use crate::registry::{TopicInfo, TopicQuery};
@@ -169,11 +169,11 @@ fn info_json(info: &TopicInfo) -> serde_json::Value {
 
 /// Parses `topic` and checks the request may read it: what it reveals (messages,
 /// members, counts) is what a subscription to it would (401/403 otherwise).
-fn readable_topic<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Result<TopicName, RequestError> {
+fn readable_topic<B>(hub: &Hub, req: &Request<B>, topic: &str) -> Result<TopicName, RequestError> {
     let name = TopicName::parse(topic)?;
-    let grants = super::http_api::grants(broker, req)?;
+    let grants = super::http_api::grants(hub, req)?;
     if let Err(e) = grants.check_subscribe(&crate::topic::Filter::Exact(name.clone())) {
-        super::count_auth_failure(broker);
+        hub.count_auth_failure();
         return Err(e);
     }
     Ok(name)
@@ -182,17 +182,17 @@ fn readable_topic<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Result<T
 /// `GET /api/topics?prefix=&pattern=&after=&limit=`: topics in name order; `next` is the
 /// `after` of the next page (`null` on the last). With auth on, only topics the caller
 /// may subscribe to are listed (a page may then hold fewer than `limit`).
-pub fn list<B>(broker: &Broker, req: &Request<B>) -> Response<Body> {
+pub fn list<B>(hub: &Hub, req: &Request<B>) -> Response<Body> {
     let result = || -> Result<Response<Body>, RequestError> {
-        let grants = super::http_api::grants(broker, req)?;
+        let grants = super::http_api::grants(hub, req)?;
         let pairs = query_pairs(req);
         let query = TopicQuery {
             prefix: param(&pairs, "prefix").map(str::to_owned),
             filter: param(&pairs, "pattern").map(Filter::parse).transpose()?,
             after: param(&pairs, "after").map(str::to_owned),
-            limit: limit_param(&pairs, 100, broker.config.http.max_limit)?,
+            limit: limit_param(&pairs, 100, hub.settings().http.max_limit)?,
         };
-        let (topics, next) = broker.registry.list_topics(&query);
+        let (topics, next) = hub.registry.list_topics(&query);
         let topics: Vec<_> = topics
             .iter()
             .filter(|t| grants.can_subscribe(&Filter::Exact(t.name.clone())))
@@ -208,10 +208,10 @@ pub fn list<B>(broker: &Broker, req: &Request<B>) -> Response<Body> {
 
 /// `GET /api/topics/{topic}`: subscribers, last seq, retained count, publish rate
 /// (and members, with presence).
-pub fn info<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Response<Body> {
+pub fn info<B>(hub: &Hub, req: &Request<B>, topic: &str) -> Response<Body> {
     let result = || -> Result<Response<Body>, RequestError> {
-        let name = readable_topic(broker, req, topic)?;
-        let info = broker.registry.topic_info(&name).ok_or_else(|| {
+        let name = readable_topic(hub, req, topic)?;
+        let info = hub.registry.topic_info(&name).ok_or_else(|| {
             RequestError::new(
                 crate::error::ErrorCode::NotFound,
                 format!("topic `{name}` has no subscribers and nothing retained"),
@@ -224,19 +224,19 @@ pub fn info<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Response<Body>
 
 /// `GET /api/topics/{topic}/history?since=N&limit=M`: retained messages after N
 /// (default 0), oldest first, with a `gap` for what is gone.
-pub async fn history<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Response<Body> {
+pub async fn history<B>(hub: &Hub, req: &Request<B>, topic: &str) -> Response<Body> {
     let result = async {
-        let name = readable_topic(broker, req, topic)?;
+        let name = readable_topic(hub, req, topic)?;
         let pairs = query_pairs(req);
         let since = u64_param(&pairs, "since")?.unwrap_or(0);
-        let max = broker.config.http.max_limit;
+        let max = hub.settings().http.max_limit;
         let limit = limit_param(&pairs, max, max)?;
         // In cluster mode the shared history comes from the cluster, whichever node answers.
-        let _held = match &broker.cluster {
+        let _held = match &hub.cluster {
             Some(c) => Some(c.hold(Filter::Exact(name.clone())).await?),
             None => None,
         };
-        let page = broker.registry.history(&name, since, limit)?;
+        let page = hub.registry.history(&name, since, limit)?;
         let seq = page.messages.last().map_or(page.seq, |m| m.seq);
         Ok(messages_response(
             Format::of(req.headers()),
@@ -250,12 +250,12 @@ pub async fn history<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Respo
 }
 
 /// `GET /api/topics/{topic}/presence`: member count and up to `presence.max_members_listed` ids.
-pub fn presence<B>(broker: &Broker, req: &Request<B>, topic: &str) -> Response<Body> {
+pub fn presence<B>(hub: &Hub, req: &Request<B>, topic: &str) -> Response<Body> {
     let result = || -> Result<Response<Body>, RequestError> {
-        let name = readable_topic(broker, req, topic)?;
-        let p = broker
+        let name = readable_topic(hub, req, topic)?;
+        let p = hub
             .registry
-            .presence(&name, broker.config.presence.max_members_listed)?;
+            .presence(&name, hub.settings().presence.max_members_listed)?;
         let members: Vec<&str> = p.members.iter().map(|m| &**m).collect();
         Ok(value_response(
             Format::of(req.headers()),

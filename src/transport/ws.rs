@@ -23,9 +23,10 @@ use tracing::{debug, Instrument};
 use super::ws_read::{Incoming, MessageReader, ReadEnd};
 use super::{text_response, Body};
 use crate::auth::Grants;
-use crate::broker::{Broker, ConnectionSlot};
 use crate::connections::{Keepalive, Peer};
 use crate::flush::DirectWrite;
+use crate::hub::Hub;
+use crate::metrics::Transport;
 use crate::protocol::frame::{self, OpCode};
 use crate::protocol::{Payload, Wire};
 use crate::queue::Sink;
@@ -171,11 +172,12 @@ fn accept_key(key: &str) -> String {
 }
 
 /// Answers an upgrade request and, once upgraded, runs the connection as a tracked task.
+/// `slot` (the connection's place in the listener's limits) is held until it ends.
 pub fn upgrade(
-    broker: &Arc<Broker>,
+    hub: &Arc<Hub>,
     mut req: Request<hyper::body::Incoming>,
     path_topic: Option<&str>,
-    slot: Arc<ConnectionSlot>,
+    slot: impl Send + 'static,
     remote: std::net::SocketAddr,
 ) -> Response<Body> {
     let key = match check_upgrade(&req) {
@@ -187,22 +189,22 @@ pub fn upgrade(
         Err(reason) => return text_response(StatusCode::BAD_REQUEST, &reason),
     };
     params.remote = Some(remote);
-    if let Err((status, text)) = check_access(broker, &req, &mut params) {
+    if let Err((status, text)) = check_access(hub, &req, &mut params) {
         return text_response(status, &text);
     }
-    if broker.shutdown.is_triggered() {
+    if hub.shutdown.is_triggered() {
         return text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
     let subprotocol = chosen_subprotocol(req.headers());
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let b = Arc::clone(broker);
+    let h = Arc::clone(hub);
     // Boxed: inline, the parameters would sit in the connection's future for its whole life.
     let params = Box::new(params);
     let span = tracing::info_span!(parent: None, "conn", session_id = tracing::field::Empty, %remote, transport = "ws");
-    broker.shutdown.spawn(
+    hub.shutdown.spawn(
         async move {
             match on_upgrade.await {
-                Ok(upgraded) => start(b, upgraded, params).await,
+                Ok(upgraded) => start(h, upgraded, params).await,
                 Err(e) => debug!(error = %e, "upgrade failed"),
             }
             drop(slot);
@@ -225,15 +227,15 @@ pub fn upgrade(
 
 /// The checks before upgrading: the `Origin`, a token sent with the request, and
 /// for a raw socket the right to its topic. A refusal is the response to send.
-fn check_access<B>(broker: &Broker, req: &Request<B>, params: &mut WsParams) -> Result<(), (StatusCode, String)> {
-    super::check_origin(broker, req.headers()).map_err(|text| (StatusCode::FORBIDDEN, text))?;
-    let auth = broker.auth();
+fn check_access<B>(hub: &Hub, req: &Request<B>, params: &mut WsParams) -> Result<(), (StatusCode, String)> {
+    super::check_origin(hub, req.headers()).map_err(|text| (StatusCode::FORBIDDEN, text))?;
+    let auth = hub.auth();
     if auth.mode() == crate::config::AuthMode::None {
         return Ok(());
     }
     let grants = match crate::auth::credential(req.headers(), req.uri().query()) {
         Some(token) => auth.verify(&token).map_err(|e| {
-            super::count_auth_failure(broker);
+            hub.count_auth_failure();
             (StatusCode::UNAUTHORIZED, e.to_string())
         })?,
         None => auth.anonymous(),
@@ -243,7 +245,7 @@ fn check_access<B>(broker: &Broker, req: &Request<B>, params: &mut WsParams) -> 
         grants
             .check_subscribe(&crate::topic::Filter::Exact(topic.clone()))
             .map_err(|e| {
-                super::count_auth_failure(broker);
+                hub.count_auth_failure();
                 let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::FORBIDDEN);
                 (status, e.message)
             })?;
@@ -255,7 +257,7 @@ fn check_access<B>(broker: &Broker, req: &Request<B>, params: &mut WsParams) -> 
 /// Splits the upgraded socket. A plain TCP socket is unwrapped: its flush shard writes
 /// to it directly, with vectored writes that reach the kernel as they are.
 fn start(
-    broker: Arc<Broker>,
+    hub: Arc<Hub>,
     upgraded: hyper::upgrade::Upgraded,
     params: Box<WsParams>,
 ) -> impl std::future::Future<Output = ()> + Send {
@@ -267,12 +269,12 @@ fn start(
             let early = Bytes::copy_from_slice(&read_buf);
             drop(read_buf);
             let write = Arc::new(write);
-            let sink = Sink::Direct(broker.flushers.direct(Arc::clone(&write)));
-            Either::Left(run(broker, read, early, DirectWrite(write), params, sink))
+            let sink = Sink::Direct(hub.flushers.direct(Arc::clone(&write)));
+            Either::Left(run(hub, read, early, DirectWrite(write), params, sink))
         }
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            Either::Right(run(broker, read, Bytes::new(), write, params, Sink::Task))
+            Either::Right(run(hub, read, Bytes::new(), write, params, Sink::Task))
         }
     }
 }
@@ -284,7 +286,7 @@ fn start(
 /// Not an `async fn`: that would keep a second copy of every argument in the future,
 /// which lives as long as the connection.
 pub fn run<R, W>(
-    broker: Arc<Broker>,
+    hub: Arc<Hub>,
     read: R,
     early: Bytes,
     write: W,
@@ -297,14 +299,14 @@ where
 {
     let peer = Peer {
         remote: params.remote,
-        transport: "ws",
+        transport: Transport::Ws,
     };
-    let mut session = Session::with_sink(Arc::clone(&broker), params.wire, params.echo, peer, sink);
+    let mut session = Session::with_sink(Arc::clone(&hub), params.wire, params.echo, peer, sink);
     if let Some(grants) = params.grants.clone() {
         session.set_grants(grants);
     }
     // Read once per connection: a reload applies to connections that start after it.
-    let settings = broker.settings();
+    let settings = hub.settings();
     let mut reader = MessageReader::with_early(read, early, settings.limits.max_message_bytes);
     async move {
         tracing::Span::current().record("session_id", session.id().0);
@@ -314,9 +316,9 @@ where
         listed
             .keepalive
             .start(settings.server.ping_interval, settings.server.idle_timeout);
-        if broker.shutdown.is_triggered() {
+        if hub.shutdown.is_triggered() {
             // The drain closed the connections listed before this one.
-            queue.close(crate::broker::going_away(), true);
+            queue.close(frame::going_away(), true);
         }
         if let Some(topic) = &params.topic {
             let resume = params.since.map(|since| Resume { since, epoch: None });
@@ -325,7 +327,7 @@ where
             }
         }
         let end = converse(
-            &broker,
+            &hub,
             &mut reader,
             write,
             &mut session,
@@ -350,7 +352,7 @@ where
 /// (or breaks the protocol, or its token expires), then the writer's close frame.
 /// Returns how the writer ended (`None`: not in time).
 async fn converse<R, W>(
-    broker: &Broker,
+    hub: &Hub,
     reader: &mut MessageReader<R>,
     write: W,
     session: &mut Session,
@@ -367,7 +369,7 @@ where
     let mut writer = Writer::new(Arc::clone(&queue), write, flush_interval);
     let writer = writer.run();
     tokio::pin!(writer);
-    let received = broker.metrics.as_ref().map(|m| m.bytes_received.clone());
+    let received = hub.metrics.as_ref().map(|m| m.bytes_received.clone());
     let mut writer_end = None;
     let end = tokio::select! {
         end = read_loop(reader, session, params, &listed.keepalive, received.as_ref()) => Some(end),
@@ -380,9 +382,7 @@ where
     match end {
         Some(ReadEnd::Violation(code, reason)) => {
             debug!(code, %reason, "protocol violation");
-            if let Some(m) = &broker.metrics {
-                m.count_protocol_error(violation_kind(code));
-            }
+            hub.count_protocol_error(violation_kind(code));
             // Flushed: what the client sent before the violation is still owed to it
             // (a raw socket's echoes, replies), in order, before the close.
             queue.close(frame::close(code, &reason), true);

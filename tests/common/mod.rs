@@ -47,7 +47,7 @@ pub async fn spawn_broker_with(change: impl FnOnce(&mut Config)) -> TestBroker {
     config.validate().expect("test config is valid");
     let listener = fanout::server::listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
-    let broker = fanout::broker::Broker::new(Arc::new(config));
+    let broker = fanout::broker::Broker::new(Arc::new(config)).expect("the test config starts a broker");
     let (stop, stopped) = oneshot::channel::<()>();
     let b = Arc::clone(&broker);
     let task = tokio::spawn(async move {

@@ -9,7 +9,6 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Identifies one life of a topic; shown on the wire as 16 hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,12 +20,7 @@ impl Epoch {
     pub fn new() -> Epoch {
         static BASE: OnceLock<u64> = OnceLock::new();
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let base = *BASE.get_or_init(|| {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            nanos ^ (u64::from(std::process::id()) << 32)
-        });
+        let base = *BASE.get_or_init(|| crate::clock::now_nanos() ^ (u64::from(std::process::id()) << 32));
         Epoch(mix(base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))))
     }
 
