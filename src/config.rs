@@ -311,6 +311,7 @@ impl Config {
             .into_iter()
             .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
             .collect();
+        let (env, env_lists) = split_env_lists(env, &env_list_keys()?);
         let mut builder =
             config::Config::builder().add_source(config::File::from_str(DEFAULT_CONFIG, config::FileFormat::Toml));
         builder = match path {
@@ -336,6 +337,9 @@ impl Config {
                 .try_parsing(true)
                 .source(Some(env)),
         );
+        // The list keys set in the environment; no other source sets them, so where this
+        // one goes among the sources only matters against the CLI overrides, which win.
+        builder = builder.add_source(env_lists);
         if let Some(addr) = listen {
             builder = builder
                 .set_override("server.listen", addr)
@@ -471,6 +475,88 @@ fn describe(e: config::ConfigError) -> String {
         format!("{text}; see config.toml for the keys each section allows")
     } else {
         text
+    }
+}
+
+/// The dotted keys (`auth.publish_keys`) whose values are lists of strings, read off the
+/// defaults so that a list key added later is comma-separated from the environment without
+/// anyone having to remember to list it here.
+fn env_list_keys() -> Result<Vec<String>, ConfigError> {
+    let defaults = serde_json::to_value(Config::default())
+        .map_err(|e| ConfigError::Load(format!("cannot list the settings' keys: {e}")))?;
+    let mut keys = Vec::new();
+    collect_string_lists(&defaults, "", &mut keys);
+    Ok(keys)
+}
+
+/// Adds to `keys` the dotted path of every array under `value` whose items are all strings.
+/// An empty array counts, as every list default is empty (and every list key holds
+/// strings); a list key must therefore default to `[]`, not to an absent `Option`. An array
+/// of tables does not count: `[[topics]]` cannot be spelled with commas, so rules come only
+/// from files (and the defaults hold none, which serialise to nothing at all).
+fn collect_string_lists(value: &serde_json::Value, path: &str, keys: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            for (name, field) in fields {
+                let field_path = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                collect_string_lists(field, &field_path, keys);
+            }
+        }
+        serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_string) => {
+            keys.push(path.to_owned());
+        }
+        _ => {}
+    }
+}
+
+/// Takes the variables of `list_keys` out of `env` (the rest go to the config crate's
+/// `Environment`) and splits each at commas: items trimmed, empty ones dropped, so
+/// `k1, k2` is `["k1", "k2"]` and an empty value an empty list.
+///
+/// The crate's own `list_separator` is not enough: it keeps the spaces, makes `""` into
+/// `[""]`, and reads a lone `12345` or `true` as a number or a bool, not a one-item list.
+fn split_env_lists(env: config::Map<String, String>, list_keys: &[String]) -> (config::Map<String, String>, EnvLists) {
+    let origin = "the environment".to_owned();
+    let mut rest = config::Map::new();
+    let mut lists = config::Map::new();
+    for (name, value) in env {
+        // The key as the crate would spell it: prefix off, lower case, `__` as `.`.
+        let key = name
+            .strip_prefix(&format!("{ENV_PREFIX}__"))
+            .map(|k| k.to_lowercase().replace("__", "."));
+        match key {
+            Some(key) if list_keys.contains(&key) => {
+                let items: Vec<config::Value> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(|item| config::Value::new(Some(&origin), item))
+                    .collect();
+                lists.insert(key, config::Value::new(Some(&origin), items));
+            }
+            _ => {
+                rest.insert(name, value);
+            }
+        }
+    }
+    (rest, EnvLists(lists))
+}
+
+/// List keys from the environment, already split (see [`split_env_lists`]).
+#[derive(Debug, Clone)]
+struct EnvLists(config::Map<String, config::Value>);
+
+impl config::Source for EnvLists {
+    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<config::Map<String, config::Value>, config::ConfigError> {
+        Ok(self.0.clone())
     }
 }
 
@@ -665,5 +751,124 @@ mod tests {
         let printed = c.to_toml();
         let back: Config = toml::from_str(&printed).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn lists_from_the_environment_are_comma_separated_and_trimmed() {
+        let c = load(
+            "",
+            &[
+                ("FANOUT__AUTH__PUBLISH_KEYS", "k1,k2"),
+                ("FANOUT__AUTH__ANONYMOUS_SUBSCRIBE", "public.>, news.*"),
+                (
+                    "FANOUT__SERVER__ALLOWED_ORIGINS",
+                    " https://a.example.com ,https://*.example.org ",
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.auth.publish_keys, ["k1", "k2"]);
+        assert_eq!(c.auth.anonymous_subscribe, ["public.>", "news.*"]);
+        assert_eq!(
+            c.server.allowed_origins,
+            ["https://a.example.com", "https://*.example.org"]
+        );
+    }
+
+    #[test]
+    fn an_empty_list_from_the_environment_replaces_the_files_list() {
+        let file = "[server]\nallowed_origins = [\"https://x.example.com\", \"https://y.example.com\"]\n\
+                    [auth]\npublish_keys = [\"f1\", \"f2\", \"f3\"]\n";
+        let c = load(
+            file,
+            &[
+                ("FANOUT__SERVER__ALLOWED_ORIGINS", ""),
+                ("FANOUT__AUTH__PUBLISH_KEYS", " , ,"),
+            ],
+        )
+        .unwrap();
+        assert!(c.server.allowed_origins.is_empty(), "{:?}", c.server.allowed_origins);
+        assert!(c.auth.publish_keys.is_empty(), "{:?}", c.auth.publish_keys);
+        // A shorter list replaces the file's whole list, not just its first items.
+        let c = load(file, &[("FANOUT__AUTH__PUBLISH_KEYS", "e1,,e2,")]).unwrap();
+        assert_eq!(c.auth.publish_keys, ["e1", "e2"]);
+    }
+
+    #[test]
+    fn one_item_is_a_list_even_when_it_looks_like_a_number() {
+        for (value, item) in [
+            ("k1", "k1"),
+            (" 12345 ", "12345"),
+            ("true", "true"),
+            ("1.5", "1.5"),
+            ("nan", "nan"),
+        ] {
+            let c = load("", &[("FANOUT__AUTH__PUBLISH_KEYS", value)]).unwrap_or_else(|e| panic!("{value}: {e}"));
+            assert_eq!(c.auth.publish_keys, [item], "from {value:?}");
+        }
+    }
+
+    #[test]
+    fn commas_in_string_keys_are_left_alone() {
+        let c = load(
+            "",
+            &[
+                (
+                    "FANOUT__CLUSTER__NATS_URL",
+                    "nats://127.0.0.1:4222,nats://127.0.0.2:4222",
+                ),
+                ("FANOUT__AUTH__JWT_SECRET", "a,b"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.cluster.nats_url, "nats://127.0.0.1:4222,nats://127.0.0.2:4222");
+        assert_eq!(c.auth.jwt_secret, "a,b");
+    }
+
+    #[test]
+    fn a_bad_item_from_the_environment_names_the_key_and_its_index() {
+        let e = load("", &[("FANOUT__AUTH__ANONYMOUS_SUBSCRIBE", "ok.*, a..b")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.anonymous_subscribe[1]"), "{e}");
+        let e = load("", &[("FANOUT__SERVER__ALLOWED_ORIGINS", "https://a.example.com/")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.allowed_origins[0]"), "{e}");
+    }
+
+    #[test]
+    fn the_list_keys_are_read_off_the_config_type() {
+        let keys = env_list_keys().unwrap();
+        for key in [
+            "auth.publish_keys",
+            "auth.anonymous_subscribe",
+            "server.allowed_origins",
+        ] {
+            assert!(keys.iter().any(|k| k == key), "{key} missing from {keys:?}");
+        }
+        assert!(!keys.iter().any(|k| k == "topics"), "{keys:?}");
+        let mut found = Vec::new();
+        let shape = serde_json::json!({
+            "a": {"strings": ["x"], "empty": [], "tables": [{"p": 1}], "numbers": [1], "text": "s,t"},
+            "topics": [{"pattern": "x"}],
+        });
+        collect_string_lists(&shape, "", &mut found);
+        found.sort();
+        assert_eq!(found, ["a.empty", "a.strings"]);
+    }
+
+    #[test]
+    fn every_list_key_takes_a_comma_separated_value() {
+        // Items plain enough that every list key's validation takes them.
+        for key in env_list_keys().unwrap() {
+            let var = format!("FANOUT__{}", key.to_uppercase().replace('.', "__"));
+            let c = load("", &[(var.as_str(), "x1, x2")]).unwrap_or_else(|e| panic!("{var}: {e}"));
+            let mut value = serde_json::to_value(&c).unwrap();
+            for part in key.split('.') {
+                value = value[part].take();
+            }
+            assert_eq!(value, serde_json::json!(["x1", "x2"]), "{var}");
+        }
     }
 }
