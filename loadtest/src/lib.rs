@@ -10,7 +10,9 @@
 //!   threads (and the floor server) are built on;
 //! - [`steps`], [`procstat`], [`limits`]: step results, broker CPU/RSS,
 //!   up-front checks;
-//! - [`run`] and [`report`]: the coordinator and its outputs;
+//! - [`outcome`]: what a run produces (the report as data);
+//! - [`report`]: renderings of it (table, `--json`, `--html`);
+//! - [`run`]: the coordinator, which fills it in and prints each step's line;
 //! - [`cli`]: command-line arguments;
 //! - [`floor`]: the floor server, a minimal epoll broadcast server to
 //!   measure the kernel's own limit against (a benchmark peer).
@@ -23,6 +25,7 @@ pub mod epoll;
 pub mod floor;
 pub mod ipc;
 pub mod limits;
+pub mod outcome;
 pub mod payload;
 pub mod plan;
 pub mod procstat;

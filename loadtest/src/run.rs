@@ -1,17 +1,19 @@
 //! The coordinator: checks limits, starts workers, sends them the plan,
 //! drives the rate steps in lockstep, merges their counters and samples the
-//! broker's CPU and RSS. Produces a [`RunReport`].
+//! broker's CPU and RSS. Produces a [`RunReport`], and prints each step's
+//! line as the step ends.
 
 use crate::clock::{instant_at, now_ns};
 use crate::engine::messages::{Command, Event, ReadyReport, RunOpts, Setup, StepCmd};
 use crate::ipc::WorkerHandle;
 use crate::limits::{self, LimitError};
+use crate::outcome::{ConnectSummary, RunReport};
 use crate::plan::Plan;
 use crate::procstat::{self, ProcUsage};
+use crate::report::table::step_line;
 use crate::stats::StepCounters;
 use crate::steps::{max_sustained, StepResult};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -69,60 +71,6 @@ pub struct RunConfig {
     pub allow_remote: bool,
     /// Show the progress line.
     pub progress: bool,
-}
-
-/// How connection setup went.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ConnectSummary {
-    /// Connections attempted.
-    pub attempted: u64,
-    /// Connections open and subscribed.
-    pub connected: u64,
-    /// Failures.
-    pub errors: u64,
-    /// First failure text.
-    pub first_error: Option<String>,
-    /// Connections per second (connected / slowest worker's setup time).
-    pub rate_per_s: f64,
-    /// Connect + handshake time percentiles, ms: p50, p99, max.
-    pub latency_ms: [f64; 3],
-    /// Broker RSS before connecting, bytes.
-    pub broker_rss_before: Option<u64>,
-    /// Broker RSS with every connection open, bytes.
-    pub broker_rss_after: Option<u64>,
-    /// (after - before) / connected, bytes.
-    pub broker_rss_per_connection: Option<f64>,
-}
-
-/// The outcome of a run (also the `--json` document).
-#[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
-    /// Scenario name.
-    pub scenario: String,
-    /// Target URL.
-    pub url: String,
-    /// Wire format.
-    pub protocol: crate::protocol::Protocol,
-    /// Payload size, bytes.
-    pub payload_bytes: usize,
-    /// Worker processes.
-    pub workers: usize,
-    /// Publishing connections.
-    pub publishers: usize,
-    /// Subscribing connections.
-    pub subscribers: usize,
-    /// p99 limit used for pass/fail, ms.
-    pub p99_limit_ms: f64,
-    /// Connection setup.
-    pub connect: ConnectSummary,
-    /// Step results, in order.
-    pub steps: Vec<StepResult>,
-    /// Highest passing step rate.
-    pub max_sustained_rate: Option<f64>,
-    /// Broker's peak RSS seen during the run, bytes.
-    pub broker_peak_rss: Option<u64>,
-    /// Remarks (skipped steps, stop reasons).
-    pub notes: Vec<String>,
 }
 
 /// Runs the whole thing.
@@ -336,7 +284,7 @@ impl Coordinator<'_> {
                 broker,
                 cfg.p99_limit_ms,
             );
-            let line = crate::report::table::step_line(&result);
+            let line = step_line(&result);
             if self.bar.is_hidden() {
                 eprintln!("{line}");
             } else {

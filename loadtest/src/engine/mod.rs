@@ -7,13 +7,11 @@ pub mod messages;
 pub mod open;
 pub mod publisher;
 pub mod receive;
-pub mod reconnect;
 pub mod subscriber;
 
 use messages::{Command, Event, ReadyReport, RunOpts, Setup, StepCmd};
 use open::{local_addr, open};
-use receive::{Conn, Receivers};
-use reconnect::Rejoin;
+use receive::{Conn, Receivers, Rejoin};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -168,7 +166,7 @@ pub async fn run_worker(mut cmds: mpsc::Receiver<Command>, events: mpsc::Sender<
 }
 
 /// Sends every connection's close frame, then lets them go.
-#[allow(clippy::vec_box)] // As in `receive::Cmd::Stop`.
+#[allow(clippy::vec_box)] // As in the receive threads' `Cmd::Stop` (`receive/remote.rs`).
 async fn close_all(conns: Vec<Box<Conn>>) {
     let mut set = JoinSet::new();
     for conn in conns {

@@ -3,7 +3,7 @@
 //! vs expected delivery rate per offered rate, plus the result table.
 
 use super::table::si;
-use crate::run::RunReport;
+use crate::outcome::RunReport;
 use std::fmt::Write;
 
 const W: f64 = 720.0;

@@ -1,10 +1,10 @@
-//! Outputs of a run: the human table, the `--json` document and the
-//! `--html` page with inline SVG plots.
+//! Outputs of a run's [`RunReport`]: the human table, the `--json`
+//! document and the `--html` page with inline SVG plots.
 
 pub mod html;
 pub mod table;
 
-use crate::run::RunReport;
+use crate::outcome::RunReport;
 use std::io;
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! The human-readable report: one line per step while running, and the
 //! final table.
 
-use crate::run::RunReport;
+use crate::outcome::RunReport;
 use crate::steps::StepResult;
 use std::fmt::Write;
 

@@ -5,57 +5,33 @@
 //! Per message there is no allocation, lock or shared atomic: frames are
 //! decoded in place from the thread's read buffer ([`Conn`]), one clock
 //! read per `read()`, and the counters and latency histograms are the
-//! thread's own [`Tally`], copied out when a step ends ([`Receivers::collect`]).
-//! What needs tokio stays there: writes (pongs, closes, publishes, through
-//! [`crate::client::Detached`]'s writer) and reconnects
-//! ([`super::reconnect`]), which hand the connection back when done.
+//! thread's own [`Tally`](crate::stats::Tally), copied out when a step ends
+//! ([`Receivers::collect`]). What needs tokio stays there: writes (pongs,
+//! closes, publishes, through [`crate::client::Detached`]'s writer) and
+//! reconnects ([`Rejoin`]), which hand the connection back when done.
 //! Commands reach a thread over a channel plus an eventfd that wakes its epoll.
+//!
+//! The files, from the bottom up: `conn.rs`, one connection read and
+//! decoded in place; `remote.rs`, how a thread is told things;
+//! `reconnect.rs`, reopening a connection in tokio and sending it back
+//! through its thread's `Remote`; `thread.rs`, one thread's loop; and this
+//! one, the worker's handle on them all ([`Receivers`]).
 
 mod conn;
+mod reconnect;
+mod remote;
 mod thread;
 
 pub use conn::Conn;
+pub use reconnect::Rejoin;
 
 use crate::client::Message;
-use crate::epoll::EventFd;
 use crate::stats::StepCounters;
+use remote::{Cmd, Remote};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use tokio::sync::oneshot;
-
-use super::reconnect::Rejoin;
-
-/// What a receive thread is told.
-pub(crate) enum Cmd {
-    /// Take this connection (and count the messages that came with it).
-    Add(Box<Conn>, Vec<Message>),
-    /// A step starts: count into it, gaps and errors too.
-    Step(u32),
-    /// Send a copy of a step's counters.
-    Collect(u32, oneshot::Sender<StepCounters>),
-    /// A storm: reconnect plan connection `index` now.
-    Reconnect(usize),
-    /// Give every connection back and exit.
-    #[allow(clippy::vec_box)] // They live boxed (slots, commands): no need to move them out.
-    Stop(oneshot::Sender<Vec<Box<Conn>>>),
-}
-
-/// The sending end of one receive thread.
-#[derive(Clone)]
-pub(crate) struct Remote {
-    tx: mpsc::Sender<Cmd>,
-    wake: Arc<EventFd>,
-}
-
-impl Remote {
-    /// Queues `cmd` and wakes the thread; a stopped thread drops it.
-    pub(crate) fn send(&self, cmd: Cmd) {
-        if self.tx.send(cmd).is_ok() {
-            self.wake.notify();
-        }
-    }
-}
 
 /// A worker's receive threads.
 #[derive(Clone)]
@@ -90,11 +66,7 @@ impl Receivers {
         let rt = tokio::runtime::Handle::current();
         let (mut remotes, mut received) = (Vec::new(), Vec::new());
         for n in 0..threads.max(1) {
-            let (tx, rx) = mpsc::channel();
-            let remote = Remote {
-                tx,
-                wake: Arc::new(EventFd::new()?),
-            };
+            let (remote, rx) = Remote::new()?;
             let progress = Arc::new(AtomicU64::new(0));
             let t = thread::Thread::new(rx, remote.clone(), progress.clone(), rt.clone(), rejoin.clone())?;
             std::thread::Builder::new()

@@ -3,8 +3,8 @@
 //! back to tokio (to reconnect, or to answer the close and let go).
 
 use super::conn::{Conn, Ended};
-use super::{Cmd, Remote};
-use crate::engine::reconnect::{rejoin, Rejoin};
+use super::reconnect::{rejoin, Rejoin};
+use super::remote::{Cmd, Remote};
 use crate::engine::subscriber::count;
 use crate::epoll::{self, Epoll, EventFd, Events};
 use crate::stats::Tally;
@@ -51,11 +51,11 @@ impl Thread {
         rejoin: Arc<Rejoin>,
     ) -> std::io::Result<Thread> {
         let epoll = Epoll::new()?;
-        epoll.add(me.wake.as_raw_fd(), epoll::IN, WAKE)?;
+        epoll.add(me.wake().as_raw_fd(), epoll::IN, WAKE)?;
         Ok(Thread {
             epoll,
             events: Events::with_capacity(EVENTS),
-            wake: me.wake.clone(),
+            wake: me.wake().clone(),
             rx,
             me,
             slots: Vec::new(),

@@ -4,11 +4,12 @@
 //! every client in the same millisecond, as browsers behave). It resumes
 //! every topic with `since` and the topic's epoch.
 
-use super::messages::RunOpts;
-use super::open::open;
-use super::receive::{Cmd, Conn, Remote};
-use super::subscriber::Subscriber;
+use super::conn::Conn;
+use super::remote::{Cmd, Remote};
 use crate::client::Message;
+use crate::engine::messages::RunOpts;
+use crate::engine::open::open;
+use crate::engine::subscriber::Subscriber;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -35,7 +36,7 @@ pub struct Rejoin {
 
 /// Reconnects `conn` and sends it back through `back`. `dropped`: the
 /// broker (not a storm) ended it, so wait a jittered moment first.
-pub(crate) async fn rejoin(conn: Box<Conn>, dropped: bool, ctx: Arc<Rejoin>, back: Remote) {
+pub(super) async fn rejoin(conn: Box<Conn>, dropped: bool, ctx: Arc<Rejoin>, back: Remote) {
     let (socket, writer, mut sub) = conn.into_parts();
     if !dropped {
         let _ = writer.close(1000, "reconnect").await;

@@ -1,0 +1,61 @@
+//! The outcome of a run, as data: the [`RunReport`] (also the `--json`
+//! document) with its [`ConnectSummary`] and step results. The coordinator
+//! fills it in; the reports render it.
+
+use crate::protocol::Protocol;
+use crate::steps::StepResult;
+use serde::Serialize;
+
+/// How connection setup went.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConnectSummary {
+    /// Connections attempted.
+    pub attempted: u64,
+    /// Connections open and subscribed.
+    pub connected: u64,
+    /// Failures.
+    pub errors: u64,
+    /// First failure text.
+    pub first_error: Option<String>,
+    /// Connections per second (connected / slowest worker's setup time).
+    pub rate_per_s: f64,
+    /// Connect + handshake time percentiles, ms: p50, p99, max.
+    pub latency_ms: [f64; 3],
+    /// Broker RSS before connecting, bytes.
+    pub broker_rss_before: Option<u64>,
+    /// Broker RSS with every connection open, bytes.
+    pub broker_rss_after: Option<u64>,
+    /// (after - before) / connected, bytes.
+    pub broker_rss_per_connection: Option<f64>,
+}
+
+/// The outcome of a run (also the `--json` document).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// Target URL.
+    pub url: String,
+    /// Wire format.
+    pub protocol: Protocol,
+    /// Payload size, bytes.
+    pub payload_bytes: usize,
+    /// Worker processes.
+    pub workers: usize,
+    /// Publishing connections.
+    pub publishers: usize,
+    /// Subscribing connections.
+    pub subscribers: usize,
+    /// p99 limit used for pass/fail, ms.
+    pub p99_limit_ms: f64,
+    /// Connection setup.
+    pub connect: ConnectSummary,
+    /// Step results, in order.
+    pub steps: Vec<StepResult>,
+    /// Highest passing step rate.
+    pub max_sustained_rate: Option<f64>,
+    /// Broker's peak RSS seen during the run, bytes.
+    pub broker_peak_rss: Option<u64>,
+    /// Remarks (skipped steps, stop reasons).
+    pub notes: Vec<String>,
+}
