@@ -1,0 +1,112 @@
+//! What one publish pays for the registry's shared state, with many topics:
+//! admitting a publish under `limits.max_topics`, counting drops under a full
+//! queue with metrics on, and making a new topic while a pattern subscribe
+//! scans 100,000 others. Each measures a cost that used to grow with the
+//! broker's size (every table shard locked, a label lookup per drop, the
+//! pattern index's lock held across the scan).
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use fanout::config::{Config, Policy};
+use fanout::metrics::Metrics;
+use fanout::protocol::{Message, Payload, SessionId, Wire};
+use fanout::queue::{Drained, QueueLimits, SendQueue};
+use fanout::registry::Registry;
+use fanout::topic::{Filter, TopicName};
+
+/// A registry holding `n` topics, `max_topics` set well above that.
+fn registry_with(n: usize) -> Arc<Registry> {
+    let mut config = Config::default();
+    config.limits.max_topics = n * 2;
+    config.history.size = 1;
+    let r = Arc::new(Registry::new(Arc::new(config)));
+    for i in 0..n {
+        r.publish(&TopicName::parse(&format!("t.{i}")).unwrap(), Payload::text("x"), None);
+    }
+    r
+}
+
+fn admit(c: &mut Criterion) {
+    let r = registry_with(10_000);
+    let known = TopicName::parse("t.42").unwrap();
+    c.bench_function("admit/10,000 topics, max_topics on", |b| {
+        b.iter(|| black_box(r.admit(black_box(&known))))
+    });
+}
+
+fn drops(c: &mut Criterion) {
+    let metrics = Arc::new(Metrics::new(prometheus::Registry::new()).unwrap());
+    let topic = TopicName::parse("feed").unwrap();
+    let msgs: Vec<_> = (1..=1024u64)
+        .map(|seq| {
+            let m = Arc::new(Message::new(
+                topic.clone(),
+                seq,
+                0,
+                Payload::text("x".repeat(100)),
+                None,
+            ));
+            m.frame(Wire::Raw);
+            m
+        })
+        .collect();
+    let limits = QueueLimits {
+        max_messages: 16,
+        max_bytes: usize::MAX,
+    };
+    c.bench_function("drops/1024 pushes into 16, drop_newest, metrics on", |b| {
+        let mut drained = Drained::default();
+        b.iter(|| {
+            let q = Arc::new(
+                SendQueue::new(SessionId(1), Wire::Raw, true, limits).with_metrics(Some(Arc::clone(&metrics))),
+            );
+            for m in &msgs {
+                q.push_message(m, Policy::DropNewest);
+            }
+            q.drain(&mut drained);
+            black_box(drained.entries.len())
+        })
+    });
+}
+
+fn new_topic_beside_a_pattern_scan(c: &mut Criterion) {
+    let r = registry_with(100_000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let scans = Arc::new(AtomicU64::new(0));
+    // Pattern subscribes and unsubscribes over every topic, back to back, while the
+    // benchmark makes new topics.
+    let scanner = {
+        let (r, stop, scans) = (Arc::clone(&r), Arc::clone(&stop), Arc::clone(&scans));
+        std::thread::spawn(move || {
+            let limits = QueueLimits {
+                max_messages: 1 << 20,
+                max_bytes: usize::MAX,
+            };
+            let q = Arc::new(SendQueue::new(SessionId(u64::MAX), Wire::Raw, true, limits));
+            let pattern = Filter::parse("t.*").unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                r.subscribe(&pattern, &q, None, |_| {}).unwrap();
+                r.unsubscribe(&pattern, SessionId(u64::MAX));
+                scans.fetch_add(1, Ordering::Relaxed);
+                q.drain(&mut Drained::default());
+            }
+        })
+    };
+    let mut next = 0u64;
+    c.bench_function("new topic/while a pattern scans 100,000 topics", |b| {
+        b.iter(|| {
+            next += 1;
+            let name = TopicName::parse(&format!("n.{next}")).unwrap();
+            black_box(r.publish(&name, Payload::text("x"), None))
+        })
+    });
+    stop.store(true, Ordering::Relaxed);
+    scanner.join().unwrap();
+    eprintln!("pattern scans meanwhile: {}", scans.load(Ordering::Relaxed));
+}
+
+criterion_group!(benches, admit, drops, new_topic_beside_a_pattern_scan);
+criterion_main!(benches);
