@@ -9,11 +9,17 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::nats::{free_port, NatsServer};
-use common::{connect, get_json, http_get, http_publish, spawn_broker_with, Client, TestBroker, WAIT};
+use common::{
+    connect, eventually, get_json, holds_by, http_get, http_publish, spawn_broker_with, Client, TestBroker, WAIT,
+};
 use serde_json::{json, Value};
+use tokio::time::Instant;
+
+/// How long a node may take to (re)connect to NATS and be ready.
+const NATS_WAIT: Duration = Duration::from_secs(20);
 
 /// Starts a node of the cluster on `nats` and waits until it is ready.
 async fn node(nats_url: &str) -> TestBroker {
@@ -31,17 +37,14 @@ async fn spawn_node(nats_url: &str) -> TestBroker {
     .await
 }
 
-/// Polls `/readyz` until it says `ready` (bounded).
+/// Polls `/readyz` until it says `ready` (bounded: reconnecting to NATS takes its time).
 async fn wait_ready(b: &TestBroker, ready: bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, _) = http_get(b.addr, "/readyz", &[]).await;
-        if (status == 200) == ready {
-            return;
-        }
-        assert!(Instant::now() < deadline, "node {} never became ready={ready}", b.addr);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let says = async || (http_get(b.addr, "/readyz", &[]).await.0 == 200) == ready;
+    assert!(
+        holds_by(Instant::now() + NATS_WAIT, says).await,
+        "node {} never became ready={ready}",
+        b.addr
+    );
 }
 
 /// The next `message` a client gets, skipping acks (a publisher's own ack may come first).
@@ -346,18 +349,20 @@ async fn a_nats_restart_makes_nodes_unready_and_then_loses_nothing() {
     wait_ready(&a, true).await;
     wait_ready(&b, true).await;
     // The stream survived (file store): seqs continue; the subscriber's consumer resumes.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let first = loop {
+    // Ready is not yet writable: publish until JetStream takes it, the only sign it does.
+    let mut answer = Value::Null;
+    let published = async || {
         publisher
             .send(json!({"op": "publish", "topic": "live.feed", "data": "after", "id": 10}))
             .await;
-        let ack = publisher.recv().await;
-        if ack["type"] == "ack" {
-            break ack["seq"].as_u64().unwrap();
-        }
-        assert!(Instant::now() < deadline, "publishing never recovered: {ack}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer = publisher.recv().await;
+        answer["type"] == "ack"
     };
+    assert!(
+        holds_by(Instant::now() + NATS_WAIT, published).await,
+        "publishing never recovered: {answer}"
+    );
+    let first = answer["seq"].as_u64().unwrap();
     assert_eq!(first, 6, "the seq line continues after the restart");
     for k in 7..=10 {
         publisher.publish("live.feed", json!(k)).await;
@@ -502,11 +507,10 @@ async fn interests(b: &TestBroker) -> u64 {
 
 /// Waits (bounded) until a node follows exactly `n` filters on NATS.
 async fn wait_interests(b: &TestBroker, n: u64) {
-    let deadline = Instant::now() + WAIT;
-    while interests(b).await != n {
-        assert!(Instant::now() < deadline, "node {} never followed {n} filters", b.addr);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(&format!("node {} follows {n} filters", b.addr), async || {
+        interests(b).await == n
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -4,11 +4,13 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use fanout::config::TopicRule;
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 
 fn rule(pattern: &str) -> TopicRule {
     TopicRule {
@@ -35,51 +37,85 @@ async fn expect_consecutive(c: &mut Client, first: u64, last: u64) {
 #[tokio::test]
 async fn since_joins_replay_and_live_exactly_while_publishers_run() {
     const TOTAL: u64 = 4000;
+    /// `(since, joins once the topic has reached this seq)`: each subscriber joins at its
+    /// own point of the stream, replays what follows `since` up to there, then goes live.
+    const JOINS: [(u64, u64); 4] = [(0, 10), (5, 200), (50, 1000), (500, 2000)];
+    /// The publisher holds this message back until every subscriber has joined, so each
+    /// joins with live messages still to come.
+    const HOLD: u64 = 3000;
     let b = spawn_broker_with(|c| {
         c.history.size = TOTAL as usize;
         c.queue.max_messages = 100_000;
         c.queue.max_bytes = 1 << 28;
     })
     .await;
-    let url = b.ws_url("/ws");
-    let publisher = tokio::spawn(async move {
-        let mut p = connect(&url).await;
-        for i in 1..=TOTAL {
-            p.send(json!({"op": "publish", "topic": "race", "data": i})).await;
+    // A watcher subscribed before the first publish tells the others how far the topic
+    // has got, until the last of them may join.
+    let last_join = JOINS.iter().map(|&(_, join_at)| join_at).max().unwrap();
+    let (reached, seen) = tokio::sync::watch::channel(0u64);
+    let mut watcher = connect(&b.ws_url("/ws")).await;
+    watcher.subscribe("race").await;
+    let watching = tokio::spawn(async move {
+        let mut seq = 0;
+        while seq < last_join {
+            seq = watcher.recv().await["seq"].as_u64().unwrap();
+            reached.send_replace(seq);
         }
-        // A ping answered means every publish before it was handled.
-        p.send(json!({"op": "ping", "id": 1})).await;
-        loop {
-            if p.recv().await["type"] == "pong" {
-                break;
-            }
-        }
+        watcher.close().await;
     });
-    // Subscribers join at different moments with different `since`, while publishing runs.
+    // Subscribers join at different points of the stream with different `since`, while
+    // publishing runs. Connected beforehand, so that joining is one request.
+    let joined = Arc::new(Semaphore::new(0));
     let mut checks = Vec::new();
-    for (k, since) in [0u64, 5, 50, 500].into_iter().enumerate() {
-        let url = b.ws_url("/ws");
+    for (since, join_at) in JOINS {
+        let mut c = connect(&b.ws_url("/ws")).await;
+        let mut seen = seen.clone();
+        let joined = Arc::clone(&joined);
         checks.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(5 * k as u64)).await;
-            // A `since` the topic has not reached is not recovered: try again until it has.
-            let mut c = loop {
-                let mut c = connect(&url).await;
-                c.send(json!({"op": "subscribe", "topic": "race", "since": since, "id": 1}))
-                    .await;
-                let ack = c.recv().await;
-                assert_eq!(ack["type"], "ack", "{ack}");
-                if ack["recovered"] == true {
-                    break c;
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            };
+            let reached = tokio::time::timeout(WAIT, seen.wait_for(|&seq| seq >= join_at));
+            reached
+                .await
+                .expect("the topic reaches the join point in time")
+                .unwrap();
+            c.send(json!({"op": "subscribe", "topic": "race", "since": since, "id": 1}))
+                .await;
+            let ack = c.recv().await;
+            assert_eq!(
+                (&ack["type"], &ack["recovered"]),
+                (&json!("ack"), &json!(true)),
+                "{ack}"
+            );
+            let at = ack["seq"].as_u64().unwrap();
+            assert!(
+                (join_at..HOLD).contains(&at),
+                "joined at seq {at}: after {join_at}, before the publisher's hold at {HOLD}"
+            );
+            joined.add_permits(1);
             expect_consecutive(&mut c, since + 1, TOTAL).await;
         }));
     }
-    publisher.await.unwrap();
+    let mut p = connect(&b.ws_url("/ws")).await;
+    for i in 1..=TOTAL {
+        if i == HOLD {
+            let every = joined.acquire_many(JOINS.len() as u32);
+            let _all = tokio::time::timeout(WAIT, every)
+                .await
+                .expect("every subscriber joins in time");
+        }
+        p.send(json!({"op": "publish", "topic": "race", "data": i})).await;
+    }
+    // A ping answered means every publish before it was handled.
+    p.send(json!({"op": "ping", "id": 1})).await;
+    loop {
+        if p.recv().await["type"] == "pong" {
+            break;
+        }
+    }
+    p.close().await;
     for c in checks {
         c.await.unwrap();
     }
+    watching.await.unwrap();
     b.stop().await;
 }
 
@@ -122,18 +158,32 @@ async fn msgpack_and_raw_sockets_replay_after_since() {
     b.stop().await;
 }
 
+/// The retained count of `topic`, `None` once the topic is gone (404).
+async fn retained(b: &TestBroker, topic: &str) -> Option<u64> {
+    match get_json(b.addr, &format!("/api/topics/{topic}")).await {
+        (200, v) => Some(v["retained"].as_u64().unwrap()),
+        (404, _) => None,
+        (status, v) => panic!("GET /api/topics/{topic}: {status} {v}"),
+    }
+}
+
 #[tokio::test]
 async fn history_expires_by_ttl_without_a_publish() {
     let b = spawn_broker_with(|c| c.history.ttl = Duration::from_millis(500)).await;
     for i in 1..=3 {
         http_publish(b.addr, "ttl", &json!(i)).await;
     }
-    let (_, v) = get_json(b.addr, "/api/topics/ttl").await;
-    assert_eq!(v["retained"], 3);
-    // The sweeper runs every second: within 2.5 s everything is gone (and so is the topic).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (status, _) = get_json(b.addr, "/api/topics/ttl").await;
-    assert_eq!(status, 404, "an expired, unsubscribed topic is removed");
+    assert_eq!(retained(&b, "ttl").await, Some(3));
+    // Nothing signals the sweeper's pass (once a second): watch the topic until its history is gone.
+    eventually("the sweeper drops the expired history of `ttl`", async || {
+        retained(&b, "ttl").await.is_none_or(|n| n == 0)
+    })
+    .await;
+    assert_eq!(
+        retained(&b, "ttl").await,
+        None,
+        "an expired, unsubscribed topic is removed"
+    );
     b.stop().await;
 }
 
@@ -145,7 +195,11 @@ async fn expired_messages_become_a_gap_for_a_live_topic() {
     for i in 1..=3 {
         http_publish(b.addr, "ttl2", &json!(i)).await;
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The topic stays (it has a subscriber); the sweeper empties its history.
+    eventually("the sweeper drops the expired history of `ttl2`", async || {
+        retained(&b, "ttl2").await == Some(0)
+    })
+    .await;
     let mut c = connect(&b.ws_url("/ws")).await;
     c.send(json!({"op": "subscribe", "topic": "ttl2", "since": 0, "id": 1}))
         .await;

@@ -31,14 +31,6 @@ fn small_queue_short_timers(c: &mut fanout::config::Config) {
     c.queue.max_bytes = 4 << 20;
 }
 
-/// Waits for `cond` to hold, checking every few milliseconds, until `deadline`.
-async fn eventually(deadline: Instant, what: &str, mut cond: impl FnMut() -> bool) {
-    while !cond() {
-        assert!(Instant::now() < deadline, "not in time: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Publishes 16 KiB messages to `topic` in bursts until the only connection's writer
 /// is blocked on a full socket with a full queue behind it: after a pause long enough
 /// for any writer that can write to empty its queue, the queue is still full.
@@ -53,6 +45,8 @@ async fn back_up(b: &TestBroker, topic: &str) {
                 .registry
                 .publish(&topic, Payload::Binary(payload.clone()), None);
         }
+        // Not synchronisation but the proof: a writer that can write empties its queue
+        // in this pause; one still full after it is blocked on the socket.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let listed = b.broker.hub.connections.top(SortBy::Queue, 1);
         if listed.first().is_some_and(|c| c.queue_depth == MAX_MESSAGES) {
@@ -153,11 +147,12 @@ async fn a_dead_peer_with_data_pending_is_cut_and_freed() {
     let _dead = raw_ws(&b, "/ws/t/live.dead", Some(4096)).await;
     back_up(&b, "live.dead").await;
     assert_eq!(subscribers(&b, "live.dead").await, 1);
-    let deadline = start + IDLE_TIMEOUT + PING_INTERVAL + SLACK;
-    eventually(deadline, "the dead peer's connection is closed", || {
-        b.broker.connections() == 0 && b.broker.hub.connections.is_empty()
-    })
-    .await;
+    // Its server side ends in its own time, telling no one: watch until it has.
+    let closed = async || b.broker.connections() == 0 && b.broker.hub.connections.is_empty();
+    assert!(
+        holds_by(start + IDLE_TIMEOUT + PING_INTERVAL + SLACK, closed).await,
+        "the dead peer's connection is not closed in time"
+    );
     assert_eq!(subscribers(&b, "live.dead").await, 0);
     b.stop().await;
 }
@@ -168,11 +163,11 @@ async fn a_dead_idle_peer_is_cut_and_freed() {
     let start = Instant::now();
     let _dead = raw_ws(&b, "/ws/t/live.idle", None).await;
     assert_eq!(subscribers(&b, "live.idle").await, 1);
-    let deadline = start + IDLE_TIMEOUT + PING_INTERVAL + SLACK;
-    eventually(deadline, "the idle peer's connection is closed", || {
-        b.broker.connections() == 0 && b.broker.hub.connections.is_empty()
-    })
-    .await;
+    let closed = async || b.broker.connections() == 0 && b.broker.hub.connections.is_empty();
+    assert!(
+        holds_by(start + IDLE_TIMEOUT + PING_INTERVAL + SLACK, closed).await,
+        "the idle peer's connection is not closed in time"
+    );
     assert_eq!(subscribers(&b, "live.idle").await, 0);
     b.stop().await;
 }
@@ -189,9 +184,10 @@ async fn a_half_sent_handshake_is_cut_at_handshake_timeout() {
     assert!(ended.is_ok(), "still open after handshake_timeout");
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(900), "cut too early: {took:?}");
-    eventually(Instant::now() + SLACK, "the slot is released", || {
-        b.broker.connections() == 0
-    })
-    .await;
+    let released = async || b.broker.connections() == 0;
+    assert!(
+        holds_by(Instant::now() + SLACK, released).await,
+        "the slot is not released in time"
+    );
     b.stop().await;
 }

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use fanout::config::Policy;
 use serde_json::{json, Value};
@@ -24,19 +22,19 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Scrapes until `series` reads `want` (writers flush their counts once a second).
+/// Scrapes until `series` reads `want` (writers flush their counts once a second,
+/// and say so to no one); returns that scrape.
 async fn wait_for(addr: std::net::SocketAddr, series: &str, want: f64) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let text = scrape(addr).await;
-        if sample(&text, series) == Some(want) {
-            return text;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("{series} never reached {want}; last scrape:\n{text}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut text = String::new();
+    let reads = async || {
+        text = scrape(addr).await;
+        sample(&text, series) == Some(want)
+    };
+    assert!(
+        holds_by(tokio::time::Instant::now() + WAIT, reads).await,
+        "{series} never reached {want}; last scrape:\n{text}"
+    );
+    text
 }
 
 #[tokio::test]
@@ -195,14 +193,12 @@ async fn a_slow_consumer_disconnect_is_counted() {
 #[tokio::test]
 async fn a_separate_metrics_listener_serves_metrics_and_probes_only() {
     let b = spawn_broker_with(|c| c.metrics.listen = "127.0.0.1:0".into()).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let addr = loop {
-        if let Some(a) = b.broker.metrics_addr.get() {
-            break *a;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "metrics listener never bound");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // The listener binds in the background; its address is set once it has.
+    eventually("the metrics listener binds", async || {
+        b.broker.metrics_addr.get().is_some()
+    })
+    .await;
+    let addr = *b.broker.metrics_addr.get().unwrap();
     assert!(scrape(addr).await.contains("fanout_connections"));
     assert_eq!(http(addr, "GET", "/readyz", None, b"").await.0, 200);
     assert_eq!(

@@ -36,7 +36,11 @@ async fn waits_for_the_next_message() {
     http_publish(b.addr, "w", &json!(1)).await;
     let addr = b.addr;
     let poll = tokio::spawn(async move { get_json(addr, "/api/poll/w?since=1&timeout=10").await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A waiting poll is one of the topic's subscribers until it answers.
+    eventually("the poll waits on `w`", async || {
+        get_json(addr, "/api/topics/w").await.1["subscribers"] == 1
+    })
+    .await;
     assert!(!poll.is_finished(), "nothing after 1 yet: the poll waits");
     http_publish(b.addr, "w", &json!("next")).await;
     let (status, v) = poll.await.unwrap();

@@ -24,6 +24,35 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for something it expects before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// How often [`holds_by`] looks again.
+const RECHECK: Duration = Duration::from_millis(10);
+
+/// Waits until `check` says yes, for [`WAIT`] at most; panics naming `what` when it
+/// never does. For a condition the broker shows but sends no event for (a sweep
+/// ran, the server side of a closed connection ended): where a message, a line or
+/// an answer can be awaited, await it instead.
+pub async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    assert!(
+        holds_by(tokio::time::Instant::now() + WAIT, check).await,
+        "not within {WAIT:?}: {what}"
+    );
+}
+
+/// Asks `check` every few milliseconds until it says yes (`true`) or `deadline`
+/// passes (`false`), for a caller with its own deadline or its own failure message.
+#[must_use = "assert on it: false means the condition never held"]
+pub async fn holds_by(deadline: tokio::time::Instant, mut check: impl AsyncFnMut() -> bool) -> bool {
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(RECHECK).await;
+    }
+}
+
 /// A broker running in this process on an ephemeral port.
 pub struct TestBroker {
     /// Where it listens.

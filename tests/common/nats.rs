@@ -5,10 +5,13 @@
 //! loud banner, so the caller skips; with `CI` set it panics instead, because CI
 //! must run these tests (`.ci/run` installs the package).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use super::process::Output;
+use super::WAIT;
 
 /// A running nats-server child process.
 pub struct NatsServer {
@@ -71,23 +74,25 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(binary().unwrap())
+        let mut child = Command::new(binary().unwrap())
             .args(["-js", "-a", "127.0.0.1", "-p", &self.addr.port().to_string(), "-sd"])
             .arg(&self.store)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start nats-server");
+        // It logs to stderr and prints `Server is ready` once it accepts clients, with
+        // JetStream started before. The reader goes on to the end, so the pipe never fills.
+        let output = Output::collect(vec![Box::new(child.stderr.take().unwrap())]);
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(self.addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not listen on {} in time",
-                self.addr
+        let ready = output.wait_for_line(|l| l.contains("Server is ready"), Instant::now() + WAIT);
+        if let Err(why) = ready {
+            panic!(
+                "nats-server on {} is not ready ({why:?}); its log:\n{}",
+                self.addr,
+                output.lines().join("\n")
             );
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
