@@ -1,8 +1,9 @@
 //! Encoding one published message into a complete frame, once per wire
 //! format (the only per-message encoding work on the publish path),
 //! decoding a client's publish request, and (`formats/`) what accepting
-//! `data` costs: the check that every wire format can carry it, and the
-//! transcoding between JSON and MessagePack, on a ~100-byte and a ~4 KiB value.
+//! `data` costs: the check that every wire format can carry it
+//! (`json::payload`, `msgpack::payload`, and within decoding a publish), and
+//! the transcoding between JSON and MessagePack, on a ~100-byte and a ~4 KiB value.
 
 use std::sync::Arc;
 
@@ -89,6 +90,10 @@ fn formats(c: &mut Criterion) {
         let msgpack_data = rmp_serde::to_vec_named(&serde_json::from_str::<serde_json::Value>(data).unwrap()).unwrap();
         group.bench_function(format!("json::payload {size}"), |b| {
             b.iter(|| protocol::json::payload(black_box(data)).is_ok())
+        });
+        let msgpack_value = rmpv::decode::read_value_ref(&mut &msgpack_data[..]).unwrap();
+        group.bench_function(format!("msgpack::payload {size}"), |b| {
+            b.iter(|| protocol::msgpack::payload(black_box(&msgpack_value)).is_ok())
         });
         group.bench_function(format!("decode json publish {size}"), |b| {
             b.iter(|| protocol::decode(Wire::Json, black_box(json_request.as_bytes())).is_ok())
