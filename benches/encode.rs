@@ -1,6 +1,9 @@
 //! Encoding one published message into a complete frame, once per wire
-//! format (the only per-message encoding work on the publish path), and
-//! decoding a client's publish request.
+//! format (the only per-message encoding work on the publish path),
+//! decoding a client's publish request, and (`formats/`) what accepting
+//! `data` costs: the check that every wire format can carry it
+//! (`json::payload`, `msgpack::payload`, and within decoding a publish), and
+//! the transcoding between JSON and MessagePack, on a ~100-byte and a ~4 KiB value.
 
 use std::sync::Arc;
 
@@ -48,5 +51,78 @@ fn decode(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, encode, decode);
+/// A typical chat/feed object, about 100 bytes of JSON.
+const SMALL: &str =
+    r#"{"user":"alice","room":"chat.room1","text":"hello there, how are you?","ts":1763768000123,"n":42}"#;
+
+/// About 4 KiB of JSON: an order book of prices (floats), sizes (integers) and names.
+fn large() -> String {
+    let mut levels = Vec::new();
+    let mut i = 0u32;
+    while serde_json::to_string(&levels).map_or(0, |s| s.len()) < 4000 {
+        levels.push(serde_json::json!({
+            "sym": format!("SYM{i}"),
+            "bid": 189.21 + f64::from(i) * 0.37,
+            "ask": 189.23 + f64::from(i) * 0.41,
+            "size": 300 * i,
+            "venue": "XNAS",
+            "live": i % 2 == 0,
+        }));
+        i += 1;
+    }
+    serde_json::json!({"book": levels, "seq": 1763768000123u64}).to_string()
+}
+
+/// A publish request carrying `data` (a JSON text), in JSON and in MessagePack.
+fn requests(data: &str) -> (String, Vec<u8>) {
+    let value: serde_json::Value = serde_json::from_str(data).unwrap();
+    let request = serde_json::json!({"op":"publish","topic":"chat.room1","data":value,"id":3});
+    (request.to_string(), rmp_serde::to_vec_named(&request).unwrap())
+}
+
+fn formats(c: &mut Criterion) {
+    let topic = TopicName::parse("quotes.NASDAQ.AAPL").unwrap();
+    let large = large();
+    let mut group = c.benchmark_group("formats");
+    group.throughput(Throughput::Elements(1));
+    for (size, data) in [("100B", SMALL), ("4KiB", large.as_str())] {
+        let (json_request, msgpack_request) = requests(data);
+        let msgpack_data = rmp_serde::to_vec_named(&serde_json::from_str::<serde_json::Value>(data).unwrap()).unwrap();
+        group.bench_function(format!("json::payload {size}"), |b| {
+            b.iter(|| protocol::json::payload(black_box(data)).is_ok())
+        });
+        let msgpack_value = rmpv::decode::read_value_ref(&mut &msgpack_data[..]).unwrap();
+        group.bench_function(format!("msgpack::payload {size}"), |b| {
+            b.iter(|| protocol::msgpack::payload(black_box(&msgpack_value)).is_ok())
+        });
+        group.bench_function(format!("decode json publish {size}"), |b| {
+            b.iter(|| protocol::decode(Wire::Json, black_box(json_request.as_bytes())).is_ok())
+        });
+        group.bench_function(format!("decode msgpack publish {size}"), |b| {
+            b.iter(|| protocol::decode(Wire::Msgpack, black_box(&msgpack_request)).is_ok())
+        });
+        for (direction, wire, payload) in [
+            (
+                "json->msgpack",
+                Wire::Msgpack,
+                Payload::Json(Bytes::copy_from_slice(data.as_bytes())),
+            ),
+            (
+                "msgpack->json",
+                Wire::Json,
+                Payload::Msgpack(Bytes::from(msgpack_data.clone())),
+            ),
+        ] {
+            group.bench_function(format!("{direction} {size}"), |b| {
+                b.iter(|| {
+                    let m = Message::new(topic.clone(), 1, 1, payload.clone(), None);
+                    black_box(m.frame(wire).len())
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode, decode, formats);
 criterion_main!(benches);

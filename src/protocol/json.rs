@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+use super::data::{self, DataError};
 use super::frame::{FrameBuilder, OpCode};
 use super::{transcode, ClientMsg, Fields, Message, Payload, Reply};
 use crate::error::{DecodeError, RequestError};
@@ -31,7 +32,7 @@ struct Envelope<'a> {
 }
 
 /// Keeps a present `null` as `Some` (for `data`), where `Option` alone would turn it into `None`.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+pub(crate) fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
 }
 
@@ -73,7 +74,7 @@ pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
         .data
         .map(|raw| payload(raw.get()))
         .transpose()
-        .map_err(|m| bad(id, m))?;
+        .map_err(|e| bad(id, e.to_string()))?;
     Fields {
         op: string(env.op, "op")?,
         id,
@@ -86,14 +87,17 @@ pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
     .into_msg()
 }
 
-/// Classifies JSON data: a string becomes text, anything else stays JSON.
-pub fn payload(raw: &str) -> Result<Payload, String> {
-    if raw.starts_with('"') {
-        let s: String = serde_json::from_str(raw).map_err(|e| format!("bad string in `data`: {e}"))?;
-        Ok(Payload::text(s))
-    } else {
-        Ok(Payload::Json(Bytes::copy_from_slice(raw.as_bytes())))
-    }
+/// Classifies and checks JSON data (a request's or batch item's `data`, or a
+/// whole HTTP body, whitespace around it allowed): a string becomes text,
+/// anything else stays JSON as written; what MessagePack subscribers could
+/// not receive as the same value is refused ([`data::check_json`]).
+pub fn payload(raw: &str) -> Result<Payload, DataError> {
+    Ok(match data::check_json(raw)? {
+        Some(text) => Payload::text(text),
+        None => Payload::Json(Bytes::copy_from_slice(
+            raw.trim_matches([' ', '\t', '\n', '\r']).as_bytes(),
+        )),
+    })
 }
 
 /// Writes `data` as a JSON value; binary becomes a base64 string.
@@ -336,6 +340,78 @@ mod tests {
         assert!(e.error.message.contains("missing field `op`"));
         let e = decode(br#"{"op":"ping","id":-1}"#).unwrap_err();
         assert!(e.error.message.contains("`id`"));
+    }
+
+    /// `levels` arrays around `leaf`.
+    fn arrays(levels: usize, leaf: &str) -> String {
+        format!("{}{leaf}{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    /// `levels` objects around `leaf`.
+    fn objects(levels: usize, leaf: &str) -> String {
+        format!("{}{leaf}{}", r#"{"k":"#.repeat(levels), "}".repeat(levels))
+    }
+
+    #[test]
+    fn data_every_format_carries_is_accepted_as_written() {
+        for data in [
+            arrays(64, "1"),
+            objects(64, r#""x""#),
+            // Past 64 bits, and below the smallest float, a number is the float a reader reads.
+            "[18446744073709551616,1e-400,-0,1e308,-1.7976931348623157e308]".into(),
+            r#"{"a":1,"a":2}"#.into(),
+            r#"{"\u00e9\ud83d\ude00":"\u0000\/"}"#.into(),
+        ] {
+            assert_eq!(
+                payload(&data).unwrap(),
+                Payload::Json(Bytes::from(data.clone())),
+                "{data}"
+            );
+        }
+        assert_eq!(payload(r#""\ud83d\ude00""#).unwrap(), Payload::text("\u{1f600}"));
+    }
+
+    #[test]
+    fn data_msgpack_cannot_carry_is_refused_naming_why() {
+        for (data, why) in [
+            (arrays(65, "1"), "64 levels"),
+            (objects(65, "1"), "64 levels"),
+            (arrays(128, "1"), "64 levels"),
+            (arrays(100_000, "1"), "64 levels"),
+            ("1e400".into(), "64-bit float"),
+            ("[-1e400]".into(), "64-bit float"),
+            (r#"{"a":{"b":1E400}}"#.into(), "64-bit float"),
+            (format!("1{}", "0".repeat(400)), "64-bit float"),
+            (r#""\ud800""#.into(), "surrogate"),
+            (r#"["x\udc00"]"#.into(), "surrogate"),
+            (r#"{"\ud800":1}"#.into(), "surrogate"),
+        ] {
+            let e = payload(&data).unwrap_err().to_string();
+            let shown = &data[..data.len().min(40)];
+            assert!(e.contains(why), "{shown}: `{e}` should say `{why}`");
+            assert!(e.contains("`data`"), "{shown}: `{e}` should name `data`");
+        }
+    }
+
+    #[test]
+    fn a_refused_publish_keeps_its_id() {
+        let e = decode(br#"{"op":"publish","topic":"t","id":5,"data":[1e400]}"#).unwrap_err();
+        assert_eq!((e.id, e.error.code), (Some(5), ErrorCode::BadRequest));
+        let deep = format!(r#"{{"op":"publish","topic":"t","id":6,"data":{}}}"#, arrays(200, "0"));
+        let e = decode(deep.as_bytes()).unwrap_err();
+        assert_eq!((e.id, e.error.code), (Some(6), ErrorCode::BadRequest));
+        assert!(e.error.message.contains("64 levels"), "{}", e.error.message);
+    }
+
+    #[test]
+    fn a_whole_body_is_data_without_its_surrounding_whitespace() {
+        assert_eq!(
+            payload(" \n[1, 2]\t").unwrap(),
+            Payload::Json(Bytes::from_static(b"[1, 2]"))
+        );
+        assert_eq!(payload(" \"a\" ").unwrap(), Payload::text("a"));
+        assert!(payload("[1] 2").unwrap_err().to_string().contains("malformed JSON"));
+        assert!(payload("{").unwrap_err().to_string().contains("malformed JSON"));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! gives a [`DecodeError`] carrying the request `id` when it was readable, so
 //! the `error` reply can name it. Published data stays opaque ([`Payload`]):
 //! it is re-encoded only when a subscriber speaks another format, once per
-//! format per message ([`Message::frame`]).
+//! format per message ([`Message::frame`], [`transcode`]), so it is checked
+//! on the way in to be data every format carries as the same value ([`data`]).
 
+pub mod data;
 pub mod epoch;
 pub mod frame;
 pub mod json;

@@ -3,12 +3,33 @@
 use bytes::Bytes;
 use rmpv::ValueRef;
 
+use super::data::{self, DataError, MAX_DEPTH};
 use super::frame::{FrameBuilder, OpCode};
 use super::{transcode, ClientMsg, Fields, Message, Payload, Reply};
 use crate::error::{DecodeError, RequestError};
 
-/// Nesting deeper than this is refused rather than decoded.
-const MAX_DEPTH: usize = 64;
+/// Decodes `bytes` as exactly one MessagePack value whose `data` lies
+/// `levels` arrays or maps below the top (0: the value is the data; 1: in a
+/// request map; 2: in a batch's array of maps).
+///
+/// The decoder recurses, so its depth is bounded: it reads data nested up to
+/// twice [`MAX_DEPTH`], so that the data check refuses what is too deep with
+/// the request's id; data nested deeper still is refused here, for the same
+/// reason, before the id is known.
+pub fn read_value(bytes: &[u8], levels: usize) -> Result<ValueRef<'_>, DataError> {
+    // rmpv spends two units of depth per array or map and up to three on a
+    // leaf (`str`, `bin` and `ext` count their body).
+    let budget = 2 * (levels + 2 * MAX_DEPTH) + 3;
+    let mut rest = bytes;
+    let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, budget).map_err(|e| match e {
+        rmpv::decode::Error::DepthLimitExceeded => DataError::TooDeep,
+        e => DataError::MalformedMsgpack(e.to_string()),
+    })?;
+    if !rest.is_empty() {
+        return Err(DataError::MalformedMsgpack("bytes left after the value".into()));
+    }
+    Ok(value)
+}
 
 /// Decodes one MessagePack request (a map with string keys).
 pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
@@ -16,15 +37,7 @@ pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
         id,
         error: RequestError::bad_request(message),
     };
-    let mut rest = frame;
-    let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, MAX_DEPTH)
-        .map_err(|e| bad(None, format!("malformed MessagePack: {e}")))?;
-    if !rest.is_empty() {
-        return Err(bad(
-            None,
-            "malformed MessagePack: bytes left after the request map".into(),
-        ));
-    }
+    let value = read_value(frame, 1).map_err(|e| bad(None, e.to_string()))?;
     let ValueRef::Map(entries) = value else {
         return Err(bad(None, "request must be a MessagePack map with an `op` field".into()));
     };
@@ -56,7 +69,10 @@ pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
                 .ok_or_else(|| bad(id, "`since` must be a non-negative integer".into()))
         })
         .transpose()?;
-    let data = field("data").map(payload).transpose().map_err(|m| bad(id, m))?;
+    let data = field("data")
+        .map(payload)
+        .transpose()
+        .map_err(|e| bad(id, e.to_string()))?;
     Fields {
         op: string("op")?,
         id,
@@ -69,20 +85,38 @@ pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
     .into_msg()
 }
 
-/// Classifies MessagePack data: `str` becomes text, `bin` binary, anything else stays MessagePack.
-fn payload(value: &ValueRef<'_>) -> Result<Payload, String> {
-    match value {
-        ValueRef::String(s) => s
-            .as_str()
-            .map(Payload::text)
-            .ok_or_else(|| "`data` is a MessagePack str that is not valid UTF-8; send bin instead".into()),
-        ValueRef::Binary(b) => Ok(Payload::Binary(Bytes::copy_from_slice(b))),
-        other => {
-            let mut out = Vec::new();
-            rmpv::encode::write_value_ref(&mut out, other).map_err(|e| format!("bad `data`: {e}"))?;
-            Ok(Payload::Msgpack(Bytes::from(out)))
-        }
-    }
+/// Classifies and checks MessagePack data (a request's or batch item's
+/// `data`): `str` becomes text, `bin` binary, anything else stays
+/// MessagePack; what JSON subscribers could not receive as the same value is
+/// refused ([`data::check_msgpack`]).
+pub fn payload(value: &ValueRef<'_>) -> Result<Payload, DataError> {
+    classify(value, None)
+}
+
+/// [`payload`] for a whole body that is one MessagePack value (an HTTP
+/// publish): the body itself is kept, not re-encoded.
+pub fn body_payload(body: &Bytes) -> Result<Payload, DataError> {
+    classify(&read_value(body, 0)?, Some(body))
+}
+
+/// The one classification: checks `value`, then keeps `encoded` (its own
+/// bytes, when the caller has them) or re-encodes it.
+fn classify(value: &ValueRef<'_>, encoded: Option<&Bytes>) -> Result<Payload, DataError> {
+    data::check_msgpack(value)?;
+    Ok(match value {
+        // The check refused any `str` that is not UTF-8, so these bytes are text.
+        ValueRef::String(s) => Payload::Text(Bytes::copy_from_slice(s.as_bytes())),
+        ValueRef::Binary(b) => Payload::Binary(Bytes::copy_from_slice(b)),
+        other => Payload::Msgpack(match encoded {
+            Some(bytes) => bytes.clone(),
+            None => {
+                let mut out = Vec::new();
+                // Writing into a Vec cannot fail.
+                let _ = rmpv::encode::write_value_ref(&mut out, other);
+                Bytes::from(out)
+            }
+        }),
+    })
 }
 
 /// Writes `data` as a MessagePack value; JSON is transcoded.
@@ -316,6 +350,102 @@ mod tests {
                 data: Payload::Msgpack(Bytes::from(encode(&data)))
             }
         );
+    }
+
+    /// A publish request with id 4 whose `data` is `data`, already encoded.
+    fn publish_raw(data: &[u8]) -> Vec<u8> {
+        let mut out = map(vec![("op", "publish".into()), ("topic", "t".into()), ("id", 4.into())]);
+        out[0] += 1; // one more entry in the fixmap: `data`
+        out.extend(encode(&"data".into()));
+        out.extend_from_slice(data);
+        out
+    }
+
+    /// `levels` arrays around `leaf`.
+    fn arrays(levels: usize, leaf: Value) -> Value {
+        (0..levels).fold(leaf, |v, _| Value::Array(vec![v]))
+    }
+
+    /// A `str` holding `bytes`, which need not be UTF-8.
+    fn raw_str(bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![0xa0 | bytes.len() as u8];
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    #[test]
+    fn data_with_what_json_lacks_or_nested_to_the_limit_is_accepted_as_sent() {
+        for data in [
+            arrays(64, 1.into()),
+            arrays(64, "deep".into()),
+            // 62 arrays, a map, and an array as its key: 64 levels.
+            arrays(
+                62,
+                Value::Map(vec![(Value::Array(vec![1.into()]), Value::Binary(vec![1]))]),
+            ),
+            Value::Map(vec![
+                ("b".into(), Value::Binary(vec![1, 2])),
+                ("e".into(), Value::Ext(-1, vec![0, 0, 0, 1])),
+                ("f".into(), Value::F32(0.1)),
+                ("n".into(), Value::F64(f64::NAN)),
+                (1.into(), "non-string key".into()),
+                ("b".into(), "repeated key".into()),
+            ]),
+        ] {
+            let encoded = encode(&data);
+            let m = decode(&publish_raw(&encoded)).unwrap_or_else(|e| panic!("{data}: {}", e.error.message));
+            assert_eq!(
+                m,
+                ClientMsg::Publish {
+                    id: Some(4),
+                    topic: "t".into(),
+                    data: Payload::Msgpack(Bytes::from(encoded))
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn data_json_cannot_carry_is_refused_naming_why_and_the_id() {
+        let mut nested_str = vec![0x92];
+        nested_str.extend(encode(&"ok".into()));
+        nested_str.extend(raw_str(&[0xff, 0xfe]));
+        let mut bad_key = vec![0x81];
+        bad_key.extend(raw_str(&[0xc3, 0x28]));
+        bad_key.push(0x01);
+        let mut bad_str_in_a_key = vec![0x81, 0x91];
+        bad_str_in_a_key.extend(raw_str(&[0xe2, 0x82]));
+        bad_str_in_a_key.push(0x01);
+        for (data, why) in [
+            (encode(&arrays(65, 1.into())), "64 levels"),
+            (encode(&arrays(65, "deep".into())), "64 levels"),
+            (
+                encode(&arrays(64, Value::Map(vec![(Value::Array(vec![]), 1.into())]))),
+                "64 levels",
+            ),
+            (encode(&arrays(128, 1.into())), "64 levels"),
+            (raw_str(&[0xff]), "UTF-8"),
+            (nested_str, "UTF-8"),
+            (bad_key, "UTF-8"),
+            (bad_str_in_a_key, "UTF-8"),
+        ] {
+            let e = decode(&publish_raw(&data)).unwrap_err();
+            assert_eq!(
+                (e.id, e.error.code),
+                (Some(4), ErrorCode::BadRequest),
+                "{}",
+                e.error.message
+            );
+            assert!(
+                e.error.message.contains(why),
+                "`{}` should say `{why}`",
+                e.error.message
+            );
+            assert!(e.error.message.contains("`data`"), "{}", e.error.message);
+        }
+        // Nested past what is read at all: refused as too deep, before the id is known.
+        let e = decode(&publish_raw(&encode(&arrays(1000, 1.into())))).unwrap_err();
+        assert!(e.error.message.contains("64 levels"), "{}", e.error.message);
     }
 
     #[test]

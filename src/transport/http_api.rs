@@ -16,7 +16,7 @@ use crate::auth::Grants;
 use crate::error::{ErrorCode, RequestError};
 use crate::hub::Hub;
 use crate::metrics::Transport;
-use crate::protocol::{json, Payload};
+use crate::protocol::{json, msgpack, Payload};
 use crate::publish::{PublishBudget, Source};
 use crate::registry::Published;
 
@@ -63,45 +63,21 @@ async fn read_body(req: Request<hyper::body::Incoming>, limit: usize) -> Result<
     }
 }
 
-/// Turns a body into a payload, checking it is what its type says.
+/// Turns a body into a payload, checking it is what its type says; JSON and
+/// MessagePack data is checked like a `/ws` publish's `data`, in one pass.
 fn payload(kind: BodyKind, body: Bytes) -> Result<Payload, RequestError> {
     match kind {
         BodyKind::Json => {
             let text = std::str::from_utf8(&body).map_err(|_| RequestError::bad_request("JSON body is not UTF-8"))?;
-            let raw: &RawValue = serde_json::from_str(text)
-                .map_err(|e| RequestError::bad_request(format!("malformed JSON body: {e}")))?;
-            json::payload(raw.get().trim()).map_err(RequestError::bad_request)
+            Ok(json::payload(text)?)
         }
-        BodyKind::Msgpack => msgpack_payload(&body),
+        BodyKind::Msgpack => Ok(msgpack::body_payload(&body)?),
         BodyKind::Text => match std::str::from_utf8(&body) {
             Ok(_) => Ok(Payload::Text(body)),
             Err(_) => Err(RequestError::bad_request("text/plain body is not valid UTF-8")),
         },
         BodyKind::Binary => Ok(Payload::Binary(body)),
     }
-}
-
-fn msgpack_payload(body: &[u8]) -> Result<Payload, RequestError> {
-    let mut rest = body;
-    let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, 64)
-        .map_err(|e| RequestError::bad_request(format!("malformed MessagePack body: {e}")))?;
-    if !rest.is_empty() {
-        return Err(RequestError::bad_request(
-            "malformed MessagePack body: bytes after the value",
-        ));
-    }
-    msgpack_value(&value, body)
-}
-
-fn msgpack_value(value: &ValueRef<'_>, encoded: &[u8]) -> Result<Payload, RequestError> {
-    Ok(match value {
-        ValueRef::String(s) => Payload::text(
-            s.as_str()
-                .ok_or_else(|| RequestError::bad_request("MessagePack str is not valid UTF-8"))?,
-        ),
-        ValueRef::Binary(b) => Payload::Binary(Bytes::copy_from_slice(b)),
-        _ => Payload::Msgpack(Bytes::copy_from_slice(encoded)),
-    })
 }
 
 fn published_json(topic: &str, p: Published) -> serde_json::Value {
@@ -213,7 +189,8 @@ fn batch_json(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
     struct Item<'a> {
         #[serde(borrow)]
         topic: Option<&'a RawValue>,
-        #[serde(borrow)]
+        /// A present `null` is data like any other, not a missing field.
+        #[serde(borrow, default, deserialize_with = "json::present")]
         data: Option<&'a RawValue>,
     }
     let items: Vec<Item<'_>> = serde_json::from_slice(body).map_err(|e| {
@@ -231,7 +208,8 @@ fn batch_json(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
                 let data = item
                     .data
                     .ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a `data` field")))?;
-                let payload = json::payload(data.get()).map_err(RequestError::bad_request)?;
+                let payload =
+                    json::payload(data.get()).map_err(|e| RequestError::bad_request(format!("item {i}: {e}")))?;
                 Ok((topic, payload))
             };
             one()
@@ -240,9 +218,8 @@ fn batch_json(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
 }
 
 fn batch_msgpack(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
-    let mut rest = body;
-    let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, 64)
-        .map_err(|e| RequestError::bad_request(format!("malformed MessagePack batch: {e}")))?;
+    // Each item's `data` lies two levels down: in the array, in the item's map.
+    let value = msgpack::read_value(body, 2)?;
     let ValueRef::Array(items) = value else {
         return Err(RequestError::bad_request(
             "batch must be a MessagePack array of {topic, data} maps",
@@ -271,10 +248,9 @@ fn batch_msgpack(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
                 .ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a string `topic`")))?;
                 let data = field("data")
                     .ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a `data` field")))?;
-                let mut encoded = Vec::new();
-                rmpv::encode::write_value_ref(&mut encoded, data)
-                    .map_err(|e| RequestError::bad_request(format!("item {i}: bad `data`: {e}")))?;
-                Ok((topic, msgpack_value(data, &encoded)?))
+                let payload =
+                    msgpack::payload(data).map_err(|e| RequestError::bad_request(format!("item {i}: {e}")))?;
+                Ok((topic, payload))
             };
             one()
         })
