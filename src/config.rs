@@ -38,6 +38,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Per-client message limits.
     pub limits: LimitsConfig,
+    /// Idempotent publishing.
+    pub publish: PublishConfig,
     /// Per-connection send queues.
     pub queue: QueueConfig,
     /// Default history per topic.
@@ -108,6 +110,17 @@ pub struct LimitsConfig {
     /// Most topics the broker holds at once; 0: no limit.
     #[serde(default)]
     pub max_topics: usize,
+}
+
+/// `[publish]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConfig {
+    /// How long a publish's idempotency key is remembered.
+    #[serde(with = "duration")]
+    pub idempotency_window: Duration,
+    /// Most keys one topic remembers at once on a single node.
+    pub idempotency_max_keys: usize,
 }
 
 /// What happens when a message does not fit a subscriber's queue.
@@ -381,6 +394,17 @@ impl Config {
             "limits.max_subscriptions_per_connection",
             self.limits.max_subscriptions_per_connection,
         )?;
+        positive(
+            "publish.idempotency_window",
+            self.publish.idempotency_window.as_millis() as usize,
+        )?;
+        if self.publish.idempotency_window > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::invalid(
+                "publish.idempotency_window",
+                "is over the 24h maximum: every key would be kept that long",
+            ));
+        }
+        positive("publish.idempotency_max_keys", self.publish.idempotency_max_keys)?;
         positive("queue.max_messages", self.queue.max_messages)?;
         positive("queue.max_bytes", self.queue.max_bytes)?;
         if self.queue.flush_shards > MAX_FLUSH_SHARDS {

@@ -22,7 +22,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::auth::Grants;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Outcome};
 use crate::error::{ErrorCode, RequestError};
 use crate::metrics::{Metrics, Transport};
 use crate::protocol::{Payload, SessionId};
@@ -61,40 +61,72 @@ impl Publisher {
         }
     }
 
-    /// Publishes `payload` to `topic` (as the client wrote it) for `source`.
-    pub async fn publish(&self, source: Source<'_>, topic: &str, payload: Payload) -> Result<Published, RequestError> {
+    /// Publishes `payload` to `topic` (as the client wrote it) for `source`, once per
+    /// `idempotency_key` within `publish.idempotency_window`.
+    pub async fn publish(
+        &self,
+        source: Source<'_>,
+        topic: &str,
+        payload: Payload,
+        idempotency_key: Option<&str>,
+    ) -> Result<Published, RequestError> {
         let name = TopicName::parse(topic)?;
-        self.publish_to(source, &name, payload).await
+        self.submit(source, &name, payload, idempotency_key)?.outcome().await
     }
 
-    /// Publishes `payload` to `topic` for `source`. On a single node the future is ready
-    /// at once; only cluster mode waits (for NATS).
-    pub async fn publish_to(
+    /// Checks a publish and hands it over, now: on a single node it is done when this
+    /// returns; in cluster mode it has taken its place in the topic's order, and
+    /// [`Submitted::outcome`] waits for NATS. So a caller that submits several publishes
+    /// before awaiting any keeps their order, and has them in flight at once.
+    pub fn submit(
         &self,
         source: Source<'_>,
         topic: &TopicName,
         payload: Payload,
-    ) -> Result<Published, RequestError> {
-        self.admit(source, topic)?;
-        match &self.cluster {
-            None => Ok(self.registry.publish(topic, payload, source.origin)),
-            // Boxed: NATS's futures are kilobytes, and inline they would sit in every
-            // connection's reader future, single-node mode included.
-            Some(cluster) => Box::pin(self.publish_through(cluster, source, topic, payload)).await,
+        idempotency_key: Option<&str>,
+    ) -> Result<Submitted, RequestError> {
+        self.admit(source, topic, idempotency_key)?;
+        match (&self.cluster, idempotency_key) {
+            (None, None) => Ok(Submitted::Done(self.registry.publish(topic, payload, source.origin))),
+            (None, Some(key)) => Ok(Submitted::Done(self.registry.publish_once(
+                topic,
+                payload,
+                source.origin,
+                key,
+            ))),
+            (Some(cluster), key) => {
+                let outcome = cluster.submit(topic, payload, source.origin, key)?;
+                Ok(Submitted::InFlight(Box::new(InFlight {
+                    outcome,
+                    registry: Arc::clone(&self.registry),
+                    topic: topic.clone(),
+                })))
+            }
         }
     }
 
-    /// Publishes every item of a batch for `source`, in order: one answer per item, an
-    /// item that could not be read keeping its error.
+    /// Publishes every item of a batch for `source`: one answer per item, in order, an
+    /// item that could not be read keeping its error. Every item is handed over before
+    /// any answer is awaited, so in cluster mode items for different topics are in
+    /// flight together (and items for one topic keep their order).
     pub async fn publish_batch(
         &self,
         source: Source<'_>,
-        items: impl IntoIterator<Item = Result<(String, Payload), RequestError>>,
+        items: impl IntoIterator<Item = Result<BatchItem, RequestError>>,
     ) -> Vec<Result<(String, Published), RequestError>> {
-        let mut answers = Vec::new();
-        for item in items {
-            answers.push(match item {
-                Ok((topic, payload)) => self.publish(source, &topic, payload).await.map(|p| (topic, p)),
+        let submitted: Vec<Result<(String, Submitted), RequestError>> = items
+            .into_iter()
+            .map(|item| {
+                let item = item?;
+                let name = TopicName::parse(&item.topic)?;
+                let s = self.submit(source, &name, item.payload, item.idempotency_key.as_deref())?;
+                Ok((item.topic, s))
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(submitted.len());
+        for s in submitted {
+            answers.push(match s {
+                Ok((topic, s)) => s.outcome().await.map(|p| (topic, p)),
                 Err(e) => Err(e),
             });
         }
@@ -102,12 +134,15 @@ impl Publisher {
     }
 
     /// Every check a publish must pass, in order, and its count once it has.
-    fn admit(&self, source: Source<'_>, topic: &TopicName) -> Result<(), RequestError> {
+    fn admit(&self, source: Source<'_>, topic: &TopicName, idempotency_key: Option<&str>) -> Result<(), RequestError> {
         if topic.is_system() {
             return Err(RequestError::new(
                 ErrorCode::Forbidden,
                 format!("`{topic}` is a broker topic ($...); clients cannot publish to it"),
             ));
+        }
+        if let Some(key) = idempotency_key {
+            check_key(key)?;
         }
         if let Err(e) = source.grants.check_publish(topic) {
             if let Some(m) = &self.metrics {
@@ -123,20 +158,73 @@ impl Publisher {
         }
         Ok(())
     }
+}
 
-    /// Cluster mode: the seq NATS gave the message, and this node's subscribers of the
-    /// topic now (the message reaches them when it arrives back from NATS).
-    async fn publish_through(
-        &self,
-        cluster: &Cluster,
-        source: Source<'_>,
-        topic: &TopicName,
-        payload: Payload,
-    ) -> Result<Published, RequestError> {
-        let seq = cluster.publish(topic, payload, source.origin).await?;
-        let subscribers = self.registry.topic_info(topic).map_or(0, |t| t.subscribers);
-        Ok(Published { seq, subscribers })
+/// One item of a batch, read: its topic (as written), data and idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchItem {
+    /// The topic, not yet checked.
+    pub topic: String,
+    /// The data.
+    pub payload: Payload,
+    /// Publish once per key (`publish.idempotency_window`).
+    pub idempotency_key: Option<String>,
+}
+
+/// A publish handed over: done already (a single node), or in flight through the cluster.
+pub enum Submitted {
+    /// Published.
+    Done(Published),
+    /// Queued on its topic's lane; the answer comes when NATS has stored it.
+    InFlight(Box<InFlight>),
+}
+
+/// A publish on its way through the cluster.
+pub struct InFlight {
+    outcome: Outcome,
+    registry: Arc<Registry>,
+    topic: TopicName,
+}
+
+impl Submitted {
+    /// Whether the publish is done already (nothing to wait for).
+    pub fn is_done(&self) -> bool {
+        matches!(self, Submitted::Done(_))
     }
+
+    /// What the publish got: its seq, and this node's subscribers of the topic now (in
+    /// cluster mode the message reaches them when it arrives back from NATS).
+    pub async fn outcome(self) -> Result<Published, RequestError> {
+        let f = match self {
+            Submitted::Done(p) => return Ok(p),
+            Submitted::InFlight(f) => f,
+        };
+        let committed = f.outcome.await.map_err(|_| {
+            RequestError::new(
+                ErrorCode::Internal,
+                "the cluster stopped before the publish was stored; retry it",
+            )
+        })??;
+        Ok(Published {
+            seq: committed.seq,
+            subscribers: f.registry.topic_info(&f.topic).map_or(0, |t| t.subscribers),
+            duplicate: committed.duplicate,
+        })
+    }
+}
+
+/// Most bytes of an idempotency key.
+pub const MAX_KEY_BYTES: usize = 255;
+
+/// Checks an idempotency key: 1 to 255 visible ASCII characters (it travels in a NATS
+/// header in cluster mode).
+fn check_key(key: &str) -> Result<(), RequestError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(RequestError::bad_request(format!(
+            "an idempotency key must be 1 to {MAX_KEY_BYTES} visible ASCII characters (no spaces), such as a UUID"
+        )));
+    }
+    Ok(())
 }
 
 /// A connection's publish budget: a token bucket of `limits.publish_rate_per_connection`
@@ -247,21 +335,31 @@ mod tests {
         let all = Grants::all();
         let budget = PublishBudget::new(0);
         let s = source(&all, &budget);
-        let e = p.publish(s, "$sys.stats", Payload::text("x")).await.unwrap_err();
+        let e = p.publish(s, "$sys.stats", Payload::text("x"), None).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::Forbidden);
-        let e = p.publish(s, "a..b", Payload::text("x")).await.unwrap_err();
+        let e = p.publish(s, "a..b", Payload::text("x"), None).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::BadTopic);
         let mut config = Config::default();
         config.auth.mode = crate::config::AuthMode::Jwt;
         config.auth.jwt_secret = "s".into();
         let none = crate::auth::Auth::from_config(&config).unwrap().anonymous();
         let e = p
-            .publish(source(&none, &budget), "a", Payload::text("x"))
+            .publish(source(&none, &budget), "a", Payload::text("x"), None)
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::Unauthorized, "{e}");
-        let published = p.publish(s, "a", Payload::text("x")).await.unwrap();
+        let published = p.publish(s, "a", Payload::text("x"), None).await.unwrap();
         assert_eq!(published.seq, 1);
+        for bad in ["", "has space", &"k".repeat(256), "é"] {
+            let e = p.publish(s, "a", Payload::text("x"), Some(bad)).await.unwrap_err();
+            assert!(e.message.contains("idempotency key"), "{bad:?}: {e}");
+        }
+        let keyed = p.publish(s, "a", Payload::text("y"), Some("k-1")).await.unwrap();
+        let again = p.publish(s, "a", Payload::text("y"), Some("k-1")).await.unwrap();
+        assert_eq!(
+            (keyed.seq, keyed.duplicate, again.seq, again.duplicate),
+            (2, false, 2, true)
+        );
     }
 
     #[tokio::test]
@@ -269,11 +367,18 @@ mod tests {
         let p = publisher();
         let all = Grants::all();
         let budget = PublishBudget::new(0);
+        let item = |topic: &str, data: &str| {
+            Ok(BatchItem {
+                topic: topic.to_owned(),
+                payload: Payload::text(data),
+                idempotency_key: None,
+            })
+        };
         let items = vec![
-            Ok(("a".to_owned(), Payload::text("1"))),
+            item("a", "1"),
             Err(RequestError::bad_request("item 1: needs a `data` field")),
-            Ok(("a".to_owned(), Payload::text("2"))),
-            Ok(("$x".to_owned(), Payload::text("3"))),
+            item("a", "2"),
+            item("$x", "3"),
         ];
         let answers = p.publish_batch(source(&all, &budget), items).await;
         let seqs: Vec<Option<u64>> = answers.iter().map(|a| a.as_ref().ok().map(|(_, p)| p.seq)).collect();

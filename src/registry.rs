@@ -25,6 +25,7 @@
 //! and cluster mode's way in (messages whose seq the cluster assigned) in
 //! `registry/remote.rs`.
 
+mod idempotency;
 mod presence;
 mod query;
 mod rate;
@@ -57,6 +58,9 @@ pub struct Published {
     pub seq: u64,
     /// How many subscribers it was queued for.
     pub subscribers: usize,
+    /// A publish with the same idempotency key was made already and got `seq`; nothing
+    /// was published now.
+    pub duplicate: bool,
 }
 
 /// A snapshot of one topic, for the API and the dashboard.
@@ -138,11 +142,16 @@ struct TopicState {
     removed: bool,
     /// Cluster interests holding the topic (its seq must survive with no subscriber); 0 on one node.
     pinned: u32,
+    /// The idempotency keys of recent publishes (single node); `None` until one comes.
+    keys: Option<Box<idempotency::RecentKeys>>,
 }
 
 impl TopicState {
     fn is_idle(&self) -> bool {
-        self.subscribers.is_empty() && self.history.is_empty() && self.pinned == 0
+        self.subscribers.is_empty()
+            && self.history.is_empty()
+            && self.pinned == 0
+            && self.keys.as_ref().is_none_or(|k| k.is_empty())
     }
 
     fn add(&mut self, queue: &Arc<SendQueue>) {
@@ -196,16 +205,7 @@ impl Registry {
         // The writers get their queues once the topic's lock is released.
         ReadyBatch::collect(|batch| {
             self.with_topic(topic, |t, st| {
-                st.seq += 1;
-                let now = now_ms();
-                st.rate.record(now);
-                let msg = Arc::new(Message::new(topic.clone(), st.seq, now, payload, origin));
-                st.history.push(&msg, now);
-                let subscribers = fan_out(&st.subscribers, &msg, t.settings.policy, batch);
-                Published {
-                    seq: msg.seq,
-                    subscribers,
-                }
+                publish_in(t, st, topic, payload, origin, now_ms(), batch)
             })
         })
     }
@@ -339,10 +339,17 @@ impl Registry {
 
     /// Drops expired history everywhere and removes topics left idle. Run periodically.
     pub fn sweep(&self) {
-        let now = now_ms();
+        self.sweep_at(now_ms());
+    }
+
+    /// [`Registry::sweep`] as of `now` (Unix ms).
+    fn sweep_at(&self, now: u64) {
         self.topics.retain(|_, t| {
             let mut st = t.state.lock();
             st.history.expire(now);
+            if let Some(keys) = &mut st.keys {
+                keys.expire(now);
+            }
             if st.is_idle() {
                 st.removed = true;
                 self.count_removed(t);
@@ -405,6 +412,7 @@ impl Registry {
                     members: settings.presence.then(presence::Members::default),
                     removed: false,
                     pinned: 0,
+                    keys: None,
                 }),
                 settings,
             })
@@ -432,6 +440,28 @@ impl Registry {
         if !t.system {
             self.client_topics.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Publishes under `st`'s lock: the next seq, history, the fan-out.
+fn publish_in(
+    t: &Topic,
+    st: &mut TopicState,
+    topic: &TopicName,
+    payload: Payload,
+    origin: Option<SessionId>,
+    now: u64,
+    batch: &mut ReadyBatch,
+) -> Published {
+    st.seq += 1;
+    st.rate.record(now);
+    let msg = Arc::new(Message::new(topic.clone(), st.seq, now, payload, origin));
+    st.history.push(&msg, now);
+    let subscribers = fan_out(&st.subscribers, &msg, t.settings.policy, batch);
+    Published {
+        seq: msg.seq,
+        subscribers,
+        duplicate: false,
     }
 }
 
@@ -542,7 +572,14 @@ mod tests {
             r.subscribe(&Filter::Exact(topic.clone()), q, None, |_| {}).unwrap();
         }
         let p = r.publish(&topic, Payload::text("hello"), None);
-        assert_eq!(p, Published { seq: 1, subscribers: 3 });
+        assert_eq!(
+            p,
+            Published {
+                seq: 1,
+                subscribers: 3,
+                duplicate: false
+            }
+        );
         let (fa, fb, fc) = (frames(&a), frames(&b), frames(&c));
         assert_eq!(fa[0].0, 1);
         assert_eq!(
@@ -561,7 +598,11 @@ mod tests {
         for i in 1..=3 {
             assert_eq!(
                 r.publish(&topic, Payload::text("x"), None),
-                Published { seq: i, subscribers: 1 }
+                Published {
+                    seq: i,
+                    subscribers: 1,
+                    duplicate: false
+                }
             );
         }
         r.unsubscribe(&Filter::parse("a.*").unwrap(), SessionId(1));

@@ -226,26 +226,30 @@ impl Cluster {
             }
             let msg = m.message;
             match wire::decode(&self.prefix, &msg.subject, msg.headers.as_ref(), msg.payload, self.node) {
-                Ok(msg) => self.arrived(msg),
+                Ok(msgs) => self.arrived(msgs),
                 Err(e) => warn!(error = %e, "dropping a NATS message"),
             }
             progress.send_replace(stream_seq);
         }
     }
 
-    fn arrived(&self, msg: crate::protocol::Message) {
+    /// Fans out what one NATS message carried (one message, or a batch of one topic's).
+    fn arrived(&self, msgs: Vec<crate::protocol::Message>) {
         if let Some(m) = &self.metrics {
-            m.messages_in.inc();
-            let lag_ms = now_ms().saturating_sub(msg.ts);
-            m.lag.observe(lag_ms as f64 / 1000.0);
-        }
-        let (topic, seq) = (msg.topic.clone(), msg.seq);
-        if let Delivered::AfterGap(from, to, _) = self.registry.deliver(msg) {
-            warn!(%topic, from, to, seq, "messages lost in the cluster; subscribers were sent a gap notice");
-            if let Some(m) = &self.metrics {
-                m.gaps.inc();
+            m.messages_in.inc_by(msgs.len() as u64);
+            let now = now_ms();
+            for msg in &msgs {
+                m.lag.observe(now.saturating_sub(msg.ts) as f64 / 1000.0);
             }
         }
+        self.registry.deliver_all(msgs, |topic, seq, delivered| {
+            if let Delivered::AfterGap(from, to, _) = delivered {
+                warn!(%topic, from, to, seq, "messages lost in the cluster; subscribers were sent a gap notice");
+                if let Some(m) = &self.metrics {
+                    m.gaps.inc();
+                }
+            }
+        });
     }
 }
 

@@ -1,10 +1,11 @@
 //! Cluster mode: several fanout nodes serve one feed through NATS.
 //!
-//! The bridge sits beside the registry. In cluster mode every publish (WebSocket,
-//! HTTP, raw socket) goes to [`Cluster::publish`] instead of `Registry::publish`:
-//! the topic's next seq is claimed in a JetStream stream (optimistic concurrency on
-//! the subject's last sequence, see `publish.rs`), so seqs are gap-free and the same
-//! on every node. Nothing is fanned out at publish time: every node, the publishing
+//! The bridge sits beside the registry. In cluster mode the publish entry point
+//! hands every publish (WebSocket, HTTP, raw socket) to [`Cluster::submit`] instead
+//! of `Registry::publish`: it queues on its topic's lane, and each lane carries what
+//! is queued to a JetStream stream, a batch per round trip, claiming the topic's next
+//! seqs with optimistic concurrency on the subject's last sequence (`publish.rs`), so
+//! seqs are gap-free and the same on every node. Nothing is fanned out at publish time: every node, the publishing
 //! one included, fans a message out only when it arrives back from NATS on one of its
 //! interests (`interest.rs`) — one path, so no node delivers twice and each node sees
 //! a topic in stream order. A node follows on NATS only the topics and patterns its
@@ -18,6 +19,7 @@ mod publish;
 pub mod wire;
 
 pub use metrics::ClusterMetrics;
+pub use publish::{Committed, Outcome};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +37,7 @@ use crate::registry::Registry;
 use crate::topic::TopicName;
 
 /// Why the bridge could not do what was asked; the request may be retried.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClusterError {
     /// Not connected to NATS (or the stream is not ready yet).
     #[error("the cluster is not connected to NATS at {0}; retry shortly, or connect to another node")]
@@ -93,8 +95,10 @@ pub struct Cluster {
     link: OnceLock<Link>,
     connected: Arc<AtomicBool>,
     interests: Mutex<HashMap<String, interest::Entry>>,
-    /// Per topic: the last seq this node knows of, behind a lock that orders this node's publishes.
-    lasts: DashMap<TopicName, Arc<tokio::sync::Mutex<Option<publish::Last>>>>,
+    /// Per topic: this node's queue of publishes and what it knows of the subject (`publish.rs`).
+    lanes: DashMap<TopicName, Arc<publish::Lane>>,
+    /// How long JetStream remembers an idempotency key (`publish.idempotency_window`).
+    duplicate_window: Duration,
 }
 
 impl Cluster {
@@ -120,7 +124,8 @@ impl Cluster {
             link: OnceLock::new(),
             connected: Arc::new(AtomicBool::new(false)),
             interests: Mutex::new(HashMap::new()),
-            lasts: DashMap::new(),
+            lanes: DashMap::new(),
+            duplicate_window: config.publish.idempotency_window,
         })
     }
 
@@ -212,6 +217,7 @@ impl Cluster {
             max_messages_per_subject: self.per_subject,
             storage: jetstream::stream::StorageType::File,
             discard: jetstream::stream::DiscardPolicy::Old,
+            duplicate_window: self.duplicate_window,
             allow_direct: true,
             ..Default::default()
         }
@@ -229,21 +235,6 @@ fn node_id() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish()
-}
-
-/// Publishes through `cluster` for a transport: the seq it got, and this node's
-/// subscribers of the topic now (the message reaches them, and every other node's,
-/// when it arrives back from NATS).
-pub async fn publish(
-    cluster: &Cluster,
-    registry: &Registry,
-    topic: &TopicName,
-    payload: crate::protocol::Payload,
-    origin: Option<crate::protocol::SessionId>,
-) -> Result<crate::registry::Published, crate::error::RequestError> {
-    let seq = cluster.publish(topic, payload, origin).await?;
-    let subscribers = registry.topic_info(topic).map_or(0, |t| t.subscribers);
-    Ok(crate::registry::Published { seq, subscribers })
 }
 
 /// A held interest, released when dropped (for requests that read a topic once).

@@ -29,6 +29,8 @@ struct Envelope<'a> {
     data: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     token: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    idempotency_key: Option<&'a RawValue>,
 }
 
 /// Keeps a present `null` as `Some` (for `data`), where `Option` alone would turn it into `None`.
@@ -83,6 +85,7 @@ pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
         epoch: string(env.epoch, "epoch")?,
         data,
         token: string(env.token, "token")?,
+        idempotency_key: string(env.idempotency_key, "idempotency_key")?,
     }
     .into_msg()
 }
@@ -156,6 +159,7 @@ pub fn write_reply(out: &mut Vec<u8>, reply: &Reply<'_>) {
             seq,
             epoch,
             recovered,
+            duplicate,
         } => {
             let _ = write!(out, "{{\"type\":\"ack\",\"id\":{id}");
             if let Some(t) = topic {
@@ -170,6 +174,9 @@ pub fn write_reply(out: &mut Vec<u8>, reply: &Reply<'_>) {
             }
             if let Some(r) = recovered {
                 let _ = write!(out, ",\"recovered\":{r}");
+            }
+            if *duplicate {
+                out.extend_from_slice(b",\"duplicate\":true");
             }
         }
         Reply::Error { id, code, message } => {
@@ -246,6 +253,22 @@ mod tests {
     }
 
     #[test]
+    fn a_publish_may_carry_an_idempotency_key() {
+        let m = decode(br#"{"op":"publish","topic":"t","data":1,"idempotency_key":"order-17"}"#).unwrap();
+        assert!(
+            matches!(&m, ClientMsg::Publish { idempotency_key: Some(k), .. } if k == "order-17"),
+            "{m:?}"
+        );
+        let e = decode(br#"{"op":"publish","topic":"t","data":1,"idempotency_key":5,"id":2}"#).unwrap_err();
+        assert_eq!(e.id, Some(2));
+        assert!(
+            e.error.message.contains("`idempotency_key` must be a string"),
+            "{}",
+            e.error.message
+        );
+    }
+
+    #[test]
     fn decodes_each_op() {
         assert_eq!(
             decode(br#"{"op":"subscribe","topic":"q.*","since":120,"id":1}"#).unwrap(),
@@ -280,7 +303,8 @@ mod tests {
             ClientMsg::Publish {
                 id: Some(3),
                 topic: "c".into(),
-                data: Payload::Json(Bytes::from_static(br#"{"user":"a"}"#))
+                data: Payload::Json(Bytes::from_static(br#"{"user":"a"}"#)),
+                idempotency_key: None
             }
         );
         assert_eq!(
@@ -304,7 +328,8 @@ mod tests {
             ClientMsg::Publish {
                 id: None,
                 topic: "c".into(),
-                data: Payload::text("hé")
+                data: Payload::text("hé"),
+                idempotency_key: None
             }
         );
         let m = decode(br#"{"op":"publish","topic":"c","data":null}"#).unwrap();
@@ -313,7 +338,8 @@ mod tests {
             ClientMsg::Publish {
                 id: None,
                 topic: "c".into(),
-                data: Payload::Json(Bytes::from_static(b"null"))
+                data: Payload::Json(Bytes::from_static(b"null")),
+                idempotency_key: None
             }
         );
     }
@@ -446,6 +472,7 @@ mod tests {
             seq: Some(5),
             epoch: crate::protocol::Epoch::parse("1f"),
             recovered: Some(false),
+            duplicate: false,
         }));
         assert_eq!(
             v,

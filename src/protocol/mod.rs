@@ -69,6 +69,8 @@ pub enum ClientMsg {
         topic: String,
         /// The data, opaque.
         data: Payload,
+        /// Publish once per key (`publish.idempotency_window`); not yet validated.
+        idempotency_key: Option<String>,
     },
     /// Ask for a `pong`.
     Ping {
@@ -106,6 +108,9 @@ pub enum Reply<'a> {
         epoch: Option<Epoch>,
         /// For subscribe with `since`: whether the replay covers what was missed.
         recovered: Option<bool>,
+        /// For publish with an idempotency key: a publish with this key was made already
+        /// and got `seq`; nothing was published now. Shown only when true.
+        duplicate: bool,
     },
     /// The request failed.
     Error {
@@ -192,6 +197,7 @@ pub(crate) struct Fields {
     pub epoch: Option<String>,
     pub data: Option<Payload>,
     pub token: Option<String>,
+    pub idempotency_key: Option<String>,
 }
 
 impl Fields {
@@ -231,6 +237,7 @@ impl Fields {
                 id,
                 topic: topic(self.topic)?,
                 data: self.data.ok_or_else(|| fail("`publish` needs a `data` field".into()))?,
+                idempotency_key: self.idempotency_key,
             },
             "ping" => ClientMsg::Ping { id },
             "auth" => ClientMsg::Auth {

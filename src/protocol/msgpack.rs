@@ -81,6 +81,7 @@ pub fn decode(frame: &[u8]) -> Result<ClientMsg, DecodeError> {
         epoch: string("epoch")?,
         data,
         token: string("token")?,
+        idempotency_key: string("idempotency_key")?,
     }
     .into_msg()
 }
@@ -171,8 +172,15 @@ pub fn reply_frame(reply: &Reply<'_>) -> Bytes {
             seq,
             epoch,
             recovered,
+            duplicate,
         } => {
-            let optional = [topic.is_some(), seq.is_some(), epoch.is_some(), recovered.is_some()];
+            let optional = [
+                topic.is_some(),
+                seq.is_some(),
+                epoch.is_some(),
+                recovered.is_some(),
+                *duplicate,
+            ];
             let _ = rmp::encode::write_map_len(out, 2 + optional.iter().filter(|&&b| b).count() as u32);
             write_str(out, "type");
             write_str(out, "ack");
@@ -193,6 +201,10 @@ pub fn reply_frame(reply: &Reply<'_>) -> Bytes {
             if let Some(r) = recovered {
                 write_str(out, "recovered");
                 let _ = rmp::encode::write_bool(out, *r);
+            }
+            if *duplicate {
+                write_str(out, "duplicate");
+                let _ = rmp::encode::write_bool(out, true);
             }
         }
         Reply::Error { id, code, message } => {
@@ -318,7 +330,8 @@ mod tests {
             ClientMsg::Publish {
                 id: Some(3),
                 topic: "t".into(),
-                data: Payload::Binary(Bytes::from_static(&[0, 255]))
+                data: Payload::Binary(Bytes::from_static(&[0, 255])),
+                idempotency_key: None
             }
         );
         let m = decode(&map(vec![
@@ -332,7 +345,8 @@ mod tests {
             ClientMsg::Publish {
                 id: None,
                 topic: "t".into(),
-                data: Payload::text("hi")
+                data: Payload::text("hi"),
+                idempotency_key: None
             }
         );
         let data = Value::Map(vec![("a".into(), 1.into())]);
@@ -347,7 +361,8 @@ mod tests {
             ClientMsg::Publish {
                 id: None,
                 topic: "t".into(),
-                data: Payload::Msgpack(Bytes::from(encode(&data)))
+                data: Payload::Msgpack(Bytes::from(encode(&data))),
+                idempotency_key: None
             }
         );
     }
@@ -399,7 +414,8 @@ mod tests {
                 ClientMsg::Publish {
                     id: Some(4),
                     topic: "t".into(),
-                    data: Payload::Msgpack(Bytes::from(encoded))
+                    data: Payload::Msgpack(Bytes::from(encoded)),
+                    idempotency_key: None
                 }
             );
         }

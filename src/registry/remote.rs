@@ -35,6 +35,18 @@ impl Registry {
         ReadyBatch::collect(|batch| self.deliver_in(msg, &name, batch))
     }
 
+    /// Fans out each of `msgs` in order (what one NATS message carried), waking the
+    /// writers once for all of them; `on` hears how each went.
+    pub fn deliver_all(&self, msgs: Vec<Message>, mut on: impl FnMut(&TopicName, u64, Delivered)) {
+        ReadyBatch::collect(|batch| {
+            for msg in msgs {
+                let (name, seq) = (msg.topic.clone(), msg.seq);
+                let delivered = self.deliver_in(msg, &name, batch);
+                on(&name, seq, delivered);
+            }
+        })
+    }
+
     fn deliver_in(&self, msg: Message, name: &TopicName, batch: &mut ReadyBatch) -> Delivered {
         self.with_topic(name, |t, st| {
             let now = now_ms();

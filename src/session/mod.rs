@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use self::guard::{Expiry, MAX_RATE_LIMITED_IN_A_ROW};
 use crate::auth::Grants;
 use crate::clock::now_secs;
@@ -20,7 +22,7 @@ use crate::error::{ErrorCode, RequestError};
 use crate::hub::Hub;
 use crate::metrics::OpenConnection;
 use crate::protocol::{self, ClientMsg, Payload, Reply, SessionId, Wire};
-use crate::publish::{PublishBudget, Source};
+use crate::publish::{PublishBudget, Source, Submitted};
 use crate::queue::{QueueLimits, SendQueue, Sink};
 use crate::registry::{Position, Published, Resume};
 use crate::topic::{Filter, TopicName};
@@ -42,6 +44,8 @@ pub struct Session {
     expiry: Arc<Expiry>,
     /// `limits.publish_rate_per_connection`.
     budget: PublishBudget,
+    /// Cluster mode: places for publishes in flight, made with the first publish.
+    in_flight: Option<Arc<Semaphore>>,
     /// This session in `fanout_connections{transport}`, for as long as it lives.
     _open: Option<OpenConnection>,
 }
@@ -73,6 +77,7 @@ impl Session {
             grants: hub.auth().anonymous_shared(),
             expiry: Arc::new(Expiry::default()),
             budget: PublishBudget::new(settings.limits.publish_rate_per_connection),
+            in_flight: None,
             id,
             client: Arc::from(format!("c{id}")),
             queue,
@@ -169,10 +174,12 @@ impl Session {
                 Ok(()) => self.ack(id, Some(&topic), None),
                 Err(e) => self.reply_error(id, &e),
             },
-            ClientMsg::Publish { id, topic, data } => match self.publish(&topic, data).await {
-                Ok(p) => self.ack(id, Some(&topic), Some(p.seq)),
-                Err(e) => self.reply_error(id, &e),
-            },
+            ClientMsg::Publish {
+                id,
+                topic,
+                data,
+                idempotency_key,
+            } => self.publish_request(id, &topic, data, idempotency_key.as_deref()).await,
             ClientMsg::Ping { id } => self.reply(&Reply::Pong { id }),
             ClientMsg::Auth { id, token } => match self.authenticate(&token) {
                 Ok(()) => self.ack(id, None, None),
@@ -247,6 +254,7 @@ impl Session {
                         seq: position.map(|p| p.seq),
                         epoch: position.map(|p| p.epoch),
                         recovered: position.filter(|_| resume.is_some()).map(|p| p.recovered),
+                        duplicate: false,
                     },
                 ));
             }
@@ -302,14 +310,61 @@ impl Session {
         }
     }
 
-    /// Publishes `data` to `topic` on behalf of this connection.
-    pub async fn publish(&self, topic: &str, data: Payload) -> Result<Published, RequestError> {
-        self.hub.publisher.publish(self.source(), topic, data).await
+    /// Publishes for a request: the answer (an ack with `id`, or an error) is queued when
+    /// the publish is done, at once on a single node. In cluster mode it is queued when
+    /// NATS has stored the message, and the next request is read meanwhile, so one
+    /// connection has many publishes in flight (at most [`MAX_PUBLISHES_IN_FLIGHT`]; then
+    /// this waits, slowing the client down rather than buffering without end).
+    async fn publish_request(&mut self, id: Option<u64>, topic: &str, data: Payload, key: Option<&str>) {
+        let permit = self.publish_permit().await;
+        let submitted = TopicName::parse(topic)
+            .map_err(RequestError::from)
+            .and_then(|name| self.hub.publisher.submit(self.source(), &name, data, key));
+        match submitted {
+            Err(e) => self.reply_error(id, &e),
+            Ok(Submitted::Done(p)) => ack_publish(&self.queue, id, topic, &p),
+            Ok(in_flight) => {
+                let (hub, queue, topic) = (Arc::clone(&self.hub), Arc::clone(&self.queue), topic.to_owned());
+                tokio::spawn(async move {
+                    match in_flight.outcome().await {
+                        Ok(p) => ack_publish(&queue, id, &topic, &p),
+                        Err(e) => reply_error(&hub, &queue, id, &e),
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
 
-    /// Publishes to an already-validated topic (raw sockets).
-    pub async fn publish_to(&self, topic: &TopicName, data: Payload) -> Result<Published, RequestError> {
-        self.hub.publisher.publish_to(self.source(), topic, data).await
+    /// Publishes a raw socket's frame to its topic. A refusal comes back here; in cluster
+    /// mode a failure to store it closes the connection (1008) when it is known, as a raw
+    /// socket has no other way to be told.
+    pub async fn publish_raw(&mut self, topic: &TopicName, data: Payload) -> Result<(), RequestError> {
+        let permit = self.publish_permit().await;
+        match self.hub.publisher.submit(self.source(), topic, data, None)? {
+            Submitted::Done(_) => {}
+            in_flight => {
+                let queue = Arc::clone(&self.queue);
+                tokio::spawn(async move {
+                    if let Err(e) = in_flight.outcome().await {
+                        queue.close(protocol::frame::close(1008, &e.message), true);
+                    }
+                    drop(permit);
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// In cluster mode, a place among this connection's publishes in flight, waiting for
+    /// one if all are taken; on a single node nothing is ever in flight.
+    async fn publish_permit(&mut self) -> Option<OwnedSemaphorePermit> {
+        self.hub.cluster.as_ref()?;
+        let permits = self
+            .in_flight
+            .get_or_insert_with(|| Arc::new(Semaphore::new(MAX_PUBLISHES_IN_FLIGHT)));
+        // The semaphore is never closed.
+        Arc::clone(permits).acquire_owned().await.ok()
     }
 
     /// This connection as a publisher.
@@ -330,24 +385,58 @@ impl Session {
                 seq,
                 epoch: None,
                 recovered: None,
+                duplicate: false,
             });
         }
     }
 
     fn reply_error(&self, id: Option<u64>, e: &RequestError) {
-        self.hub.count_protocol_error(e.code.as_str());
-        self.reply(&Reply::Error {
-            id,
-            code: e.code,
-            message: &e.message,
-        });
+        reply_error(&self.hub, &self.queue, id, e);
     }
 
     fn reply(&self, reply: &Reply<'_>) {
-        // Raw sockets carry payloads only; they get no replies.
-        if !matches!(self.queue.wire(), Wire::Raw | Wire::Sse) {
-            self.queue.push_reply(protocol::encode_reply(self.queue.wire(), reply));
-        }
+        reply_to(&self.queue, reply);
+    }
+}
+
+/// Publishes one connection may have in flight at once (cluster mode).
+pub const MAX_PUBLISHES_IN_FLIGHT: usize = 1024;
+
+/// Queues `reply` for the client of `queue`.
+fn reply_to(queue: &Arc<SendQueue>, reply: &Reply<'_>) {
+    // Raw sockets carry payloads only; they get no replies.
+    if !matches!(queue.wire(), Wire::Raw | Wire::Sse) {
+        queue.push_reply(protocol::encode_reply(queue.wire(), reply));
+    }
+}
+
+/// Queues the `error` reply for `e`, and counts it.
+fn reply_error(hub: &Hub, queue: &Arc<SendQueue>, id: Option<u64>, e: &RequestError) {
+    hub.count_protocol_error(e.code.as_str());
+    reply_to(
+        queue,
+        &Reply::Error {
+            id,
+            code: e.code,
+            message: &e.message,
+        },
+    );
+}
+
+/// Queues the ack of a publish request with `id` (none without an id).
+fn ack_publish(queue: &Arc<SendQueue>, id: Option<u64>, topic: &str, p: &Published) {
+    if let Some(id) = id {
+        reply_to(
+            queue,
+            &Reply::Ack {
+                id,
+                topic: Some(topic),
+                seq: Some(p.seq),
+                epoch: None,
+                recovered: None,
+                duplicate: p.duplicate,
+            },
+        );
     }
 }
 

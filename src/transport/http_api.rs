@@ -17,7 +17,7 @@ use crate::error::{ErrorCode, RequestError};
 use crate::hub::Hub;
 use crate::metrics::Transport;
 use crate::protocol::{json, msgpack, Payload};
-use crate::publish::{PublishBudget, Source};
+use crate::publish::{BatchItem, PublishBudget, Source};
 use crate::registry::Published;
 
 /// The kinds of body a publish accepts.
@@ -81,7 +81,23 @@ fn payload(kind: BodyKind, body: Bytes) -> Result<Payload, RequestError> {
 }
 
 fn published_json(topic: &str, p: Published) -> serde_json::Value {
-    serde_json::json!({ "topic": topic, "seq": p.seq, "subscribers": p.subscribers })
+    let mut answer = serde_json::json!({ "topic": topic, "seq": p.seq, "subscribers": p.subscribers });
+    if p.duplicate {
+        answer["duplicate"] = serde_json::Value::Bool(true);
+    }
+    answer
+}
+
+/// The request's `Idempotency-Key` header, if it has one.
+fn idempotency_key<B>(req: &Request<B>) -> Result<Option<String>, RequestError> {
+    req.headers()
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| RequestError::bad_request("Idempotency-Key is not visible ASCII text"))
+        })
+        .transpose()
 }
 
 fn error_json(e: &RequestError) -> serde_json::Value {
@@ -135,10 +151,13 @@ pub async fn publish(
     let result = async {
         let grants = grants(hub, &req)?;
         let kind = body_kind(&req)?;
+        let key = idempotency_key(&req)?;
         let body = read_body(req, hub.settings().limits.max_message_bytes).await?;
         count_received(hub, &body);
         let payload = payload(kind, body)?;
-        hub.publisher.publish(source(&grants, budget), topic, payload).await
+        hub.publisher
+            .publish(source(&grants, budget), topic, payload, key.as_deref())
+            .await
     }
     .await;
     match result {
@@ -181,10 +200,10 @@ pub async fn publish_batch(hub: &Hub, req: Request<hyper::body::Incoming>, budge
     }
 }
 
-/// One batch item, parsed: its topic and payload, or what is wrong with it.
-type BatchItem = Result<(String, Payload), RequestError>;
+/// One batch item, read, or what is wrong with it.
+type ReadItem = Result<BatchItem, RequestError>;
 
-fn batch_json(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
+fn batch_json(body: &[u8]) -> Result<Vec<ReadItem>, RequestError> {
     #[derive(serde::Deserialize)]
     struct Item<'a> {
         #[serde(borrow)]
@@ -192,6 +211,8 @@ fn batch_json(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
         /// A present `null` is data like any other, not a missing field.
         #[serde(borrow, default, deserialize_with = "json::present")]
         data: Option<&'a RawValue>,
+        #[serde(borrow)]
+        idempotency_key: Option<&'a RawValue>,
     }
     let items: Vec<Item<'_>> = serde_json::from_slice(body).map_err(|e| {
         RequestError::bad_request(format!("batch must be a JSON array of {{topic, data}} objects: {e}"))
@@ -200,7 +221,7 @@ fn batch_json(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            let one = || -> BatchItem {
+            let one = || -> ReadItem {
                 let topic: String = item
                     .topic
                     .and_then(|t| serde_json::from_str(t.get()).ok())
@@ -210,14 +231,22 @@ fn batch_json(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
                     .ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a `data` field")))?;
                 let payload =
                     json::payload(data.get()).map_err(|e| RequestError::bad_request(format!("item {i}: {e}")))?;
-                Ok((topic, payload))
+                let idempotency_key = item
+                    .idempotency_key
+                    .map(|k| serde_json::from_str::<String>(k.get()).map_err(|_| key_not_a_string(i)))
+                    .transpose()?;
+                Ok(BatchItem {
+                    topic,
+                    payload,
+                    idempotency_key,
+                })
             };
             one()
         })
         .collect())
 }
 
-fn batch_msgpack(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
+fn batch_msgpack(body: &[u8]) -> Result<Vec<ReadItem>, RequestError> {
     // Each item's `data` lies two levels down: in the array, in the item's map.
     let value = msgpack::read_value(body, 2)?;
     let ValueRef::Array(items) = value else {
@@ -229,7 +258,7 @@ fn batch_msgpack(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let one = || -> BatchItem {
+            let one = || -> ReadItem {
                 let ValueRef::Map(fields) = item else {
                     return Err(RequestError::bad_request(format!(
                         "item {i}: must be a map of {{topic, data}}"
@@ -250,9 +279,22 @@ fn batch_msgpack(body: &[u8]) -> Result<Vec<BatchItem>, RequestError> {
                     .ok_or_else(|| RequestError::bad_request(format!("item {i}: needs a `data` field")))?;
                 let payload =
                     msgpack::payload(data).map_err(|e| RequestError::bad_request(format!("item {i}: {e}")))?;
-                Ok((topic, payload))
+                let idempotency_key = match field("idempotency_key") {
+                    None => None,
+                    Some(ValueRef::String(s)) => Some(s.as_str().ok_or_else(|| key_not_a_string(i))?.to_owned()),
+                    Some(_) => return Err(key_not_a_string(i)),
+                };
+                Ok(BatchItem {
+                    topic,
+                    payload,
+                    idempotency_key,
+                })
             };
             one()
         })
         .collect())
+}
+
+fn key_not_a_string(item: usize) -> RequestError {
+    RequestError::bad_request(format!("item {item}: `idempotency_key` must be a string"))
 }

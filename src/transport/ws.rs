@@ -477,7 +477,7 @@ async fn handle(session: &mut Session, request: &[u8]) -> Result<(), ReadEnd> {
 async fn raw_publish(session: &mut Session, params: &WsParams, payload: Payload) -> Result<(), ReadEnd> {
     if let Some(topic) = &params.topic {
         session
-            .publish_to(topic, payload)
+            .publish_raw(topic, payload)
             .await
             .map_err(|e| ReadEnd::Violation(1008, e.message))?;
     }

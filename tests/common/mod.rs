@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod nats;
 pub mod process;
 
@@ -307,13 +308,25 @@ pub async fn http(
     content_type: Option<&str>,
     body: &[u8],
 ) -> (u16, Vec<u8>) {
+    let headers: Vec<(&str, &str)> = content_type.map(|ct| ("content-type", ct)).into_iter().collect();
+    http_with(addr, method, path, &headers, body).await
+}
+
+/// One HTTP/1.1 request with `headers`; returns the status and body.
+pub async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
     );
-    if let Some(ct) = content_type {
-        req.push_str(&format!("content-type: {ct}\r\n"));
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
@@ -513,6 +526,14 @@ impl SseClient {
             }
         }
     }
+}
+
+/// `POST /api/publish/{topic}` with JSON `data` and an `Idempotency-Key`; the answer.
+pub async fn http_publish_once(addr: SocketAddr, topic: &str, data: &Value, key: &str) -> (u16, Value) {
+    let headers = [("content-type", "application/json"), ("idempotency-key", key)];
+    let path = format!("/api/publish/{topic}");
+    let (status, b) = http_with(addr, "POST", &path, &headers, data.to_string().as_bytes()).await;
+    (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
 
 /// Publishes `data` (JSON) over HTTP; returns the seq.
