@@ -51,6 +51,18 @@ pub struct Source<'a> {
     pub transport: Transport,
 }
 
+impl<'a> Source<'a> {
+    /// A publisher without a session, such as an HTTP request.
+    pub fn sessionless(grants: &'a Grants, budget: &'a PublishBudget, transport: Transport) -> Self {
+        Source {
+            grants,
+            budget,
+            origin: None,
+            transport,
+        }
+    }
+}
+
 impl Publisher {
     /// Publishes into `registry`, or through `cluster` when there is one.
     pub fn new(registry: Arc<Registry>, cluster: Option<Arc<Cluster>>, metrics: Option<Arc<Metrics>>) -> Self {
@@ -309,12 +321,7 @@ mod tests {
     }
 
     fn source<'a>(grants: &'a Grants, budget: &'a PublishBudget) -> Source<'a> {
-        Source {
-            grants,
-            budget,
-            origin: None,
-            transport: Transport::Http,
-        }
+        Source::sessionless(grants, budget, Transport::Http)
     }
 
     #[test]

@@ -11,20 +11,18 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::cluster::{next_message, node, spawn_node, subscribe, wait_ready, NATS_WAIT};
+use common::cluster::{next_message, node, spawn_node, subscribe, three_nodes, wait_ready, NATS_WAIT};
 use common::nats::{free_port, NatsServer};
-use common::{connect, eventually, get_json, holds_by, http_get, http_publish, spawn_broker_with, TestBroker, WAIT};
+use common::{
+    connect, eventually, get_json, holds_by, http_get, http_json, http_publish, spawn_broker_with, TestBroker, WAIT,
+};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_subscriber_on_every_node_gets_each_message_once_in_seq_order() {
     let Some(nats) = NatsServer::start("once") else { return };
-    let (a, b, c) = (
-        node(&nats.url()).await,
-        node(&nats.url()).await,
-        node(&nats.url()).await,
-    );
+    let [a, b, c] = three_nodes(&nats.url()).await;
     let mut subs = Vec::new();
     for n in [&a, &a, &b, &c] {
         let mut s = connect(&n.ws_url("/ws")).await;
@@ -87,11 +85,7 @@ async fn patterns_and_raw_sockets_work_across_nodes() {
     let Some(nats) = NatsServer::start("patterns") else {
         return;
     };
-    let (a, b, c) = (
-        node(&nats.url()).await,
-        node(&nats.url()).await,
-        node(&nats.url()).await,
-    );
+    let [a, b, c] = three_nodes(&nats.url()).await;
     let mut star = connect(&a.ws_url("/ws")).await;
     subscribe(&mut star, "scores.*", None).await;
     // Same node, overlapping exact interest: A follows both, each client still gets one copy.
@@ -185,11 +179,7 @@ async fn a_client_of_a_dead_node_recovers_on_another_with_since() {
     let Some(nats) = NatsServer::start("failover") else {
         return;
     };
-    let (a, b, c) = (
-        node(&nats.url()).await,
-        node(&nats.url()).await,
-        node(&nats.url()).await,
-    );
+    let [a, b, c] = three_nodes(&nats.url()).await;
     let mut client = connect(&a.ws_url("/ws")).await;
     let first = subscribe(&mut client, "chat.room", None).await;
     let epoch = first["epoch"].as_str().expect("an epoch in the ack").to_owned();
@@ -337,6 +327,20 @@ async fn a_node_starts_without_nats_is_unready_and_connects_when_it_comes() {
         (Some("error"), Some("internal")),
         "{e}"
     );
+    // Publishers hear of it at once, every way in: nothing is queued to be lost.
+    c.send(json!({"op": "publish", "topic": "t", "data": 1, "id": 2})).await;
+    let e = c.recv().await;
+    assert_eq!(
+        (e["id"].as_u64(), e["code"].as_str()),
+        (Some(2), Some("internal")),
+        "{e}"
+    );
+    assert!(e["message"].as_str().unwrap().contains("not connected to NATS"), "{e}");
+    let (status, body) = http_json(a.addr, "POST", "/api/publish/t", &json!(1)).await;
+    assert_eq!((status, body["code"].as_str()), (500, Some("internal")), "{body}");
+    let mut raw = connect(&a.ws_url("/ws/t/t")).await;
+    raw.send_text("lost?").await;
+    assert!(raw.expect_close(1008).await.contains("not connected to NATS"));
     let Some(_nats) = NatsServer::start_on("late", port) else {
         return;
     };

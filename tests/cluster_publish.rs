@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
-use common::cluster::{next_message, node, subscribe, NATS_WAIT};
+use common::cluster::{next_message, node, subscribe, three_nodes, NATS_WAIT};
 use common::nats::NatsServer;
 use common::process::BrokerProcess;
 use common::{connect, holds_by, http_get, http_json, http_publish, http_publish_once, Client};
@@ -45,11 +45,7 @@ async fn pipelined_publishes_on_two_nodes_get_one_gap_free_seq_in_each_publisher
     let Some(nats) = NatsServer::start("pipeline") else {
         return;
     };
-    let (a, b, c) = (
-        node(&nats.url()).await,
-        node(&nats.url()).await,
-        node(&nats.url()).await,
-    );
+    let [a, b, c] = three_nodes(&nats.url()).await;
     let mut sub = connect(&c.ws_url("/ws")).await;
     subscribe(&mut sub, "race", None).await;
     let n = 300;
@@ -124,11 +120,7 @@ async fn an_idempotent_retry_on_another_node_gets_the_first_seq_and_is_delivered
     let Some(nats) = NatsServer::start("idempotent") else {
         return;
     };
-    let (a, b, c) = (
-        node(&nats.url()).await,
-        node(&nats.url()).await,
-        node(&nats.url()).await,
-    );
+    let [a, b, c] = three_nodes(&nats.url()).await;
     let mut sub = connect(&c.ws_url("/ws")).await;
     subscribe(&mut sub, "pay", None).await;
     http_publish(a.addr, "pay", &json!("before")).await;

@@ -357,15 +357,10 @@ mod tests {
         (q, outcome)
     }
 
-    #[test]
-    fn a_flight_takes_what_is_queued_but_a_keyed_publish_flies_alone() {
-        let mut q: VecDeque<Queued> = VecDeque::new();
-        let mut outcomes = Vec::new();
-        for key in [None, None, Some("k"), None, Some("j"), Some("i")] {
-            let (one, o) = queued(key, 1);
-            q.push_back(one);
-            outcomes.push(o);
-        }
+    /// The sizes of the flights that would carry publishes of these keys and lengths.
+    fn flights(publishes: &[(Option<&str>, usize)]) -> Vec<usize> {
+        let (mut q, _outcomes): (VecDeque<Queued>, Vec<Outcome>) =
+            publishes.iter().map(|&(key, len)| queued(key, len)).unzip();
         let mut sizes = Vec::new();
         let mut batch = Vec::new();
         while !q.is_empty() {
@@ -373,26 +368,21 @@ mod tests {
             sizes.push(batch.len());
             batch.clear();
         }
-        assert_eq!(sizes, [2, 1, 1, 1, 1], "order kept, keyed ones alone");
+        sizes
+    }
+
+    #[test]
+    fn a_flight_takes_what_is_queued_but_a_keyed_publish_flies_alone() {
+        let keys = [None, None, Some("k"), None, Some("j"), Some("i")];
+        let publishes: Vec<_> = keys.into_iter().map(|k| (k, 1)).collect();
+        assert_eq!(flights(&publishes), [2, 1, 1, 1, 1], "order kept, keyed ones alone");
     }
 
     #[test]
     fn a_flight_stops_at_its_byte_limit_but_takes_one_larger_message() {
-        let mut q: VecDeque<Queued> = VecDeque::new();
-        let mut outcomes = Vec::new();
-        for len in [MAX_BATCH_BYTES / 2, MAX_BATCH_BYTES / 2, 1, MAX_BATCH_BYTES * 2] {
-            let (one, o) = queued(None, len);
-            q.push_back(one);
-            outcomes.push(o);
-        }
-        let mut sizes = Vec::new();
-        let mut batch = Vec::new();
-        while !q.is_empty() {
-            take_batch(&mut q, &mut batch);
-            sizes.push(batch.len());
-            batch.clear();
-        }
-        assert_eq!(sizes, [2, 1, 1]);
+        let lens = [MAX_BATCH_BYTES / 2, MAX_BATCH_BYTES / 2, 1, MAX_BATCH_BYTES * 2];
+        let publishes: Vec<_> = lens.into_iter().map(|len| (None, len)).collect();
+        assert_eq!(flights(&publishes), [2, 1, 1]);
     }
 
     #[tokio::test]

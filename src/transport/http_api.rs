@@ -133,12 +133,7 @@ pub fn request_error(e: &RequestError) -> Response<Body> {
 
 /// An HTTP request as a publisher: its credential's grants, its connection's budget.
 fn source<'a>(grants: &'a Grants, budget: &'a PublishBudget) -> Source<'a> {
-    Source {
-        grants,
-        budget,
-        origin: None,
-        transport: Transport::Http,
-    }
+    Source::sessionless(grants, budget, Transport::Http)
 }
 
 /// `POST /api/publish/{topic}`.

@@ -18,6 +18,11 @@ pub async fn node(nats_url: &str) -> TestBroker {
     b
 }
 
+/// Three ready nodes of the cluster on `nats_url`.
+pub async fn three_nodes(nats_url: &str) -> [TestBroker; 3] {
+    [node(nats_url).await, node(nats_url).await, node(nats_url).await]
+}
+
 /// Starts a node of the cluster on `nats_url`, without waiting for it to be ready.
 pub async fn spawn_node(nats_url: &str) -> TestBroker {
     let url = nats_url.to_owned();
