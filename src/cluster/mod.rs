@@ -22,7 +22,7 @@ pub use metrics::ClusterMetrics;
 pub use publish::{Committed, Outcome};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -97,6 +97,8 @@ pub struct Cluster {
     interests: Mutex<HashMap<String, interest::Entry>>,
     /// Per topic: this node's queue of publishes and what it knows of the subject (`publish.rs`).
     lanes: DashMap<TopicName, Arc<publish::Lane>>,
+    /// How many lanes make the next sweep of idle ones (`publish.rs`).
+    lanes_sweep_at: AtomicUsize,
     /// How long JetStream remembers an idempotency key (`publish.idempotency_window`).
     duplicate_window: Duration,
 }
@@ -125,6 +127,7 @@ impl Cluster {
             connected: Arc::new(AtomicBool::new(false)),
             interests: Mutex::new(HashMap::new()),
             lanes: DashMap::new(),
+            lanes_sweep_at: AtomicUsize::new(publish::MAX_LANES),
             duplicate_window: config.publish.idempotency_window,
         })
     }

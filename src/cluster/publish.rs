@@ -34,6 +34,7 @@
 //! not acknowledged.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_nats::jetstream::context::PublishErrorKind;
@@ -57,7 +58,7 @@ const MAX_BATCH_MESSAGES: usize = 1024;
 const MAX_BATCH_BYTES: usize = 512 * 1024;
 
 /// Lanes kept past which idle ones are dropped (an idle lane only saves a read).
-const MAX_IDLE_LANES: usize = 100_000;
+pub(super) const MAX_LANES: usize = 100_000;
 
 /// What a committed publish got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +107,8 @@ struct LaneState {
     queued: VecDeque<Queued>,
     /// A flight task is running (it takes `queued` until it is empty).
     flying: bool,
+    /// Dropped from the table while idle: a publisher that still holds it looks again.
+    retired: bool,
 }
 
 /// A publish waiting for its flight.
@@ -139,27 +142,35 @@ impl Cluster {
             msg_id: idempotency_key.map(|k| format!("{topic} {k}")),
             done,
         };
-        let lane = self.lane(topic);
-        let start = {
+        loop {
+            let lane = self.lane(topic);
             let mut st = lane.state.lock();
+            if st.retired {
+                continue;
+            }
             st.queued.push_back(queued);
-            !std::mem::replace(&mut st.flying, true)
-        };
-        if start {
-            tokio::spawn(Arc::clone(self).fly(lane));
+            let start = !std::mem::replace(&mut st.flying, true);
+            drop(st);
+            if start {
+                tokio::spawn(Arc::clone(self).fly(lane));
+            }
+            return Ok(outcome);
         }
-        Ok(outcome)
     }
 
     fn lane(&self, topic: &TopicName) -> Arc<Lane> {
         if let Some(l) = self.lanes.get(topic) {
             return Arc::clone(l.value());
         }
-        if self.lanes.len() >= MAX_IDLE_LANES {
+        if self.lanes.len() >= self.lanes_sweep_at.load(Ordering::Relaxed) {
             self.lanes.retain(|_, l| {
-                let st = l.state.lock();
-                st.flying || !st.queued.is_empty()
+                let mut st = l.state.lock();
+                st.retired = !st.flying && st.queued.is_empty();
+                !st.retired
             });
+            // Busy lanes stay: the next sweep waits until the table has doubled again.
+            let at = (self.lanes.len() * 2).max(MAX_LANES);
+            self.lanes_sweep_at.store(at, Ordering::Relaxed);
         }
         let lane = self.lanes.entry(topic.clone()).or_insert_with(|| {
             Arc::new(Lane {
