@@ -26,6 +26,7 @@ use crate::error::{ConfigError, MetricsError, StartError};
 use crate::hub::Hub;
 use crate::metrics::{Metrics, Transport};
 use crate::publish::PublishBudget;
+use crate::transport::socketio::Engines;
 
 /// The keys and certificates the settings name, read and checked: the token keys and
 /// API keys (`[auth]`), and the TLS certificate (`[tls]`).
@@ -56,6 +57,8 @@ pub struct Broker {
     tls: RwLock<Option<TlsAcceptor>>,
     /// Where the separate metrics listener is bound, once it is.
     pub metrics_addr: OnceLock<SocketAddr>,
+    /// The Socket.IO connections, by session id (a long-polling one spans many requests).
+    pub socketio: Arc<Engines>,
     /// False once draining: `/readyz` answers 503.
     ready: AtomicBool,
     /// Connections open now, over every transport.
@@ -138,6 +141,7 @@ impl Broker {
             config,
             tls: RwLock::new(credentials.tls),
             metrics_addr: OnceLock::new(),
+            socketio: Arc::new(Engines::new()),
             ready: AtomicBool::new(true),
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),

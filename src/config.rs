@@ -49,6 +49,9 @@ pub struct Config {
     pub topics: Vec<TopicRule>,
     /// Server-Sent Events, long-polling and the topics API.
     pub http: HttpConfig,
+    /// Socket.IO clients at `/socket.io/`.
+    #[serde(default)]
+    pub socketio: SocketIoConfig,
     /// Presence for topics whose rule sets `presence = true`.
     pub presence: PresenceConfig,
     /// Logging.
@@ -193,6 +196,37 @@ pub struct HttpConfig {
     pub poll_max_timeout: Duration,
     /// Most topics or messages one API answer holds; a larger `limit` is a 400.
     pub max_limit: usize,
+}
+
+/// `[socketio]`: Socket.IO v4 clients (Engine.IO v4, long-polling and WebSocket).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocketIoConfig {
+    /// Serve Socket.IO clients at all.
+    pub enabled: bool,
+    /// The path clients connect to (socket.io-client's `path` option), ending in `/`.
+    pub path: String,
+    /// How often the server pings each client (sent to clients as `pingInterval`).
+    #[serde(with = "duration")]
+    pub ping_interval: Duration,
+    /// How long a client has to answer a ping before it is dropped (`pingTimeout`).
+    #[serde(with = "duration")]
+    pub ping_timeout: Duration,
+    /// How long a new connection has to join a namespace before it is dropped.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            enabled: true,
+            path: "/socket.io/".into(),
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(45),
+        }
+    }
 }
 
 /// `[presence]`.
@@ -417,6 +451,16 @@ impl Config {
             ));
         }
         positive("http.max_limit", self.http.max_limit)?;
+        let sio = &self.socketio;
+        positive("socketio.ping_interval", sio.ping_interval.as_millis() as usize)?;
+        positive("socketio.ping_timeout", sio.ping_timeout.as_millis() as usize)?;
+        positive("socketio.connect_timeout", sio.connect_timeout.as_millis() as usize)?;
+        if !sio.path.starts_with('/') || !sio.path.ends_with('/') || sio.path.len() < 2 {
+            return Err(ConfigError::invalid(
+                "socketio.path",
+                format!("`{}` must start and end with `/`, as in `/socket.io/`", sio.path),
+            ));
+        }
         positive("http.sse_heartbeat", self.http.sse_heartbeat.as_millis() as usize)?;
         self.auth.validate()?;
         self.tls.validate()?;

@@ -39,11 +39,13 @@ pub enum Transport {
     Sse = 1,
     /// The HTTP API and long-polling.
     Http = 2,
+    /// Socket.IO sockets (one per namespace a client joined), over either Engine.IO transport.
+    SocketIo = 3,
 }
 
 impl Transport {
     /// Every transport, in label order.
-    pub const ALL: [Transport; 3] = [Transport::Ws, Transport::Sse, Transport::Http];
+    pub const ALL: [Transport; 4] = [Transport::Ws, Transport::Sse, Transport::Http, Transport::SocketIo];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -51,6 +53,7 @@ impl Transport {
             Transport::Ws => "ws",
             Transport::Sse => "sse",
             Transport::Http => "http",
+            Transport::SocketIo => "socketio",
         }
     }
 }
@@ -128,7 +131,7 @@ fn policy_index(policy: Policy) -> usize {
 
 /// One handle per transport, looked up once, so counting never hashes labels.
 #[derive(Clone)]
-struct ByTransport<T>([T; 3]);
+struct ByTransport<T>([T; Transport::ALL.len()]);
 
 impl<T> ByTransport<T> {
     fn get(&self, t: Transport) -> &T {

@@ -27,7 +27,7 @@ use crate::broker::{Broker, ConnectionSlot, Refusal};
 use crate::config::Config;
 use crate::dashboard;
 use crate::error::ServerError;
-use crate::transport::{admin, error_response, http_api, poll, sse, text_response, topics_api, ws, Body};
+use crate::transport::{admin, error_response, http_api, poll, socketio, sse, text_response, topics_api, ws, Body};
 
 /// How often expired history is dropped and idle topics removed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -364,6 +364,9 @@ async fn route(
     let hub = &broker.hub;
     if broker.hub.shutdown.is_triggered() && !probe {
         return text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
+    }
+    if socketio::serves(hub, &path) {
+        return socketio::handle(hub, &broker.socketio, req, slot, remote).await;
     }
     match (&method, path.as_str()) {
         (_, "/ws") => ws::upgrade(hub, req, None, slot, remote),

@@ -99,6 +99,7 @@ fn kind(payload: &Payload) -> &'static str {
         Payload::Binary(_) => "binary",
         Payload::Json(_) => "json",
         Payload::Msgpack(_) => "msgpack",
+        Payload::Event(_) => "event",
     }
 }
 
@@ -108,6 +109,7 @@ fn kind_code(payload: &Payload) -> u8 {
         Payload::Binary(_) => 1,
         Payload::Json(_) => 2,
         Payload::Msgpack(_) => 3,
+        Payload::Event(_) => 4,
     }
 }
 
@@ -119,11 +121,12 @@ fn payload(kind: &str, body: Bytes) -> Option<Payload> {
         "binary" => Payload::Binary(body),
         "json" => Payload::Json(body),
         "msgpack" => Payload::Msgpack(body),
+        "event" => Payload::Event(body),
         _ => return None,
     })
 }
 
-const KINDS: [&str; 4] = ["text", "binary", "json", "msgpack"];
+const KINDS: [&str; 5] = ["text", "binary", "json", "msgpack", "event"];
 
 /// The last topic seq a message with `headers` carries (of a batch: its last message's).
 pub fn last_seq(headers: Option<&HeaderMap>) -> Option<u64> {

@@ -104,9 +104,9 @@ pub fn payload(raw: &str) -> Result<Payload, DataError> {
 }
 
 /// Writes `data` as a JSON value; binary becomes a base64 string.
-fn write_data(out: &mut Vec<u8>, payload: &Payload) {
+pub(crate) fn write_data(out: &mut Vec<u8>, payload: &Payload) {
     match payload {
-        Payload::Json(b) => out.extend_from_slice(b),
+        Payload::Json(b) | Payload::Event(b) => out.extend_from_slice(b),
         Payload::Text(b) => write_str(out, std::str::from_utf8(b).unwrap_or_default()),
         Payload::Binary(b) => {
             out.push(b'"');

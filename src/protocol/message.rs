@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use super::{json, msgpack, sse, Wire};
+use super::{json, msgpack, socketio, sse, Wire};
 use crate::protocol::frame::{self, OpCode};
 use crate::topic::TopicName;
 
@@ -29,6 +29,10 @@ pub enum Payload {
     Json(Bytes),
     /// Any MessagePack value other than `str` and `bin`, as the publisher wrote it.
     Msgpack(Bytes),
+    /// A Socket.IO event with another name than `message`, or other than one argument:
+    /// the JSON object `{"event":NAME,"args":[...]}`, which is what every other
+    /// subscriber gets as data; Socket.IO subscribers get the event back.
+    Event(Bytes),
 }
 
 impl Payload {
@@ -50,7 +54,7 @@ impl Payload {
     /// The payload bytes in their original encoding.
     pub fn bytes(&self) -> &Bytes {
         match self {
-            Payload::Text(b) | Payload::Binary(b) | Payload::Json(b) | Payload::Msgpack(b) => b,
+            Payload::Text(b) | Payload::Binary(b) | Payload::Json(b) | Payload::Msgpack(b) | Payload::Event(b) => b,
         }
     }
 }
@@ -95,10 +99,12 @@ impl Message {
             Wire::Json => json::message_frame(self),
             Wire::Msgpack => msgpack::message_frame(self),
             Wire::Raw => match &self.payload {
-                Payload::Text(b) | Payload::Json(b) => frame::encode(OpCode::Text, b),
+                Payload::Text(b) | Payload::Json(b) | Payload::Event(b) => frame::encode(OpCode::Text, b),
                 Payload::Binary(b) | Payload::Msgpack(b) => frame::encode(OpCode::Binary, b),
             },
             Wire::Sse => sse::message_event(self),
+            Wire::SioTopic => socketio::topic_message_frame(self),
+            Wire::SioMain => socketio::main_message_frame(self),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod frame;
 pub mod json;
 pub mod message;
 pub mod msgpack;
+pub mod socketio;
 pub mod sse;
 pub mod transcode;
 
@@ -33,11 +34,15 @@ pub enum Wire {
     Raw = 2,
     /// Server-Sent Events: each message is an `event: message` block (see [`sse`]).
     Sse = 3,
+    /// A Socket.IO namespace that is a topic: event `message` with the payload (see [`socketio`]).
+    SioTopic = 4,
+    /// The Socket.IO main namespace: event `message` with the `/ws` message object.
+    SioMain = 5,
 }
 
 impl Wire {
     /// How many wire formats exist (the size of a message's frame cache).
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 6;
 }
 
 /// A request from a `/ws` client.
@@ -262,7 +267,7 @@ pub fn decode(wire: Wire, frame: &[u8]) -> Result<ClientMsg, DecodeError> {
     match wire {
         Wire::Json => json::decode(frame),
         Wire::Msgpack => msgpack::decode(frame),
-        Wire::Raw | Wire::Sse => Err(DecodeError {
+        Wire::Raw | Wire::Sse | Wire::SioTopic | Wire::SioMain => Err(DecodeError {
             id: None,
             error: RequestError::bad_request("raw sockets and SSE streams carry payloads, not requests"),
         }),
@@ -275,5 +280,7 @@ pub fn encode_reply(wire: Wire, reply: &Reply<'_>) -> bytes::Bytes {
         Wire::Json | Wire::Raw => json::reply_frame(reply),
         Wire::Msgpack => msgpack::reply_frame(reply),
         Wire::Sse => sse::reply_event(reply),
+        Wire::SioTopic => socketio::topic_reply_frame(reply),
+        Wire::SioMain => socketio::main_reply_frame(reply),
     }
 }

@@ -131,7 +131,7 @@ fn write_data(out: &mut Vec<u8>, payload: &Payload) {
         Payload::Binary(b) => {
             let _ = rmp::encode::write_bin(out, b);
         }
-        Payload::Json(b) => transcode::json_to_msgpack(b, out),
+        Payload::Json(b) | Payload::Event(b) => transcode::json_to_msgpack(b, out),
     }
 }
 

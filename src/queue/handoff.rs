@@ -18,6 +18,9 @@ pub enum Sink {
     /// The flush shard serving its ready list writes to the socket; the connection's
     /// task only when it is full.
     Direct(Direct),
+    /// One task drains several queues (a Socket.IO connection's namespaces), woken through
+    /// the one `Notify` they share.
+    Shared(Arc<tokio::sync::Notify>),
 }
 
 /// Who may write a `Direct` queue's frames now.
@@ -115,7 +118,7 @@ impl SendQueue {
     pub(super) fn apply(self: &Arc<Self>, wake: Wake, batch: Option<&mut ReadyBatch>) {
         match wake {
             Wake::Nothing => {}
-            Wake::Task => self.ready.notify_one(),
+            Wake::Task => self.wake_task(),
             Wake::Shard => match (batch, self.direct()) {
                 (Some(b), _) => b.add(self),
                 (None, Some(d)) => d.schedule(self),
@@ -130,7 +133,7 @@ impl SendQueue {
         if st.closed {
             st.hand_over();
             drop(st);
-            self.ready.notify_one();
+            self.wake_task();
             return FlushTake::HandedOver;
         }
         if st.entries.is_empty() {
@@ -181,7 +184,7 @@ impl SendQueue {
         drop(st);
         out.clear();
         if woken {
-            self.ready.notify_one();
+            self.wake_task();
         }
         again
     }

@@ -256,7 +256,7 @@ impl SendQueue {
     pub fn direct(&self) -> Option<&Direct> {
         match &self.sink {
             Sink::Direct(d) => Some(d),
-            Sink::Task => None,
+            Sink::Task | Sink::Shared(_) => None,
         }
     }
 
@@ -466,7 +466,7 @@ impl SendQueue {
     fn finish_close(&self, wake: Option<Wake>, flush: bool) {
         let Some(wake) = wake else { return };
         if let Wake::Task = wake {
-            self.ready.notify_one();
+            self.wake_task();
         }
         if !flush {
             self.abort.notify_one();
@@ -476,6 +476,11 @@ impl SendQueue {
     /// Whether the queue is closing.
     pub fn is_closed(&self) -> bool {
         self.state.lock().closed
+    }
+
+    /// Whether the queue was closed without sending what it held (a slow consumer cut).
+    pub fn is_aborted(&self) -> bool {
+        self.state.lock().aborted
     }
 
     /// Takes everything queued, swapping `into` (emptied, capacity kept) in its place.
@@ -499,7 +504,18 @@ impl SendQueue {
     /// Resolves when the task has work: queued frames (`Task` sink), writing handed over,
     /// or a close; call, then [`SendQueue::take_for_task`] (or [`SendQueue::drain`]).
     pub async fn ready(&self) {
-        self.ready.notified().await
+        match &self.sink {
+            Sink::Shared(notify) => notify.notified().await,
+            _ => self.ready.notified().await,
+        }
+    }
+
+    /// Wakes the task that drains this queue.
+    fn wake_task(&self) {
+        match &self.sink {
+            Sink::Shared(notify) => notify.notify_one(),
+            _ => self.ready.notify_one(),
+        }
     }
 
     /// Resolves when the connection must stop writing at once.

@@ -25,6 +25,11 @@ impl Expiry {
         self.changed.notify_waiters();
     }
 
+    /// When the token expires (Unix seconds), if it does.
+    pub fn at(&self) -> Option<u64> {
+        Some(self.at.load(Ordering::Relaxed)).filter(|at| *at > 0)
+    }
+
     /// Resolves once the expiry passes without a refresh.
     pub async fn expired(&self) {
         loop {

@@ -152,6 +152,12 @@ impl Session {
         }
     }
 
+    /// Carries out a request decoded by the transport (the Socket.IO main namespace reads
+    /// its events into requests itself), queueing its reply.
+    pub async fn handle_msg(&mut self, msg: ClientMsg) {
+        self.handle(msg).await
+    }
+
     /// Tells the client its frame was of the wrong kind for this connection.
     pub fn reject_frame(&mut self, message: &str) {
         self.reply_error(None, &RequestError::bad_request(message));
@@ -211,6 +217,34 @@ impl Session {
         resume: Option<Resume>,
         id: Option<u64>,
     ) -> Result<Option<Position>, RequestError> {
+        let wire = self.queue.wire();
+        let answer = move |position: Option<Position>| {
+            id.map(|id| {
+                protocol::encode_reply(
+                    wire,
+                    &Reply::Ack {
+                        id,
+                        topic: Some(text),
+                        seq: position.map(|p| p.seq),
+                        epoch: position.map(|p| p.epoch),
+                        recovered: position.filter(|_| resume.is_some()).map(|p| p.recovered),
+                        duplicate: false,
+                    },
+                )
+            })
+        };
+        self.subscribe_answered(text, resume, answer).await
+    }
+
+    /// Subscribes as [`Session::subscribe_at`] does, queueing the frame `answer` makes of the
+    /// topic's position (if any) ahead of everything the subscription then delivers, replays
+    /// included: how a transport with its own acks (Socket.IO's CONNECT) answers.
+    pub async fn subscribe_answered(
+        &mut self,
+        text: &str,
+        resume: Option<Resume>,
+        answer: impl FnOnce(Option<Position>) -> Option<bytes::Bytes>,
+    ) -> Result<Option<Position>, RequestError> {
         let filter = Filter::parse(text)?;
         if let Err(e) = self.grants.check_subscribe(&filter) {
             self.hub.count_auth_failure();
@@ -222,7 +256,9 @@ impl Session {
             )));
         }
         if self.subscriptions.contains_key(text) {
-            self.ack(id, Some(text), None);
+            if let Some(frame) = answer(None) {
+                self.queue.push_reply(frame);
+            }
             return Ok(None);
         }
         let max = self.hub.settings().limits.max_subscriptions_per_connection;
@@ -245,18 +281,8 @@ impl Session {
         let mut at = None;
         let subscribed = self.hub.registry.subscribe(&filter, &self.queue, resume, |position| {
             at = position;
-            if let Some(id) = id {
-                queue.push_reply(protocol::encode_reply(
-                    queue.wire(),
-                    &Reply::Ack {
-                        id,
-                        topic: Some(text),
-                        seq: position.map(|p| p.seq),
-                        epoch: position.map(|p| p.epoch),
-                        recovered: position.filter(|_| resume.is_some()).map(|p| p.recovered),
-                        duplicate: false,
-                    },
-                ));
+            if let Some(frame) = answer(position) {
+                queue.push_reply(frame);
             }
         });
         if let Err(e) = subscribed {
@@ -356,6 +382,26 @@ impl Session {
         Ok(())
     }
 
+    /// Publishes for a transport that answers the client itself (Socket.IO acks): `done`
+    /// gets the outcome, at once on a single node, when NATS has stored the message in
+    /// cluster mode (with the same bound on publishes in flight as requests).
+    pub async fn publish_then<F>(&mut self, topic: &TopicName, data: Payload, done: F)
+    where
+        F: FnOnce(Result<Published, RequestError>) + Send + 'static,
+    {
+        let permit = self.publish_permit().await;
+        match self.hub.publisher.submit(self.source(), topic, data, None) {
+            Err(e) => done(Err(e)),
+            Ok(Submitted::Done(p)) => done(Ok(p)),
+            Ok(in_flight) => {
+                tokio::spawn(async move {
+                    done(in_flight.outcome().await);
+                    drop(permit);
+                });
+            }
+        }
+    }
+
     /// In cluster mode, a place among this connection's publishes in flight, waiting for
     /// one if all are taken; on a single node nothing is ever in flight.
     async fn publish_permit(&mut self) -> Option<OwnedSemaphorePermit> {
@@ -404,8 +450,9 @@ pub const MAX_PUBLISHES_IN_FLIGHT: usize = 1024;
 
 /// Queues `reply` for the client of `queue`.
 fn reply_to(queue: &Arc<SendQueue>, reply: &Reply<'_>) {
-    // Raw sockets carry payloads only; they get no replies.
-    if !matches!(queue.wire(), Wire::Raw | Wire::Sse) {
+    // Raw sockets carry payloads only; they get no replies. A Socket.IO topic namespace
+    // answers its own events (`transport::socketio`).
+    if !matches!(queue.wire(), Wire::Raw | Wire::Sse | Wire::SioTopic) {
         queue.push_reply(protocol::encode_reply(queue.wire(), reply));
     }
 }

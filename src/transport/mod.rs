@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod http_api;
 pub mod poll;
+pub mod socketio;
 pub mod sse;
 pub mod topics_api;
 pub mod ws;

@@ -13,10 +13,12 @@ use base64::Engine;
 use bytes::Bytes;
 use futures_util::future::Either;
 use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::upgrade::Upgraded;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, Instrument};
 
@@ -139,7 +141,7 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 }
 
 /// Checks the upgrade request (RFC 6455 §4.2.1); the error is a 400 text.
-fn check_upgrade<B>(req: &Request<B>) -> Result<String, String> {
+pub(crate) fn check_upgrade<B>(req: &Request<B>) -> Result<String, String> {
     if req.method() != hyper::Method::GET {
         return Err(format!("a WebSocket upgrade must use GET, not {}", req.method()));
     }
@@ -211,12 +213,17 @@ pub fn upgrade(
         }
         .instrument(span),
     );
+    switching_protocols(&key, subprotocol)
+}
+
+/// The 101 answer to an upgrade request with `key`, naming the chosen subprotocol.
+pub(crate) fn switching_protocols(key: &str, subprotocol: Option<&'static str>) -> Response<Body> {
     let mut res = Response::new(super::full(bytes::Bytes::new()));
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(v) = HeaderValue::from_str(&accept_key(&key)) {
+    if let Ok(v) = HeaderValue::from_str(&accept_key(key)) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     if let Some(p) = subprotocol {
@@ -254,13 +261,16 @@ fn check_access<B>(hub: &Hub, req: &Request<B>, params: &mut WsParams) -> Result
     Ok(())
 }
 
-/// Splits the upgraded socket. A plain TCP socket is unwrapped: its flush shard writes
-/// to it directly, with vectored writes that reach the kernel as they are.
-fn start(
-    hub: Arc<Hub>,
-    upgraded: hyper::upgrade::Upgraded,
-    params: Box<WsParams>,
-) -> impl std::future::Future<Output = ()> + Send {
+/// An upgraded socket in halves.
+pub(crate) enum Halves {
+    /// A plain TCP socket, unwrapped, with what the client sent right after its handshake.
+    Tcp(OwnedReadHalf, Bytes, OwnedWriteHalf),
+    /// Anything else (TLS), split.
+    Other(ReadHalf<TokioIo<Upgraded>>, WriteHalf<TokioIo<Upgraded>>),
+}
+
+/// Splits an upgraded socket, unwrapping a plain TCP one so it is written to directly.
+pub(crate) fn halves(upgraded: Upgraded) -> Halves {
     match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
             let (read, write) = io.into_inner().into_split();
@@ -268,14 +278,25 @@ fn start(
             // buffer is 8 KiB, and it goes now rather than with the connection.
             let early = Bytes::copy_from_slice(&read_buf);
             drop(read_buf);
+            Halves::Tcp(read, early, write)
+        }
+        Err(upgraded) => {
+            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
+            Halves::Other(read, write)
+        }
+    }
+}
+
+/// Splits the upgraded socket. A plain TCP socket is unwrapped: its flush shard writes
+/// to it directly, with vectored writes that reach the kernel as they are.
+fn start(hub: Arc<Hub>, upgraded: Upgraded, params: Box<WsParams>) -> impl std::future::Future<Output = ()> + Send {
+    match halves(upgraded) {
+        Halves::Tcp(read, early, write) => {
             let write = Arc::new(write);
             let sink = Sink::Direct(hub.flushers.direct(Arc::clone(&write)));
             Either::Left(run(hub, read, early, DirectWrite(write), params, sink))
         }
-        Err(upgraded) => {
-            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            Either::Right(run(hub, read, Bytes::new(), write, params, Sink::Task))
-        }
+        Halves::Other(read, write) => Either::Right(run(hub, read, Bytes::new(), write, params, Sink::Task)),
     }
 }
 
@@ -459,7 +480,8 @@ async fn read_messages<R: AsyncRead + Unpin>(
             (Incoming::Text(_), Wire::Msgpack) => session
                 .reject_frame("text frame on a MessagePack connection; send binary frames or connect with format=json"),
             // A WebSocket is never an SSE stream; nothing to read for one.
-            (Incoming::Text(_) | Incoming::Binary(_), Wire::Sse) => {}
+            // Nor a Socket.IO connection: those run in `transport::socketio`.
+            (Incoming::Text(_) | Incoming::Binary(_), Wire::Sse | Wire::SioTopic | Wire::SioMain) => {}
         }
     }
 }
@@ -484,7 +506,8 @@ async fn raw_publish(session: &mut Session, params: &WsParams, payload: Payload)
     Ok(())
 }
 
-async fn discard_until_eof<R: AsyncRead + Unpin>(read: &mut R) {
+/// Reads and drops everything until the client's EOF (the end of a close handshake).
+pub(crate) async fn discard_until_eof<R: AsyncRead + Unpin>(read: &mut R) {
     // On the heap: an array here would sit in every connection's future for its whole life.
     let mut buf = vec![0u8; 4096];
     while let Ok(n) = read.read(&mut buf).await {
