@@ -65,13 +65,14 @@ impl std::fmt::Display for Transport {
 }
 
 /// The `kind` label values of `fanout_protocol_errors_total` besides the error codes.
-pub const PROTOCOL_ERROR_KINDS: [&str; 6] = [
+pub const PROTOCOL_ERROR_KINDS: [&str; 7] = [
     "ws_protocol",
     "ws_invalid_utf8",
     "ws_too_large",
     "ws_policy",
     "origin",
     "tls_handshake",
+    "socketio",
 ];
 
 /// Why a message was lost, the `reason` label of `fanout_messages_dropped_total`.
@@ -561,7 +562,7 @@ mod tests {
         for line in &expected {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }
-        assert_eq!(expected.len(), 9 + 5 + 16);
+        assert_eq!(expected.len(), 12 + 5 + 17);
     }
 
     #[test]

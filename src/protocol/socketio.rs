@@ -552,7 +552,7 @@ mod tests {
 
     #[test]
     fn parses_client_packets() {
-        let p = parse_packet(r#"42/chat.room1,17["message",{"a":1}]"#).unwrap();
+        let p = parse_packet(r#"2/chat.room1,17["message",{"a":1}]"#).unwrap();
         assert_eq!(p.kind, PacketType::Event);
         assert_eq!(p.namespace, "chat.room1");
         assert_eq!(p.ack, Some(17));
