@@ -46,7 +46,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::clock::now_ms;
 use crate::config::{Config, Policy, TopicSettings};
 use crate::error::RequestError;
-use crate::history::History;
+use crate::history::{History, Replay};
 use crate::protocol::{encode_reply, Epoch, GapReason, Message, Payload, Reply, SessionId, Wire};
 use crate::queue::{ReadyBatch, SendQueue};
 use crate::topic::{Filter, Pattern, TopicName};
@@ -248,13 +248,14 @@ impl Registry {
             Filter::Exact(name) => {
                 self.with_topic(name, |t, st| {
                     let recovered = resume.is_none_or(|r| r.since <= st.seq && r.epoch.is_none_or(|e| e == st.epoch));
+                    let replayed = resume.filter(|_| recovered).map(|r| st.history.replay(r.since, st.seq));
                     on_subscribed(Some(Position {
                         seq: st.seq,
                         epoch: st.epoch,
                         recovered,
+                        complete: recovered && replayed.as_ref().is_none_or(|r| r.gap.is_none()),
                     }));
-                    let since = resume.filter(|_| recovered).map(|r| r.since);
-                    replay(name, st, queue, since, t.settings.policy);
+                    replay(name, st, queue, replayed, t.settings.policy);
                     st.add(queue);
                 });
                 Ok(())
@@ -481,10 +482,9 @@ fn fan_out(subscribers: &Subscribers, msg: &Arc<Message>, policy: Policy, batch:
 
 /// Queues what a new subscriber gets before the live stream: the replay after
 /// `since` (a `gap` first if some is gone) or, without `since`, the last value.
-fn replay(name: &TopicName, st: &TopicState, queue: &Arc<SendQueue>, since: Option<u64>, policy: Policy) {
-    let messages = match since {
-        Some(since) => {
-            let replay = st.history.replay(since, st.seq);
+fn replay(name: &TopicName, st: &TopicState, queue: &Arc<SendQueue>, replayed: Option<Replay>, policy: Policy) {
+    let messages = match replayed {
+        Some(replay) => {
             // Raw sockets carry payloads only: they cannot be told about a gap.
             if let (Some((from, to)), false) = (replay.gap, queue.wire() == Wire::Raw) {
                 queue.push_reply(gap_frame(queue, name, from, to));
@@ -517,6 +517,9 @@ pub struct Position {
     pub epoch: Epoch,
     /// False when a resume could not be honoured (another epoch, or a seq not reached).
     pub recovered: bool,
+    /// True when nothing is missing: no resume asked, or one whose replay holds every
+    /// message missed (history still had them all, so no `gap` precedes it).
+    pub complete: bool,
 }
 
 /// The error for a `since` the topic has not reached.

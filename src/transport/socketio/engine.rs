@@ -405,8 +405,9 @@ impl Engine {
             }
             Some(name) => {
                 let resume = auth.resume();
+                let asked = auth.pid.clone();
                 let answer = |position: Option<Position>| {
-                    let pid = position.map(|p| p.epoch.to_string());
+                    let pid = position.map(|p| recovery_id(p, asked.as_deref(), &sid));
                     Some(sio::connect_frame(ns, &sid, pid.as_deref()))
                 };
                 session.subscribe_answered(name.as_str(), resume, answer).await?;
@@ -545,6 +546,16 @@ fn socket_id(session: &Session) -> String {
     format!("s{}", session.id())
 }
 
+/// The recovery id (`pid`) a CONNECT answer gives: the one the client sent when its
+/// resume was honoured (socket.io-client sets `recovered` when they match), else a new one
+/// naming the topic's epoch, `EPOCH-SOCKET`, which the next reconnect resumes in.
+fn recovery_id(position: Position, asked: Option<&str>, sid: &str) -> String {
+    match asked {
+        Some(pid) if position.complete => pid.to_owned(),
+        _ => format!("{}-{sid}", position.epoch),
+    }
+}
+
 /// The topic a namespace is; a pattern or bad name is refused, saying what to use instead.
 fn namespace_topic(ns: &str) -> Result<TopicName, RequestError> {
     if ns.contains(['*', '>']) {
@@ -591,7 +602,8 @@ impl ConnectAuth {
     /// Where a recovering client resumes: after the seq it last got (its offset), in the
     /// topic's life its pid names. Anything unreadable is a fresh start.
     fn resume(&self) -> Option<Resume> {
-        let epoch = Epoch::parse(self.pid.as_deref()?)?;
+        let pid = self.pid.as_deref()?;
+        let epoch = Epoch::parse(pid.split_once('-').map_or(pid, |(e, _)| e))?;
         let since = self.offset.as_deref()?.parse::<u64>().ok()?;
         Some(Resume {
             since,
@@ -867,7 +879,7 @@ mod tests {
 
     #[test]
     fn recovery_needs_a_pid_and_an_offset() {
-        let a = ConnectAuth::parse(Some(&raw(r#"{"token":"t","pid":"00000000000000ff","offset":"12"}"#))).unwrap();
+        let a = ConnectAuth::parse(Some(&raw(r#"{"token":"t","pid":"00000000000000ff-s3","offset":"12"}"#))).unwrap();
         assert_eq!(a.token.as_deref(), Some("t"));
         let r = a.resume().unwrap();
         assert_eq!((r.since, r.epoch), (12, Epoch::parse("ff")));
