@@ -235,10 +235,15 @@ impl Client {
 /// A `/ws` client connected with a tiny receive buffer, so a reader that stops
 /// reading backs up fast.
 pub async fn stalled_client(b: &TestBroker) -> Client {
+    stalled_client_at(b, "/ws").await
+}
+
+/// As [`stalled_client`], on any WebSocket path.
+pub async fn stalled_client_at(b: &TestBroker, path: &str) -> Client {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(b.addr).await.unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(b.ws_url("/ws"), MaybeTlsStream::Plain(stream))
+    let (ws, _) = tokio_tungstenite::client_async(b.ws_url(path), MaybeTlsStream::Plain(stream))
         .await
         .unwrap();
     Client::from_stream(ws)

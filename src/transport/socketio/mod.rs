@@ -172,9 +172,7 @@ pub async fn handle(
     }
     let q = match parse_query(req.uri().query()) {
         Ok(q) => q,
-        Err((code, reason)) => {
-            return with_cors(req.headers(), engine_error(StatusCode::BAD_REQUEST, code, &reason))
-        }
+        Err((code, reason)) => return with_cors(req.headers(), engine_error(StatusCode::BAD_REQUEST, code, &reason)),
     };
     if hub.shutdown.is_triggered() {
         return super::text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
