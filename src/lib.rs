@@ -21,10 +21,11 @@
 //!   signal).
 //! - [`session`]: one connection's subscriptions and requests, the writing
 //!   its own task does, and the keepalive sweep (pings, idle timeout).
+//! - [`transport`]: WebSocket (`/ws`, `/ws/t/{topic}`), Socket.IO, SSE,
+//!   long-polling and the HTTP API; [`dashboard`]: the embedded page at `/`.
 //! - [`broker`]: the hub plus the listener's own state (readiness,
-//!   connection limits, TLS) and the credentials read at start and reload.
-//! - [`transport`]: WebSocket (`/ws`, `/ws/t/{topic}`), SSE, long-polling and
-//!   the HTTP API; [`dashboard`]: the embedded page at `/`.
+//!   connection limits, TLS, the Socket.IO connections by id) and the
+//!   credentials read at start and reload.
 //! - [`server`]: accept loop, routing, limits, drain. [`stats`]: the
 //!   `$sys.stats` snapshot published every second. Operations: [`reload`]
 //!   (SIGHUP), [`signals`] (stop, second stop, reload), [`notify`] (systemd),

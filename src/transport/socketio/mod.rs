@@ -5,12 +5,13 @@
 //! Written as one more wire format over fanout's own transport rather than
 //! with a Socket.IO crate: a subscriber's frames are the shared per-message
 //! frames of `protocol::socketio`, queued in the same bounded queues with the
-//! same policies as `/ws` (see `engine`). The transports are long-polling
-//! (`polling`) and WebSocket (`websocket`), and the upgrade from one to the
-//! other.
+//! same policies as `/ws` (see `engine`, and `socket` for one namespace
+//! joined). The transports are long-polling (`polling`) and WebSocket
+//! (`websocket`), and the upgrade from one to the other.
 
 pub mod engine;
 pub mod polling;
+pub mod socket;
 pub mod websocket;
 
 use std::sync::Arc;
