@@ -91,7 +91,7 @@ pub struct ServerConfig {
     /// closing connections, so load balancers stop sending new clients first.
     #[serde(with = "duration")]
     pub drain_delay: Duration,
-    /// Browser `Origin`s allowed to open WebSockets and SSE streams; empty: any.
+    /// Browser `Origin`s allowed to open WebSockets, SSE and iframe streams; empty: any.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
 }
@@ -185,7 +185,7 @@ pub struct HistoryConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Period of the `: ping` comment on idle SSE streams, so proxies keep them open.
+    /// Period of the heartbeat on idle SSE and iframe streams, so proxies keep them open.
     #[serde(with = "duration")]
     pub sse_heartbeat: Duration,
     /// Longest wait a long-poll may ask for with `timeout`; longer asks are cut to this.

@@ -39,11 +39,13 @@ pub enum Transport {
     Sse = 1,
     /// The HTTP API and long-polling.
     Http = 2,
+    /// Iframe streaming (`/iframe/{topic}`).
+    Iframe = 3,
 }
 
 impl Transport {
     /// Every transport, in label order.
-    pub const ALL: [Transport; 3] = [Transport::Ws, Transport::Sse, Transport::Http];
+    pub const ALL: [Transport; 4] = [Transport::Ws, Transport::Sse, Transport::Http, Transport::Iframe];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -51,6 +53,7 @@ impl Transport {
             Transport::Ws => "ws",
             Transport::Sse => "sse",
             Transport::Http => "http",
+            Transport::Iframe => "iframe",
         }
     }
 }
@@ -128,7 +131,7 @@ fn policy_index(policy: Policy) -> usize {
 
 /// One handle per transport, looked up once, so counting never hashes labels.
 #[derive(Clone)]
-struct ByTransport<T>([T; 3]);
+struct ByTransport<T>([T; Transport::ALL.len()]);
 
 impl<T> ByTransport<T> {
     fn get(&self, t: Transport) -> &T {
@@ -558,7 +561,7 @@ mod tests {
         for line in &expected {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }
-        assert_eq!(expected.len(), 9 + 5 + 16);
+        assert_eq!(expected.len(), 12 + 5 + 16);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::broker::{Broker, ConnectionSlot, Refusal};
 use crate::config::Config;
 use crate::dashboard;
 use crate::error::ServerError;
-use crate::transport::{admin, error_response, http_api, poll, sse, text_response, topics_api, ws, Body};
+use crate::transport::{admin, error_response, http_api, iframe, poll, sse, text_response, topics_api, ws, Body};
 
 /// How often expired history is dropped and idle topics removed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -401,7 +401,14 @@ async fn route(
             poll::poll(hub, req, &topic).await
         }
         (&Method::GET, "/sse") => sse::stream(hub, &req, None, remote).await,
+        // Before `/sse/`, which would read `t/...` as a topic name.
+        (&Method::GET, p) if p.starts_with("/sse/t/") => {
+            sse::payload_stream(hub, &req, &p["/sse/t/".len()..], remote).await
+        }
         (&Method::GET, p) if p.starts_with("/sse/") => sse::stream(hub, &req, Some(&p["/sse/".len()..]), remote).await,
+        (&Method::GET, p) if p.starts_with("/iframe/") => {
+            iframe::stream(hub, &req, &p["/iframe/".len()..], remote).await
+        }
         (_, "/healthz" | "/readyz" | "/metrics" | "/api/connections" | "/api/publish") => error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "bad_request",

@@ -104,7 +104,7 @@ pub fn payload(raw: &str) -> Result<Payload, DataError> {
 }
 
 /// Writes `data` as a JSON value; binary becomes a base64 string.
-fn write_data(out: &mut Vec<u8>, payload: &Payload) {
+pub(crate) fn write_data(out: &mut Vec<u8>, payload: &Payload) {
     match payload {
         Payload::Json(b) => out.extend_from_slice(b),
         Payload::Text(b) => write_str(out, std::str::from_utf8(b).unwrap_or_default()),

@@ -404,8 +404,8 @@ pub const MAX_PUBLISHES_IN_FLIGHT: usize = 1024;
 
 /// Queues `reply` for the client of `queue`.
 fn reply_to(queue: &Arc<SendQueue>, reply: &Reply<'_>) {
-    // Raw sockets carry payloads only; they get no replies.
-    if !matches!(queue.wire(), Wire::Raw | Wire::Sse) {
+    // Raw sockets and the HTTP streams carry payloads and notices only; they get no replies.
+    if queue.wire().answers_requests() {
         queue.push_reply(protocol::encode_reply(queue.wire(), reply));
     }
 }

@@ -458,8 +458,8 @@ async fn read_messages<R: AsyncRead + Unpin>(
                 .reject_frame("binary frame on a JSON connection; send text frames or connect with format=msgpack"),
             (Incoming::Text(_), Wire::Msgpack) => session
                 .reject_frame("text frame on a MessagePack connection; send binary frames or connect with format=json"),
-            // A WebSocket is never an SSE stream; nothing to read for one.
-            (Incoming::Text(_) | Incoming::Binary(_), Wire::Sse) => {}
+            // A WebSocket is never an SSE or iframe stream; nothing to read for one.
+            (Incoming::Text(_) | Incoming::Binary(_), Wire::Sse | Wire::SseRaw | Wire::Iframe) => {}
         }
     }
 }
