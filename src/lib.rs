@@ -23,9 +23,9 @@
 //!   its own task does, and the keepalive sweep (pings, idle timeout).
 //! - [`broker`]: the hub plus the listener's own state (readiness,
 //!   connection limits, TLS) and the credentials read at start and reload.
-//! - [`transport`]: WebSocket (`/ws`, `/ws/t/{topic}`), SSE (`/sse`,
-//!   `/sse/t/{topic}`), iframe streaming, long-polling and the HTTP API;
-//!   [`dashboard`]: the embedded page at `/`.
+//! - [`transport`]: WebSocket (`/ws`, `/ws/t/{topic}`, `/` on
+//!   `server.root_topic`), SSE (`/sse`, `/sse/t/{topic}`), iframe streaming,
+//!   long-polling and the HTTP API; [`dashboard`]: the embedded page at `/`.
 //! - [`server`]: accept loop, routing, limits, drain. [`stats`]: the
 //!   `$sys.stats` snapshot published every second. Operations: [`reload`]
 //!   (SIGHUP), [`signals`] (stop, second stop, reload), [`notify`] (systemd),

@@ -371,6 +371,18 @@ async fn route(
             let topic = p["/ws/t/".len()..].to_owned();
             ws::upgrade(hub, req, Some(&topic), slot, remote)
         }
+        // `new WebSocket("ws://host:port")`: a raw topic socket; a plain GET / is the dashboard.
+        (_, "/") if ws::wants_upgrade(req.headers()) => {
+            let root_topic = hub.settings().server.root_topic.clone();
+            if root_topic.is_empty() {
+                return text_response(
+                    StatusCode::NOT_FOUND,
+                    "no WebSocket on /: server.root_topic is off (\"\"); connect to /ws or /ws/t/{topic}, \
+                     or set server.root_topic to a topic name",
+                );
+            }
+            ws::upgrade(hub, req, Some(&root_topic), slot, remote)
+        }
         (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => readiness(&broker),
         (&Method::GET, "/metrics") => admin::metrics(hub),
