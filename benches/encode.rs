@@ -25,6 +25,8 @@ fn encode(c: &mut Criterion) {
         ("json->json", Wire::Json, json.clone()),
         ("json->msgpack", Wire::Msgpack, json.clone()),
         ("json->raw", Wire::Raw, json.clone()),
+        ("json->sse_raw", Wire::SseRaw, json.clone()),
+        ("json->iframe", Wire::Iframe, json.clone()),
         ("text->json", Wire::Json, Payload::text("a danmaku comment flying by")),
     ] {
         group.bench_function(name, |b| {

@@ -185,7 +185,7 @@ impl Broker {
         self.ready.store(false, Ordering::Relaxed);
         self.hub.shutdown.trigger();
         self.hub.connections.for_each(|listed| {
-            // SSE streams and long polls end on the signal themselves.
+            // SSE and iframe streams and long polls end on the signal themselves.
             if listed.peer.transport == Transport::Ws {
                 listed.queue.close(crate::protocol::frame::going_away(), true);
             }

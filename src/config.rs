@@ -94,9 +94,12 @@ pub struct ServerConfig {
     /// closing connections, so load balancers stop sending new clients first.
     #[serde(with = "duration")]
     pub drain_delay: Duration,
-    /// Browser `Origin`s allowed to open WebSockets and SSE streams; empty: any.
+    /// Browser `Origin`s allowed to open WebSockets, SSE and iframe streams; empty: any.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// The topic of a WebSocket opened on `/` (`new WebSocket("ws://host:port")`), a raw
+    /// topic socket like `/ws/t/{topic}`; empty: no WebSocket on `/`.
+    pub root_topic: String,
 }
 
 /// `[limits]`.
@@ -188,7 +191,7 @@ pub struct HistoryConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Period of the `: ping` comment on idle SSE streams, so proxies keep them open.
+    /// Period of the heartbeat on idle SSE and iframe streams, so proxies keep them open.
     #[serde(with = "duration")]
     pub sse_heartbeat: Duration,
     /// Longest wait a long-poll may ask for with `timeout`; longer asks are cut to this.
@@ -475,6 +478,20 @@ impl Config {
                 ));
             }
         }
+        if !s.root_topic.is_empty() {
+            TopicName::parse(&s.root_topic).map_err(|e| {
+                let problem = match e {
+                    crate::error::TopicError::Wildcard(p) => format!("`{p}` is a pattern"),
+                    other => other.to_string(),
+                };
+                ConfigError::invalid(
+                    "server.root_topic",
+                    format!(
+                        "{problem}; use an exact topic name such as \"root\", or \"\" for no WebSocket on the root path"
+                    ),
+                )
+            })?;
+        }
         for (i, rule) in self.topics.iter().enumerate() {
             Filter::parse(&rule.pattern)
                 .map_err(|e| ConfigError::invalid(format!("topics[{i}].pattern"), e.to_string()))?;
@@ -679,6 +696,27 @@ mod tests {
         assert!(e.contains("server.allowed_origins[0]"), "{e}");
         let c = load("[auth]\nmode = \"jwt\"\n", &[("FANOUT__AUTH__JWT_SECRET", "s")]).unwrap();
         assert_eq!(c.auth.mode, AuthMode::Jwt);
+    }
+
+    #[test]
+    fn the_root_topic_is_a_topic_name_or_empty_from_the_file_or_the_environment() {
+        assert_eq!(Config::default().server.root_topic, "root");
+        let c = load("[server]\nroot_topic = \"chat.lobby\"\n", &[]).unwrap();
+        assert_eq!(c.server.root_topic, "chat.lobby");
+        for (value, expected) in [("news.live", "news.live"), ("", ""), ("42", "42")] {
+            let c = load("", &[("FANOUT__SERVER__ROOT_TOPIC", value)]).unwrap_or_else(|e| panic!("{value:?}: {e}"));
+            assert_eq!(c.server.root_topic, expected, "from {value:?}");
+        }
+        for bad in ["a..b", "quotes.*", "quotes.>", "has space"] {
+            let e = load(&format!("[server]\nroot_topic = \"{bad}\"\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("server.root_topic") && e.contains(bad), "{bad}: {e}");
+            let e = load("", &[("FANOUT__SERVER__ROOT_TOPIC", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("server.root_topic"), "{bad} from the environment: {e}");
+        }
     }
 
     #[test]

@@ -39,13 +39,21 @@ pub enum Transport {
     Sse = 1,
     /// The HTTP API and long-polling.
     Http = 2,
+    /// Iframe streaming (`/iframe/{topic}`).
+    Iframe = 3,
     /// Socket.IO sockets (one per namespace a client joined), over either Engine.IO transport.
-    SocketIo = 3,
+    SocketIo = 4,
 }
 
 impl Transport {
     /// Every transport, in label order.
-    pub const ALL: [Transport; 4] = [Transport::Ws, Transport::Sse, Transport::Http, Transport::SocketIo];
+    pub const ALL: [Transport; 5] = [
+        Transport::Ws,
+        Transport::Sse,
+        Transport::Http,
+        Transport::Iframe,
+        Transport::SocketIo,
+    ];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -53,6 +61,7 @@ impl Transport {
             Transport::Ws => "ws",
             Transport::Sse => "sse",
             Transport::Http => "http",
+            Transport::Iframe => "iframe",
             Transport::SocketIo => "socketio",
         }
     }
@@ -562,7 +571,7 @@ mod tests {
         for line in &expected {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }
-        assert_eq!(expected.len(), 12 + 5 + 17);
+        assert_eq!(expected.len(), 15 + 5 + 17);
     }
 
     #[test]

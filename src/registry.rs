@@ -47,7 +47,7 @@ use crate::clock::now_ms;
 use crate::config::{Config, Policy, TopicSettings};
 use crate::error::RequestError;
 use crate::history::{History, Replay};
-use crate::protocol::{encode_reply, Epoch, GapReason, Message, Payload, Reply, SessionId, Wire};
+use crate::protocol::{encode_reply, Epoch, GapReason, Message, Payload, Reply, SessionId};
 use crate::queue::{ReadyBatch, SendQueue};
 use crate::topic::{Filter, Pattern, TopicName};
 
@@ -485,8 +485,8 @@ fn fan_out(subscribers: &Subscribers, msg: &Arc<Message>, policy: Policy, batch:
 fn replay(name: &TopicName, st: &TopicState, queue: &Arc<SendQueue>, replayed: Option<Replay>, policy: Policy) {
     let messages = match replayed {
         Some(replay) => {
-            // Raw sockets carry payloads only: they cannot be told about a gap.
-            if let (Some((from, to)), false) = (replay.gap, queue.wire() == Wire::Raw) {
+            // Raw sockets and iframe streams carry payloads only: they cannot be told about a gap.
+            if let (Some((from, to)), true) = (replay.gap, queue.wire().carries_notices()) {
                 queue.push_reply(gap_frame(queue, name, from, to));
             }
             replay.messages
@@ -544,6 +544,7 @@ fn gap_frame(queue: &SendQueue, topic: &TopicName, from: u64, to: u64) -> bytes:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Wire;
     use crate::queue::{Drained, Entry, QueueLimits};
 
     fn queue(id: u64, wire: Wire) -> Arc<SendQueue> {

@@ -3,7 +3,8 @@
 //! keys changed and which of those wait for a restart.
 //!
 //! What a reload reaches: new connections take the new limits, queue sizes,
-//! timeouts and default policy; every request checks the new
+//! timeouts, default policy and `server.root_topic` (an upgrade on `/` reads
+//! it when it arrives); every request checks the new
 //! `max_subscriptions_per_connection`, `max_message_bytes` (HTTP) and
 //! connection limits; new topics take the new topic rules. An open
 //! connection keeps the queue size and message limit it started with, and

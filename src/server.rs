@@ -27,7 +27,9 @@ use crate::broker::{Broker, ConnectionSlot, Refusal};
 use crate::config::Config;
 use crate::dashboard;
 use crate::error::ServerError;
-use crate::transport::{admin, error_response, http_api, poll, socketio, sse, text_response, topics_api, ws, Body};
+use crate::transport::{
+    admin, error_response, http_api, iframe, poll, socketio, sse, text_response, topics_api, ws, Body,
+};
 
 /// How often expired history is dropped and idle topics removed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -374,6 +376,18 @@ async fn route(
             let topic = p["/ws/t/".len()..].to_owned();
             ws::upgrade(hub, req, Some(&topic), slot, remote)
         }
+        // `new WebSocket("ws://host:port")`: a raw topic socket; a plain GET / is the dashboard.
+        (_, "/") if ws::wants_upgrade(req.headers()) => {
+            let root_topic = hub.settings().server.root_topic.clone();
+            if root_topic.is_empty() {
+                return text_response(
+                    StatusCode::NOT_FOUND,
+                    "no WebSocket on /: server.root_topic is off (\"\"); connect to /ws or /ws/t/{topic}, \
+                     or set server.root_topic to a topic name",
+                );
+            }
+            ws::upgrade(hub, req, Some(&root_topic), slot, remote)
+        }
         (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => readiness(&broker),
         (&Method::GET, "/metrics") => admin::metrics(hub),
@@ -404,7 +418,14 @@ async fn route(
             poll::poll(hub, req, &topic).await
         }
         (&Method::GET, "/sse") => sse::stream(hub, &req, None, remote).await,
+        // Before `/sse/`, which would read `t/...` as a topic name.
+        (&Method::GET, p) if p.starts_with("/sse/t/") => {
+            sse::payload_stream(hub, &req, &p["/sse/t/".len()..], remote).await
+        }
         (&Method::GET, p) if p.starts_with("/sse/") => sse::stream(hub, &req, Some(&p["/sse/".len()..]), remote).await,
+        (&Method::GET, p) if p.starts_with("/iframe/") => {
+            iframe::stream(hub, &req, &p["/iframe/".len()..], remote).await
+        }
         (_, "/healthz" | "/readyz" | "/metrics" | "/api/connections" | "/api/publish") => error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "bad_request",

@@ -2,6 +2,8 @@
 //! (playwright-core) opens it against a real `fanout` process, watches a topic, sees
 //! HTTP publishes and stats arrive, publishes from the page, and reconnects after this
 //! test restarts the broker on the same port. Any console or page error fails it.
+//! `tests/browser/iframe.mjs` does the same for `examples/iframe.html`: its hidden
+//! iframe stream hands each published value to the page, and markup never runs.
 //!
 //! Needs node, Chromium (`/usr/bin/chromium` or `$CHROMIUM`) and
 //! `npm ci --prefix tests/browser`. Skipped loudly when one is missing, except
@@ -114,6 +116,42 @@ fn the_dashboard_works_in_headless_chromium() {
 }
 
 #[tokio::test]
+async fn the_iframe_example_works_in_headless_chromium() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if let Some(missing) = missing_pieces(&dir) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set, so the browser test must run, but {missing}"
+        );
+        eprintln!(
+            "\n*** SKIPPED the_iframe_example_works_in_headless_chromium: {missing} ***\n\
+             *** apt-get install chromium && npm ci --prefix tests/browser enables it ***\n"
+        );
+        return;
+    }
+    let out = out_dir();
+    let b = spawn_broker().await;
+    let run = tokio::process::Command::new("node")
+        .arg(dir.join("iframe.mjs"))
+        .arg(format!("http://{}/", b.addr))
+        .arg(&out)
+        .output()
+        .await
+        .expect("node runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(
+        run.status.success() && stdout.lines().last() == Some("PASS"),
+        "the iframe example failed ({}); screenshots in {}\n--- steps\n{stdout}\n--- stderr\n{stderr}",
+        run.status,
+        out.display()
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn the_dashboard_and_the_examples_are_served() {
     let b = spawn_broker().await;
     for (path, needle) in [
@@ -124,6 +162,7 @@ async fn the_dashboard_and_the_examples_are_served() {
         ("/examples/ticker.html", "quotes.>"),
         ("/examples/scoreboard.html", "scores.>"),
         ("/examples/danmaku.html", "/ws/t/"),
+        ("/examples/iframe.html", "callback=onQuote"),
     ] {
         let (status, body) = http_get(b.addr, path, &[]).await;
         assert_eq!(status, 200, "{path}");

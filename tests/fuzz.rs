@@ -3,12 +3,14 @@
 //! coverage, and token verification. None may panic on any input. And data
 //! crosses formats unchanged: whatever `data` is accepted in one format
 //! reaches the other as the value a reader of the first reads, modulo the
-//! documented changes (docs/protocol.md, "Data across formats").
+//! documented changes (docs/protocol.md, "Data across formats"). No payload
+//! gets out of an iframe stream's script element, and a payload-only SSE
+//! event reads back as its payload.
 
 use base64::Engine;
 use fanout::auth::Auth;
 use fanout::config::{AuthMode, Config};
-use fanout::protocol::{decode, json, transcode, ClientMsg, Payload, Wire};
+use fanout::protocol::{decode, iframe, json, sse, transcode, ClientMsg, Payload, Wire};
 use fanout::topic::{Filter, TopicName};
 use proptest::prelude::*;
 
@@ -379,5 +381,67 @@ proptest! {
             Ok(other) => prop_assert!(false, "decoded as {:?}", other),
             Err(e) => prop_assert!(bad_str || depth > MAX_DEPTH, "{} refused: {}", data, e.error.message),
         }
+    }
+}
+
+/// Text a page might be sent: anything, with markup, line terminators and line breaks mixed in.
+fn page_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        any::<char>().prop_map(String::from),
+        Just("</script>".to_string()),
+        Just("<!--".to_string()),
+        Just("-->".to_string()),
+        Just("&amp;".to_string()),
+        Just("\u{2028}".to_string()),
+        Just("\u{2029}".to_string()),
+        Just("\r\n".to_string()),
+        Just("\r".to_string()),
+        Just("\n".to_string()),
+    ];
+    prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+}
+
+/// The value an iframe stream hands its callback, after checking it cannot leave the script.
+fn iframe_value(payload: &Payload) -> Result<serde_json::Value, TestCaseError> {
+    let value = iframe::value(payload);
+    let text = std::str::from_utf8(&value).unwrap();
+    for c in ['<', '>', '&', '\u{2028}', '\u{2029}'] {
+        prop_assert!(!text.contains(c), "{:?} left in {}", c, text);
+    }
+    Ok(serde_json::from_str(text).unwrap())
+}
+
+/// What `EventSource` reads as `ev.data` from one event block: its `data:` lines, joined.
+fn event_data(block: &[u8]) -> String {
+    let text = std::str::from_utf8(block).unwrap();
+    let body = text.strip_suffix("\n\n").expect("a block ends with a blank line");
+    body.split('\n')
+        .filter_map(|line| line.strip_prefix("data: "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn no_text_gets_out_of_an_iframe_script_and_it_reads_back(text in page_text()) {
+        prop_assert_eq!(iframe_value(&Payload::text(text.clone()))?, serde_json::Value::String(text));
+    }
+
+    #[test]
+    fn no_json_gets_out_of_an_iframe_script_and_it_reads_back(text in json_data()) {
+        if let Ok(payload) = json::payload(&text) {
+            let read: serde_json::Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(iframe_value(&payload)?, read);
+        }
+    }
+
+    #[test]
+    fn a_payload_event_reads_back_as_its_text(text in page_text()) {
+        let block = sse::payload_event(&Payload::text(text.clone()));
+        // EventSource reads `\r\n`, `\r` and `\n` all as one line break, and gives `\n`.
+        prop_assert_eq!(event_data(&block), text.replace("\r\n", "\n").replace('\r', "\n"));
+        prop_assert!(!block[..block.len() - 2].windows(2).any(|w| w == b"\n\n"), "one block");
     }
 }

@@ -19,9 +19,12 @@ fuzz_target!(|data: &[u8]| {
         Ok(ClientMsg::Publish { topic, data, .. }) => {
             if let Ok(Filter::Exact(name)) = Filter::parse(&topic) {
                 let message = fanout::protocol::Message::new(name, 1, 0, data, None);
-                for wire in [Wire::Json, Wire::Msgpack, Wire::Raw, Wire::Sse] {
+                for wire in Wire::ALL {
                     let _ = message.frame(wire);
                 }
+                // No payload may end an iframe stream's script element or start markup.
+                let value = message.frame(Wire::Iframe);
+                assert!(!value.iter().any(|b| matches!(b, b'<' | b'>' | b'&')), "escaped");
             }
         }
         Ok(_) => {}

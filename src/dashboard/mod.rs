@@ -4,10 +4,11 @@
 //! step and no CDN.
 //!
 //! The pages use only the broker's public interfaces (`/ws`, `/ws/t/{topic}`,
-//! `/api/topics`), so they double as reference clients. The dashboard's
-//! script and style are separate files, which lets its Content-Security-Policy
-//! forbid inline code; the examples are single files by design and get a
-//! policy that allows their own inline code but nothing from elsewhere.
+//! `/iframe/{topic}`, `/api/topics`), so they double as reference clients. The
+//! dashboard's script and style are separate files, which lets its
+//! Content-Security-Policy forbid inline code; the examples are single files
+//! by design and get a policy that allows their own inline code but nothing
+//! from elsewhere (the iframe example also frames its stream from this broker).
 
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
@@ -21,6 +22,11 @@ const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'self'; style-src 's
 /// The examples' policy: their inline code, and sockets to any broker (`?broker=`).
 const EXAMPLE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
      connect-src 'self' ws: wss: http: https:; img-src 'self' data:; base-uri 'none'; form-action 'none'";
+
+/// The iframe example's policy: the examples' plus frames from this broker (its stream).
+const IFRAME_EXAMPLE_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+     connect-src 'self' ws: wss: http: https:; img-src 'self' data:; frame-src 'self'; base-uri 'none'; \
+     form-action 'none'";
 
 /// One embedded file.
 struct Asset {
@@ -60,6 +66,11 @@ const ASSETS: &[Asset] = &[
         "/examples/danmaku.html",
         EXAMPLE_CSP,
         include_str!("../../examples/danmaku.html"),
+    ),
+    page(
+        "/examples/iframe.html",
+        IFRAME_EXAMPLE_CSP,
+        include_str!("../../examples/iframe.html"),
     ),
 ];
 
@@ -137,5 +148,8 @@ mod tests {
             .contains("script-src 'self'"));
         assert_eq!(response("/nope").status(), StatusCode::NOT_FOUND);
         assert!(serves("/") && serves("/index.html") && serves("/examples/ticker.html"));
+        // The iframe example may frame its stream from this broker, and nothing else.
+        let csp = response("/examples/iframe.html").headers()[CONTENT_SECURITY_POLICY].clone();
+        assert!(csp.to_str().unwrap().contains("frame-src 'self';"), "{csp:?}");
     }
 }

@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use super::{json, msgpack, socketio, sse, Wire};
+use super::{iframe, json, msgpack, socketio, sse, Wire};
 use crate::protocol::frame::{self, OpCode};
 use crate::topic::TopicName;
 
@@ -103,6 +103,8 @@ impl Message {
                 Payload::Binary(b) | Payload::Msgpack(b) => frame::encode(OpCode::Binary, b),
             },
             Wire::Sse => sse::message_event(self),
+            Wire::SseRaw => sse::payload_event(&self.payload),
+            Wire::Iframe => iframe::value(&self.payload),
             Wire::SioTopic => socketio::topic_message_frame(self),
             Wire::SioMain => socketio::main_message_frame(self),
         }
@@ -123,6 +125,17 @@ mod tests {
         let a = m.frame(Wire::Json).clone();
         let b = m.frame(Wire::Json).clone();
         assert_eq!(a.as_ptr(), b.as_ptr(), "two subscribers must share one buffer");
+    }
+
+    #[test]
+    fn every_format_has_its_own_cached_frame() {
+        for (i, wire) in Wire::ALL.into_iter().enumerate() {
+            assert_eq!(wire as usize, i, "{wire:?} indexes the frame cache");
+        }
+        let m = message(Payload::text("<b>"));
+        assert_eq!(&m.frame(Wire::Iframe)[..], b"\"\\u003cb\\u003e\"");
+        assert_eq!(&m.frame(Wire::SseRaw)[..], b"data: <b>\n\n");
+        assert_eq!(m.frame(Wire::Iframe).as_ptr(), m.frame(Wire::Iframe).clone().as_ptr());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 pub mod data;
 pub mod epoch;
 pub mod frame;
+pub mod iframe;
 pub mod json;
 pub mod message;
 pub mod msgpack;
@@ -34,15 +35,46 @@ pub enum Wire {
     Raw = 2,
     /// Server-Sent Events: each message is an `event: message` block (see [`sse`]).
     Sse = 3,
+    /// Payload-only Server-Sent Events (`/sse/t/{topic}`): each message's `data:` is
+    /// the payload itself (see [`sse::payload_event`]).
+    SseRaw = 4,
+    /// Iframe streaming (`/iframe/{topic}`): each message is its payload as an escaped
+    /// JavaScript value, which the stream wraps in its own `<script>` call (see [`iframe`]).
+    Iframe = 5,
     /// A Socket.IO namespace that is a topic: event `message` with the payload (see [`socketio`]).
-    SioTopic = 4,
+    SioTopic = 6,
     /// The Socket.IO main namespace: event `message` with the `/ws` message object.
-    SioMain = 5,
+    SioMain = 7,
 }
 
 impl Wire {
     /// How many wire formats exist (the size of a message's frame cache).
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 8;
+
+    /// Every wire format, in frame-cache order.
+    pub const ALL: [Wire; Wire::COUNT] = [
+        Wire::Json,
+        Wire::Msgpack,
+        Wire::Raw,
+        Wire::Sse,
+        Wire::SseRaw,
+        Wire::Iframe,
+        Wire::SioTopic,
+        Wire::SioMain,
+    ];
+
+    /// Whether a client of this format can be told about gaps and presence. Raw
+    /// sockets and iframe streams carry payloads only: a notice would look like data.
+    pub fn carries_notices(self) -> bool {
+        !matches!(self, Wire::Raw | Wire::Iframe)
+    }
+
+    /// Whether a client of this format sends requests and reads their replies (acks,
+    /// errors, pongs): `/ws`, and the Socket.IO main namespace, which reads its events
+    /// into requests (a topic namespace answers its events itself).
+    pub fn answers_requests(self) -> bool {
+        matches!(self, Wire::Json | Wire::Msgpack | Wire::SioMain)
+    }
 }
 
 /// A request from a `/ws` client.
@@ -267,9 +299,9 @@ pub fn decode(wire: Wire, frame: &[u8]) -> Result<ClientMsg, DecodeError> {
     match wire {
         Wire::Json => json::decode(frame),
         Wire::Msgpack => msgpack::decode(frame),
-        Wire::Raw | Wire::Sse | Wire::SioTopic | Wire::SioMain => Err(DecodeError {
+        Wire::Raw | Wire::Sse | Wire::SseRaw | Wire::Iframe | Wire::SioTopic | Wire::SioMain => Err(DecodeError {
             id: None,
-            error: RequestError::bad_request("raw sockets and SSE streams carry payloads, not requests"),
+            error: RequestError::bad_request("raw sockets, SSE and iframe streams carry payloads, not requests"),
         }),
     }
 }
@@ -279,7 +311,9 @@ pub fn encode_reply(wire: Wire, reply: &Reply<'_>) -> bytes::Bytes {
     match wire {
         Wire::Json | Wire::Raw => json::reply_frame(reply),
         Wire::Msgpack => msgpack::reply_frame(reply),
-        Wire::Sse => sse::reply_event(reply),
+        Wire::Sse | Wire::SseRaw => sse::reply_event(reply),
+        // Payloads only: the stream has no way to tell a notice from data.
+        Wire::Iframe => bytes::Bytes::new(),
         Wire::SioTopic => socketio::topic_reply_frame(reply),
         Wire::SioMain => socketio::main_reply_frame(reply),
     }

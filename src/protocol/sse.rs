@@ -10,10 +10,17 @@
 //! - one exact topic: `id: 42` (the seq);
 //! - several: `id: chat.a:42,chat.b:7` (`topic:seq` pairs, `,`-separated;
 //!   a topic may hold `:`, so each pair splits at its last `:`).
+//!
+//! A payload-only stream (`/sse/t/{topic}`, [`payload_event`]) carries the
+//! payload itself as `data:`, in the default event (no `event:` line), so a
+//! page's `EventSource.onmessage` reads the value as it was published;
+//! binary payloads are base64 in an `event: binary` block. Its notices are
+//! the same named events as above.
 
+use base64::Engine;
 use bytes::Bytes;
 
-use super::{json, Message, Reply};
+use super::{json, transcode, Message, Payload, Reply};
 use crate::error::RequestError;
 use crate::topic::TopicName;
 
@@ -21,7 +28,25 @@ use crate::topic::TopicName;
 pub fn message_event(msg: &Message) -> Bytes {
     let mut body = Vec::with_capacity(64 + msg.topic.as_str().len() + msg.payload.len() * 4 / 3);
     json::write_message(&mut body, msg);
-    event("message", &body)
+    event(Some("message"), &body)
+}
+
+/// The payload-only block for `payload` (`/sse/t/{topic}`): text as sent and JSON as
+/// written, MessagePack transcoded to JSON, each in the default event; binary as
+/// base64 in an `event: binary` block.
+pub fn payload_event(payload: &Payload) -> Bytes {
+    match payload {
+        Payload::Text(b) | Payload::Json(b) | Payload::Event(b) => event(None, b),
+        Payload::Msgpack(b) => {
+            let mut body = Vec::with_capacity(b.len() * 2);
+            transcode::msgpack_to_json(b, &mut body);
+            event(None, &body)
+        }
+        Payload::Binary(b) => event(
+            Some("binary"),
+            base64::engine::general_purpose::STANDARD.encode(b).as_bytes(),
+        ),
+    }
 }
 
 /// The block for a notice (`gap`, `join`, `leave`, `presence`); requests are not
@@ -36,23 +61,36 @@ pub fn reply_event(reply: &Reply<'_>) -> Bytes {
     };
     let mut body = Vec::with_capacity(96);
     json::write_reply(&mut body, reply);
-    event(kind, &body)
+    event(Some(kind), &body)
 }
 
 /// The heartbeat comment that keeps proxies from closing a quiet stream.
 pub const HEARTBEAT: &[u8] = b": ping\n\n";
 
-/// `event: {kind}` then `data:` lines; JSON from a publisher may hold line breaks
-/// between tokens, and each must start a new `data:` line (EventSource joins them with `\n`).
-fn event(kind: &str, body: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(body.len() + kind.len() + 20);
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(kind.as_bytes());
-    out.push(b'\n');
-    for line in body.split(|&b| b == b'\n' || b == b'\r') {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line);
+/// `event: {kind}` (none: the default event, `message`) then one `data:` line per line
+/// of `body`: JSON from a publisher may hold line breaks between tokens and text holds
+/// them anywhere, and each must start a new `data:` line (EventSource joins them with
+/// `\n`). `\r\n`, `\r` and `\n` each end a line, as they do for EventSource.
+fn event(kind: Option<&str>, body: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(body.len() + 32);
+    if let Some(kind) = kind {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(kind.as_bytes());
         out.push(b'\n');
+    }
+    let mut rest = body;
+    loop {
+        let end = rest.iter().position(|&b| b == b'\n' || b == b'\r');
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&rest[..end.unwrap_or(rest.len())]);
+        out.push(b'\n');
+        match end {
+            None => break,
+            Some(at) => {
+                let crlf = rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n');
+                rest = &rest[at + if crlf { 2 } else { 1 }..];
+            }
+        }
     }
     out.push(b'\n');
     Bytes::from(out)
@@ -131,6 +169,20 @@ mod tests {
             &message_event(&m)[..],
             b"event: message\ndata: {\"type\":\"message\",\"topic\":\"t\",\"seq\":3,\"ts\":9,\"data\":{\ndata: \"a\":1}}\n\n"
         );
+    }
+
+    #[test]
+    fn a_payload_event_is_the_payload_alone_in_the_default_event() {
+        let text = payload_event(&Payload::text("one\r\ntwo\rthree\n\nfive"));
+        assert_eq!(&text[..], b"data: one\ndata: two\ndata: three\ndata: \ndata: five\n\n");
+        assert_eq!(&payload_event(&Payload::text(""))[..], b"data: \n\n");
+        let json = payload_event(&Payload::Json(Bytes::from_static(b"{\n  \"a\": 1\n}")));
+        assert_eq!(&json[..], b"data: {\ndata:   \"a\": 1\ndata: }\n\n");
+        let binary = payload_event(&Payload::Binary(Bytes::from_static(&[0, 1, 254, 255])));
+        assert_eq!(&binary[..], b"event: binary\ndata: AAH+/w==\n\n");
+        let mp = rmp_serde::to_vec_named(&serde_json::json!({"a": [1, "x"]})).unwrap();
+        let mp = payload_event(&Payload::Msgpack(Bytes::from(mp)));
+        assert_eq!(&mp[..], b"data: {\"a\":[1,\"x\"]}\n\n");
     }
 
     #[test]

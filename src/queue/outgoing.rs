@@ -39,7 +39,7 @@ impl Outgoing {
         self.clear();
         std::mem::swap(&mut self.frames, entries);
         let taken = self.frames.len() as u64;
-        if !gaps.is_empty() && wire != Wire::Raw {
+        if !gaps.is_empty() && wire.carries_notices() {
             self.insert_gaps(gaps, wire);
         }
         for f in &self.frames {
@@ -128,8 +128,8 @@ impl Outgoing {
 
 /// For each gap, the entry index it goes before (`entries.len()`: at the end) and its frame.
 pub fn place_gaps(entries: &VecDeque<Entry>, gaps: &[Gap], wire: Wire) -> Vec<(usize, Bytes)> {
-    // Raw sockets carry payloads only: they cannot be told about a gap.
-    if gaps.is_empty() || wire == Wire::Raw {
+    // Raw sockets and iframe streams carry payloads only: they cannot be told about a gap.
+    if gaps.is_empty() || !wire.carries_notices() {
         return Vec::new();
     }
     let mut placed: Vec<(usize, Bytes)> = gaps

@@ -112,8 +112,8 @@ fn announce(subscribers: &Subscribers, reply: &Reply<'_>) {
     let mut frames: [Option<Bytes>; Wire::COUNT] = Default::default();
     for sub in subscribers.values() {
         let wire = sub.queue.wire();
-        // Raw sockets carry payloads only.
-        if wire == Wire::Raw {
+        // Raw sockets and iframe streams carry payloads only.
+        if !wire.carries_notices() {
             continue;
         }
         let frame = frames[wire as usize].get_or_insert_with(|| encode_reply(wire, reply));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::{fan_out, gap_frame, Registry};
 use crate::clock::now_ms;
-use crate::protocol::{Message, Wire};
+use crate::protocol::Message;
 use crate::queue::ReadyBatch;
 use crate::topic::{Filter, TopicName};
 
@@ -59,7 +59,7 @@ impl Registry {
                 // What is retained no longer joins up with what follows: replay must not skip the hole.
                 st.history.clear();
                 for sub in st.subscribers.values() {
-                    if sub.queue.wire() != Wire::Raw {
+                    if sub.queue.wire().carries_notices() {
                         sub.queue.push_reply(gap_frame(&sub.queue, name, from, to));
                     }
                 }
@@ -134,7 +134,7 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::protocol::{Payload, SessionId};
+    use crate::protocol::{Payload, SessionId, Wire};
     use crate::queue::{Drained, Entry, QueueLimits, SendQueue};
 
     fn msg(seq: u64) -> Message {

@@ -450,9 +450,9 @@ pub const MAX_PUBLISHES_IN_FLIGHT: usize = 1024;
 
 /// Queues `reply` for the client of `queue`.
 fn reply_to(queue: &Arc<SendQueue>, reply: &Reply<'_>) {
-    // Raw sockets carry payloads only; they get no replies. A Socket.IO topic namespace
-    // answers its own events (`transport::socketio`).
-    if !matches!(queue.wire(), Wire::Raw | Wire::Sse | Wire::SioTopic) {
+    // Raw sockets and the HTTP streams carry payloads and notices only, and a Socket.IO
+    // topic namespace answers its own events (`transport::socketio`): no replies here.
+    if queue.wire().answers_requests() {
         queue.push_reply(protocol::encode_reply(queue.wire(), reply));
     }
 }

@@ -1,7 +1,9 @@
 //! The ways into the broker, one file per way: WebSocket (`ws`, with its
 //! message reader in `ws_read`), the HTTP API (`http_api`, with the topics
-//! queries in `topics_api`), Server-Sent Events (`sse`), long-polling (`poll`),
-//! and the operator endpoints (`admin`: metrics, connection listing).
+//! queries in `topics_api`), Server-Sent Events (`sse`), iframe streaming
+//! (`iframe`), long-polling (`poll`), and the operator endpoints (`admin`:
+//! metrics, connection listing). `stream` is what the two streamed responses
+//! (SSE and iframe) share: the writer that drains a session into the body.
 //!
 //! Each takes the [`Hub`] (what connections share) and nothing of the
 //! listener's; every publish goes through `crate::publish`, every
@@ -9,9 +11,11 @@
 
 pub mod admin;
 pub mod http_api;
+pub mod iframe;
 pub mod poll;
 pub mod socketio;
 pub mod sse;
+mod stream;
 pub mod topics_api;
 pub mod ws;
 pub mod ws_read;
@@ -25,7 +29,7 @@ use hyper::{Response, StatusCode};
 
 use crate::hub::Hub;
 
-/// The response body type every handler returns: a whole body, or a stream (SSE).
+/// The response body type every handler returns: a whole body, or a stream (SSE, iframe).
 pub type Body = BoxBody<Bytes, Infallible>;
 
 /// A complete body.

@@ -1,31 +1,26 @@
-//! Server-Sent Events: `GET /sse/{topic}` and `GET /sse?topic=a&topic=b`.
+//! Server-Sent Events: `GET /sse/{topic}` and `GET /sse?topic=a&topic=b`
+//! (each message the WebSocket message object), and `GET /sse/t/{topic}`
+//! (each message its payload alone, as `/ws/t/{topic}` sends it).
 //!
 //! A stream is a [`Session`] like a WebSocket's — the same bounded
 //! [`SendQueue`](crate::queue::SendQueue), topic policies, replay and gap notices — rendered as SSE
-//! (`protocol::sse`) by a writer task that feeds the response body through a
-//! one-batch channel: when the client reads slowly the channel stays full, the
-//! queue fills, and the overflow policy decides, exactly as for WebSocket.
+//! (`protocol::sse`) by the stream writer (`transport::stream`), which puts the
+//! stream's own `id:` line before each shared event.
 //!
 //! Resuming: `Last-Event-ID` (what `EventSource` sends on reconnect) or
 //! `?since=` (a seq for every topic, or `topic:seq` pairs); the header wins.
-//! Patterns (`?topic=a.*`) are followed live only: seqs are per topic.
+//! Patterns (`?topic=a.*`) are followed live only: seqs are per topic. A
+//! payload-only stream names no topic in its events, so it follows one exact
+//! topic.
 
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::body::Frame;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
-use tracing::{debug, Instrument};
 
 use super::http_api::request_error;
+use super::stream::Render;
 use super::topics_api::{param, query_pairs};
 use super::{text_response, Body};
 use crate::error::RequestError;
@@ -36,13 +31,30 @@ use crate::protocol::Wire;
 use crate::queue::place_gaps;
 use crate::queue::{Drained, Entry};
 use crate::session::Session;
-use crate::shutdown::Shutdown;
 use crate::topic::{Filter, TopicName};
 
-/// What a stream asked for.
 /// The last event of a stream whose token expired.
 const TOKEN_EXPIRED: &[u8] = b"event: error\ndata: {\"type\":\"error\",\"code\":\"token_expired\",\"message\":\"the token expired; open the stream again with a fresh token\"}\n\n";
 
+/// What each message of a stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// `/sse[/{topic}]`: the WebSocket message object, in `event: message`.
+    Messages,
+    /// `/sse/t/{topic}`: the payload alone, in the default event.
+    Payloads,
+}
+
+impl Form {
+    fn wire(self) -> Wire {
+        match self {
+            Form::Messages => Wire::Sse,
+            Form::Payloads => Wire::SseRaw,
+        }
+    }
+}
+
+/// What a stream asked for.
 struct StreamRequest {
     /// Every subscription, as written.
     filters: Vec<Filter>,
@@ -57,10 +69,31 @@ pub async fn stream<B>(
     path_topic: Option<&str>,
     remote: std::net::SocketAddr,
 ) -> Response<Body> {
+    open(hub, req, path_topic, remote, Form::Messages).await
+}
+
+/// Answers `GET /sse/t/{topic}` with a stream of the topic's payloads alone, or a 400
+/// naming what is wrong.
+pub async fn payload_stream<B>(
+    hub: &Arc<Hub>,
+    req: &Request<B>,
+    topic: &str,
+    remote: std::net::SocketAddr,
+) -> Response<Body> {
+    open(hub, req, Some(topic), remote, Form::Payloads).await
+}
+
+async fn open<B>(
+    hub: &Arc<Hub>,
+    req: &Request<B>,
+    path_topic: Option<&str>,
+    remote: std::net::SocketAddr,
+    form: Form,
+) -> Response<Body> {
     if let Err(text) = super::check_origin(hub, req.headers()) {
         return text_response(StatusCode::FORBIDDEN, &text);
     }
-    let asked = match parse_request(hub, req, path_topic) {
+    let asked = match parse_request(hub, req, path_topic, form) {
         Ok(a) => a,
         Err(e) => return request_error(&e),
     };
@@ -75,7 +108,7 @@ pub async fn stream<B>(
         remote: Some(remote),
         transport: Transport::Sse,
     };
-    let mut session = Session::with_peer(Arc::clone(hub), Wire::Sse, true, peer);
+    let mut session = Session::with_peer(Arc::clone(hub), form.wire(), true, peer);
     session.set_grants(grants);
     let mut positions = Vec::new();
     for filter in &asked.filters {
@@ -96,23 +129,13 @@ pub async fn stream<B>(
         }
     }
     let single = asked.filters.len() == 1 && positions.len() == 1;
-    let (tx, rx) = mpsc::channel(1);
-    let span = tracing::info_span!("conn", session_id = session.id().0, transport = "sse");
-    let writer = SseWriter {
-        session,
-        tx,
+    let render = SseRender {
         positions,
         single,
-        heartbeat: hub.settings().http.sse_heartbeat,
+        wire: form.wire(),
     };
-    hub.shutdown.spawn(writer.run(hub.shutdown.clone()).instrument(span));
-    let mut res = Response::new(
-        SseBody {
-            rx,
-            pending: Vec::new().into_iter(),
-        }
-        .boxed(),
-    );
+    let body = super::stream::start(hub, session, render, Vec::new(), "sse");
+    let mut res = Response::new(body);
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -120,10 +143,32 @@ pub async fn stream<B>(
     res
 }
 
-fn parse_request<B>(hub: &Hub, req: &Request<B>, path_topic: Option<&str>) -> Result<StreamRequest, RequestError> {
+fn parse_request<B>(
+    hub: &Hub,
+    req: &Request<B>,
+    path_topic: Option<&str>,
+    form: Form,
+) -> Result<StreamRequest, RequestError> {
     let pairs = query_pairs(req);
     let mut texts: Vec<&str> = path_topic.into_iter().collect();
-    texts.extend(pairs.iter().filter(|(k, _)| k == "topic").map(|(_, v)| v.as_str()));
+    let asked_topics = pairs.iter().filter(|(k, _)| k == "topic").map(|(_, v)| v.as_str());
+    if form == Form::Payloads {
+        if asked_topics.count() > 0 {
+            return Err(RequestError::bad_request(
+                "GET /sse/t/{topic} follows the one topic in its path; ?topic= is for GET /sse",
+            ));
+        }
+        // Its events carry no topic name, so a pattern's messages could not be told apart.
+        if let Some(f @ Filter::Pattern(_)) = path_topic.map(Filter::parse).transpose()? {
+            let p = f.as_str();
+            return Err(RequestError::bad_request(format!(
+                "`{p}` is a pattern; GET /sse/t/{{topic}} sends payloads without their topic, so it follows \
+                 one exact topic (use GET /sse/{p} to follow a pattern)"
+            )));
+        }
+    } else {
+        texts.extend(asked_topics);
+    }
     if texts.is_empty() {
         return Err(RequestError::bad_request(
             "name a topic: GET /sse/{topic} or GET /sse?topic=a&topic=b",
@@ -200,72 +245,21 @@ fn resume_from(text: &str, what: &str, exact: &[TopicName], from_id: bool) -> Re
     }
 }
 
-/// Drains a stream's queue into its response body.
-struct SseWriter {
-    /// Owns the subscriptions; dropping it unsubscribes (and leaves presence topics).
-    session: Session,
-    tx: mpsc::Sender<Vec<Bytes>>,
+/// Renders SSE: each message preceded by the stream's own `id:` line.
+struct SseRender {
     /// Where the client stands in each exact topic, sent as the `id:` of every event.
     positions: Vec<(TopicName, u64)>,
     /// One exact topic only: the id is the bare seq.
     single: bool,
-    heartbeat: Duration,
+    /// `Sse` (message objects) or `SseRaw` (payloads alone).
+    wire: Wire,
 }
 
-impl SseWriter {
-    async fn run(mut self, shutdown: Shutdown) {
-        let queue = Arc::clone(self.session.queue());
-        let expiry = Arc::clone(self.session.expiry());
-        let mut drained = Drained::default();
-        let mut beat = tokio::time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
-        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut draining = false;
-        loop {
-            tokio::select! {
-                biased;
-                _ = queue.ready() => {}
-                _ = shutdown.triggered(), if !draining => {
-                    draining = true;
-                    // Flush what is queued, then end the stream (no WebSocket close frame here).
-                    queue.close(Bytes::new(), true);
-                }
-                _ = beat.tick() => {
-                    if self.tx.send(vec![Bytes::from_static(HEARTBEAT)]).await.is_err() {
-                        break;
-                    }
-                    continue;
-                }
-                _ = self.tx.closed() => break,
-                _ = expiry.expired() => {
-                    // EventSource reconnects with the same URL and token, gets 401, and stops.
-                    let _ = self.tx.send(vec![Bytes::from_static(TOKEN_EXPIRED)]).await;
-                    break;
-                }
-            }
-            queue.drain(&mut drained);
-            let batch = self.render(&drained);
-            if !batch.is_empty() {
-                let sent = tokio::select! {
-                    r = self.tx.send(batch) => r.is_ok(),
-                    // A slow consumer under `disconnect`: cut it now.
-                    _ = queue.aborted() => false,
-                };
-                if !sent {
-                    break;
-                }
-            }
-            if drained.close.take().is_some() {
-                break;
-            }
-        }
-        debug!("sse stream ended");
-    }
-
+impl Render for SseRender {
     /// The batch's events in order, each message preceded by the stream's `id:` line.
-    fn render(&mut self, drained: &Drained) -> Vec<Bytes> {
-        let gaps = place_gaps(&drained.entries, &drained.gaps, Wire::Sse);
+    fn render(&mut self, drained: &Drained, out: &mut Vec<Bytes>) {
+        let gaps = place_gaps(&drained.entries, &drained.gaps, self.wire);
         let mut gaps = gaps.into_iter().peekable();
-        let mut out = Vec::with_capacity(drained.entries.len() * 2 + 1);
         for (i, entry) in drained.entries.iter().enumerate() {
             while let Some((_, g)) = gaps.next_if(|(at, _)| *at == i) {
                 out.push(g);
@@ -280,37 +274,21 @@ impl SseWriter {
                     if !id.is_empty() {
                         out.push(Bytes::from(id));
                     }
-                    out.push(m.frame(Wire::Sse).clone());
+                    out.push(m.frame(self.wire).clone());
                 }
                 Entry::Reply(b) | Entry::Control(b) if !b.is_empty() => out.push(b.clone()),
                 _ => {}
             }
         }
         out.extend(gaps.map(|(_, g)| g));
-        out
     }
-}
 
-/// The response body: batches from the writer, one frame per event piece.
-struct SseBody {
-    rx: mpsc::Receiver<Vec<Bytes>>,
-    pending: std::vec::IntoIter<Bytes>,
-}
+    fn heartbeat(&self) -> Bytes {
+        Bytes::from_static(HEARTBEAT)
+    }
 
-impl hyper::body::Body for SseBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        loop {
-            if let Some(b) = self.pending.next() {
-                return Poll::Ready(Some(Ok(Frame::data(b))));
-            }
-            match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(batch)) => self.pending = batch.into_iter(),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+    fn token_expired(&self) -> Bytes {
+        // EventSource reconnects with the same URL and token, gets 401, and stops.
+        Bytes::from_static(TOKEN_EXPIRED)
     }
 }

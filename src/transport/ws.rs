@@ -4,7 +4,8 @@
 //!
 //! `/ws` speaks the request protocol (JSON or MessagePack); `/ws/t/{topic}`
 //! is a raw topic socket: every frame received is published to the topic,
-//! every message of the topic is sent as exactly its payload.
+//! every message of the topic is sent as exactly its payload. An upgrade on
+//! `/` is a raw topic socket on `server.root_topic` (routed in `server.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,6 +139,12 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether a request asks for a WebSocket (`Upgrade: websocket`), whatever else it lacks:
+/// [`upgrade`] then answers it, with a 400 naming what is missing if it is incomplete.
+pub fn wants_upgrade(headers: &HeaderMap) -> bool {
+    header_has_token(headers, header::UPGRADE, "websocket")
 }
 
 /// Checks the upgrade request (RFC 6455 §4.2.1); the error is a 400 text.
@@ -479,9 +486,12 @@ async fn read_messages<R: AsyncRead + Unpin>(
                 .reject_frame("binary frame on a JSON connection; send text frames or connect with format=msgpack"),
             (Incoming::Text(_), Wire::Msgpack) => session
                 .reject_frame("text frame on a MessagePack connection; send binary frames or connect with format=json"),
-            // A WebSocket is never an SSE stream; nothing to read for one.
-            // Nor a Socket.IO connection: those run in `transport::socketio`.
-            (Incoming::Text(_) | Incoming::Binary(_), Wire::Sse | Wire::SioTopic | Wire::SioMain) => {}
+            // A WebSocket is never an SSE or iframe stream; nothing to read for one. Nor a
+            // Socket.IO connection: those run in `transport::socketio`.
+            (
+                Incoming::Text(_) | Incoming::Binary(_),
+                Wire::Sse | Wire::SseRaw | Wire::Iframe | Wire::SioTopic | Wire::SioMain,
+            ) => {}
         }
     }
 }

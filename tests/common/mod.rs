@@ -431,7 +431,7 @@ impl SseEvent {
     }
 }
 
-/// An SSE client over a plain TCP connection.
+/// A client of a streamed HTTP response (SSE, iframe) over a plain TCP connection.
 pub struct SseClient {
     stream: TcpStream,
     pub status: u16,
@@ -442,8 +442,18 @@ pub struct SseClient {
 
 /// Opens `GET path` as an event stream with extra headers.
 pub async fn sse_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
+    open_stream(addr, path, "accept: text/event-stream\r\n", headers).await
+}
+
+/// Opens `GET path` as a browser loads a page (an iframe stream), with extra headers.
+pub async fn page_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
+    open_stream(addr, path, "accept: text/html\r\n", headers).await
+}
+
+/// Sends `GET path` and reads the response head; the body is read as it comes.
+async fn open_stream(addr: SocketAddr, path: &str, extra: &str, headers: &[(&str, &str)]) -> SseClient {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let req = get_request(addr, path, "accept: text/event-stream\r\n", headers);
+    let req = get_request(addr, path, extra, headers);
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     let split = loop {
@@ -477,6 +487,38 @@ pub async fn sse_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)])
 }
 
 impl SseClient {
+    /// The body from where the last read stopped through the first `end` after it; `None`
+    /// when the stream ended first.
+    pub async fn read_until(&mut self, end: &[u8]) -> Option<String> {
+        loop {
+            if let Some(at) = self.body.out.windows(end.len()).position(|w| w == end) {
+                let piece: Vec<u8> = self.body.out.drain(..at + end.len()).collect();
+                return Some(String::from_utf8(piece).unwrap());
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+
+    /// Reads more of the body; false when the stream ended.
+    async fn fill(&mut self) -> bool {
+        if self.eof || self.body.ended {
+            return false;
+        }
+        let mut buf = [0u8; 8192];
+        let n = tokio::time::timeout(WAIT, self.stream.read(&mut buf))
+            .await
+            .expect("more of the stream in time")
+            .unwrap_or(0);
+        if n == 0 {
+            self.eof = true;
+        } else {
+            self.body.push(&buf[..n]);
+        }
+        true
+    }
+
     /// The next event or comment; `None` when the stream ended.
     pub async fn next_any(&mut self) -> Option<SseEvent> {
         loop {
@@ -506,18 +548,8 @@ impl SseClient {
                 ev.data = datas.join("\n");
                 return Some(ev);
             }
-            if self.eof || self.body.ended {
+            if !self.fill().await {
                 return None;
-            }
-            let mut buf = [0u8; 8192];
-            let n = tokio::time::timeout(WAIT, self.stream.read(&mut buf))
-                .await
-                .expect("an event in time")
-                .unwrap_or(0);
-            if n == 0 {
-                self.eof = true;
-            } else {
-                self.body.push(&buf[..n]);
             }
         }
     }
@@ -545,5 +577,14 @@ pub async fn http_publish_once(addr: SocketAddr, topic: &str, data: &Value, key:
 pub async fn http_publish(addr: SocketAddr, topic: &str, data: &Value) -> u64 {
     let (status, v) = http_json(addr, "POST", &format!("/api/publish/{topic}"), data).await;
     assert_eq!(status, 200, "{v}");
+    v["seq"].as_u64().unwrap()
+}
+
+/// Publishes `body` over HTTP as `content_type` (`text/plain`, `application/json`,
+/// `application/msgpack`, `application/octet-stream`); returns the seq.
+pub async fn http_publish_as(addr: SocketAddr, topic: &str, content_type: &str, body: &[u8]) -> u64 {
+    let (status, answer) = http(addr, "POST", &format!("/api/publish/{topic}"), Some(content_type), body).await;
+    let v: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+    assert_eq!(status, 200, "publish {content_type} to {topic}: {v}");
     v["seq"].as_u64().unwrap()
 }
