@@ -2,7 +2,8 @@
 //! real nats-server with JetStream. Every subscriber on every node gets each
 //! message exactly once in seq order; patterns work across nodes; a client of a
 //! dead node recovers on another with `since`; a NATS restart loses nothing and
-//! makes the nodes not ready while it lasts.
+//! makes the nodes not ready while it lasts; Socket.IO sockets on two nodes share
+//! a namespace and recover on another node.
 //!
 //! Skipped (loudly) when nats-server is not installed, unless `CI` is set.
 
@@ -513,4 +514,43 @@ async fn a_node_follows_only_what_its_clients_hold_and_lets_go_with_the_last() {
         (Some("message"), Some(6)),
         "{m}"
     );
+}
+
+#[tokio::test]
+async fn socketio_sockets_on_two_nodes_share_a_namespace_and_recover_on_another_node() {
+    use common::socketio::{event, join, open_ws, text};
+    let Some(nats) = NatsServer::start("socketio") else {
+        return;
+    };
+    let (n1, n2) = (node(&nats.url()).await, node(&nats.url()).await);
+    let (mut a, _) = open_ws(&n1, "").await;
+    let pid = join(&mut a, "sio.room", None).await["pid"].as_str().unwrap().to_owned();
+    let (mut b, _) = open_ws(&n2, "").await;
+    join(&mut b, "sio.room", None).await;
+    a.send_text(r#"42/sio.room,1["message","from node 1"]"#).await;
+    assert!(
+        text(&mut a).await.starts_with("43/sio.room,1[{\"type\":\"ack\""),
+        "stored by the cluster"
+    );
+    assert_eq!(
+        event(&text(&mut b).await, "sio.room"),
+        json!(["message", "from node 1", "1"])
+    );
+    drop(a);
+    http_publish(n2.addr, "sio.room", &json!("missed 1")).await;
+    http_publish(n2.addr, "sio.room", &json!("missed 2")).await;
+    // The client comes back on the other node, with the pid and offset it had.
+    let (mut a, _) = open_ws(&n2, "").await;
+    let answer = join(&mut a, "sio.room", Some(json!({"pid": pid, "offset": "1"}))).await;
+    assert_eq!(answer["pid"], pid.as_str(), "recovered on another node");
+    assert_eq!(
+        event(&text(&mut a).await, "sio.room"),
+        json!(["message", "missed 1", "2"])
+    );
+    assert_eq!(
+        event(&text(&mut a).await, "sio.room"),
+        json!(["message", "missed 2", "3"])
+    );
+    n1.stop().await;
+    n2.stop().await;
 }

@@ -237,6 +237,7 @@ mod tests {
             Payload::Binary(Bytes::from_static(&[0, 255])),
             Payload::Json(Bytes::from_static(b"[1]")),
             Payload::Msgpack(Bytes::from_static(&[0x91, 0x01])),
+            Payload::Event(Bytes::from_static(br#"{"event":"typing","args":["bob"]}"#)),
         ];
         let out: Vec<Outgoing<'_>> = payloads
             .iter()

@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod nats;
 pub mod process;
+pub mod socketio;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
