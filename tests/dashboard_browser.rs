@@ -12,56 +12,23 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use common::browser;
 use common::process::BrokerProcess;
 use common::*;
 
-/// What is missing to run a browser, if anything.
-fn missing_pieces(dir: &Path) -> Option<String> {
-    let node_ok = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !node_ok {
-        Some("node is not installed".into())
-    } else if !Path::new(&chromium).exists() {
-        Some(format!(
-            "{chromium} is missing (apt-get install chromium, or set CHROMIUM)"
-        ))
-    } else if !dir.join("node_modules/playwright-core").exists() {
-        Some("tests/browser/node_modules is missing (npm ci --prefix tests/browser)".into())
-    } else {
-        None
-    }
-}
-
-/// Where the screenshots go: under the target directory, one folder per run.
-fn out_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("dashboard-browser").join(std::process::id().to_string())
-}
-
 #[test]
 fn the_dashboard_works_in_headless_chromium() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if let Some(missing) = missing_pieces(&dir) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set, so the browser test must run, but {missing}"
-        );
-        eprintln!(
-            "\n*** SKIPPED the_dashboard_works_in_headless_chromium: {missing} ***\n\
-             *** apt-get install chromium && npm ci --prefix tests/browser enables it ***\n"
-        );
+    let dir = browser::dir();
+    if browser::skip(
+        "the_dashboard_works_in_headless_chromium",
+        browser::missing_pieces(&["playwright-core"]),
+    ) {
         return;
     }
-    let out = out_dir();
+    let out = browser::out_dir("dashboard-browser");
     let mut broker = BrokerProcess::start("dashboard-browser", "", &[]);
     let addr = broker.addr;
     let mut node = Command::new("node")
@@ -117,19 +84,14 @@ fn the_dashboard_works_in_headless_chromium() {
 
 #[tokio::test]
 async fn the_iframe_example_works_in_headless_chromium() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if let Some(missing) = missing_pieces(&dir) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set, so the browser test must run, but {missing}"
-        );
-        eprintln!(
-            "\n*** SKIPPED the_iframe_example_works_in_headless_chromium: {missing} ***\n\
-             *** apt-get install chromium && npm ci --prefix tests/browser enables it ***\n"
-        );
+    let dir = browser::dir();
+    if browser::skip(
+        "the_iframe_example_works_in_headless_chromium",
+        browser::missing_pieces(&["playwright-core"]),
+    ) {
         return;
     }
-    let out = out_dir();
+    let out = browser::out_dir("iframe-browser");
     let b = spawn_broker().await;
     let run = tokio::process::Command::new("node")
         .arg(dir.join("iframe.mjs"))
