@@ -20,7 +20,9 @@ messages/s, expected vs received, loss, duplicates, reordering, gap notices, lat
 and, with --broker-pid, the broker's CPU and RSS. The maximum sustained rate is the highest step \
 whose p99 stays under --p99-limit with at least 99.99% delivered.\n\n\
 Protocols: raw (frames on {url}{--raw-path-template}, works against any broadcast server), \
-json ({url}/ws?format=json) and msgpack ({url}/ws?format=msgpack)."
+json ({url}/ws?format=json), msgpack ({url}/ws?format=msgpack) and socketio (Socket.IO v4 over \
+its WebSocket transport on {url}/socket.io/, a topic per namespace, `message` events; fanout, \
+fanin, rooms, slow and connect only)."
 )]
 pub struct Cli {
     /// The scenario to run.
@@ -122,7 +124,8 @@ pub enum Scenario {
         #[arg(long, default_value = "3s", value_parser = parse_duration)]
         hold: Duration,
         /// A topic every connection subscribes to, so one publisher reaches
-        /// them all (JSON or MessagePack); none by default.
+        /// them all (JSON, MessagePack or Socket.IO, where it is a namespace;
+        /// Socket.IO joins the main namespace without it); none by default.
         #[arg(long)]
         subscribe: Option<String>,
         /// Reconnect (with `since` and the topic's epoch) when the broker
@@ -211,7 +214,8 @@ pub struct Common {
     /// comma-separated (a cluster's nodes): connections take them in turn.
     #[arg(long, default_value = "ws://127.0.0.1:8080")]
     pub url: String,
-    /// Wire format: raw frames, or the broker's json / msgpack envelopes.
+    /// Wire format: raw frames, the broker's json / msgpack envelopes, or
+    /// Socket.IO (a topic per namespace).
     #[arg(long, value_enum, default_value = "json")]
     pub protocol: Protocol,
     /// Raw mode path; `{topic}` is replaced by the topic. Use `/` for a

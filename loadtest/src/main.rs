@@ -7,6 +7,7 @@ use fanout_loadtest::cli::{Cli, Common, Scenario};
 use fanout_loadtest::engine::messages::RunOpts;
 use fanout_loadtest::floor::FloorServer;
 use fanout_loadtest::plan::Plan;
+use fanout_loadtest::protocol::Protocol;
 use fanout_loadtest::run::{run, RunConfig};
 use fanout_loadtest::scenario::{self, topics_exist, ScenarioError};
 use fanout_loadtest::{ipc, limits, report, steps};
@@ -145,7 +146,7 @@ fn build(command: Scenario) -> Result<Built> {
             subscribe,
             reconnect,
         } => {
-            if subscribe.is_some() {
+            if subscribe.is_some() && common.protocol != Protocol::Socketio {
                 needs_envelopes(&common, "connect --subscribe")?;
             }
             let plan = scenario::connect(connections, subscribe, reconnect)?;
