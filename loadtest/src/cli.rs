@@ -240,6 +240,10 @@ pub struct Common {
     /// Keep stepping after a failing step (default: stop at the first).
     #[arg(long)]
     pub keep_going: bool,
+    /// Stop after N failing steps in a row (default 1: at the first), so
+    /// one noisy step does not end a ladder; ignored with --keep-going.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_failed_steps: u32,
     /// Payload size in bytes (the measurement stamp padded with `x`).
     #[arg(long, default_value_t = 100)]
     pub payload_bytes: usize,
@@ -316,5 +320,12 @@ mod tests {
             panic!()
         };
         assert_eq!(common.rates, vec!["1k", "2k"]);
+        assert_eq!(common.max_failed_steps, 1);
+        let cli = Cli::try_parse_from(["x", "fanout", "--max-failed-steps", "2", "--protocol", "socketio"]).unwrap();
+        let Scenario::Fanout { common, .. } = cli.command else {
+            panic!()
+        };
+        assert_eq!((common.max_failed_steps, common.protocol), (2, Protocol::Socketio));
+        assert!(Cli::try_parse_from(["x", "fanout", "--max-failed-steps", "0"]).is_err());
     }
 }

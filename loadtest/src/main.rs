@@ -233,6 +233,7 @@ fn config(c: &Common, plan: Plan, hold: Option<Duration>, storm: Option<(Duratio
         max_duration: c.duration,
         p99_limit_ms: c.p99_limit.as_secs_f64() * 1e3,
         keep_going: c.keep_going,
+        max_failed_steps: c.max_failed_steps,
         workers: c.workers,
         settle: c.settle,
         hold,
