@@ -20,7 +20,9 @@ messages/s, expected vs received, loss, duplicates, reordering, gap notices, lat
 and, with --broker-pid, the broker's CPU and RSS. The maximum sustained rate is the highest step \
 whose p99 stays under --p99-limit with at least 99.99% delivered.\n\n\
 Protocols: raw (frames on {url}{--raw-path-template}, works against any broadcast server), \
-json ({url}/ws?format=json) and msgpack ({url}/ws?format=msgpack)."
+json ({url}/ws?format=json), msgpack ({url}/ws?format=msgpack) and socketio (Socket.IO v4 over \
+its WebSocket transport on {url}/socket.io/, a topic per namespace, `message` events; fanout, \
+fanin, rooms, slow and connect only)."
 )]
 pub struct Cli {
     /// The scenario to run.
@@ -122,7 +124,8 @@ pub enum Scenario {
         #[arg(long, default_value = "3s", value_parser = parse_duration)]
         hold: Duration,
         /// A topic every connection subscribes to, so one publisher reaches
-        /// them all (JSON or MessagePack); none by default.
+        /// them all (JSON, MessagePack or Socket.IO, where it is a namespace;
+        /// Socket.IO joins the main namespace without it); none by default.
         #[arg(long)]
         subscribe: Option<String>,
         /// Reconnect (with `since` and the topic's epoch) when the broker
@@ -211,7 +214,8 @@ pub struct Common {
     /// comma-separated (a cluster's nodes): connections take them in turn.
     #[arg(long, default_value = "ws://127.0.0.1:8080")]
     pub url: String,
-    /// Wire format: raw frames, or the broker's json / msgpack envelopes.
+    /// Wire format: raw frames, the broker's json / msgpack envelopes, or
+    /// Socket.IO (a topic per namespace).
     #[arg(long, value_enum, default_value = "json")]
     pub protocol: Protocol,
     /// Raw mode path; `{topic}` is replaced by the topic. Use `/` for a
@@ -236,6 +240,10 @@ pub struct Common {
     /// Keep stepping after a failing step (default: stop at the first).
     #[arg(long)]
     pub keep_going: bool,
+    /// Stop after N failing steps in a row (default 1: at the first), so
+    /// one noisy step does not end a ladder; ignored with --keep-going.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_failed_steps: u32,
     /// Payload size in bytes (the measurement stamp padded with `x`).
     #[arg(long, default_value_t = 100)]
     pub payload_bytes: usize,
@@ -312,5 +320,12 @@ mod tests {
             panic!()
         };
         assert_eq!(common.rates, vec!["1k", "2k"]);
+        assert_eq!(common.max_failed_steps, 1);
+        let cli = Cli::try_parse_from(["x", "fanout", "--max-failed-steps", "2", "--protocol", "socketio"]).unwrap();
+        let Scenario::Fanout { common, .. } = cli.command else {
+            panic!()
+        };
+        assert_eq!((common.max_failed_steps, common.protocol), (2, Protocol::Socketio));
+        assert!(Cli::try_parse_from(["x", "fanout", "--max-failed-steps", "0"]).is_err());
     }
 }

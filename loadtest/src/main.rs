@@ -7,6 +7,7 @@ use fanout_loadtest::cli::{Cli, Common, Scenario};
 use fanout_loadtest::engine::messages::RunOpts;
 use fanout_loadtest::floor::FloorServer;
 use fanout_loadtest::plan::Plan;
+use fanout_loadtest::protocol::Protocol;
 use fanout_loadtest::run::{run, RunConfig};
 use fanout_loadtest::scenario::{self, topics_exist, ScenarioError};
 use fanout_loadtest::{ipc, limits, report, steps};
@@ -145,7 +146,7 @@ fn build(command: Scenario) -> Result<Built> {
             subscribe,
             reconnect,
         } => {
-            if subscribe.is_some() {
+            if subscribe.is_some() && common.protocol != Protocol::Socketio {
                 needs_envelopes(&common, "connect --subscribe")?;
             }
             let plan = scenario::connect(connections, subscribe, reconnect)?;
@@ -232,6 +233,7 @@ fn config(c: &Common, plan: Plan, hold: Option<Duration>, storm: Option<(Duratio
         max_duration: c.duration,
         p99_limit_ms: c.p99_limit.as_secs_f64() * 1e3,
         keep_going: c.keep_going,
+        max_failed_steps: c.max_failed_steps,
         workers: c.workers,
         settle: c.settle,
         hold,

@@ -59,6 +59,8 @@ pub struct RunConfig {
     pub p99_limit_ms: f64,
     /// Keep going after a failing step.
     pub keep_going: bool,
+    /// Otherwise stop after this many failing steps in a row (at least 1).
+    pub max_failed_steps: u32,
     /// Worker processes (1: in-process).
     pub workers: usize,
     /// Pause before the first step.
@@ -240,6 +242,7 @@ impl Coordinator<'_> {
         peak: &mut Option<u64>,
     ) -> Result<(), RunError> {
         let total = cfg.rates.len();
+        let mut failures = 0;
         for (index, &rate) in cfg.rates.iter().enumerate() {
             let needed = cfg.step_duration + cfg.drain + Duration::from_millis(300);
             if started.elapsed() + needed > cfg.max_duration {
@@ -290,12 +293,14 @@ impl Coordinator<'_> {
             } else {
                 self.bar.println(line);
             }
-            let failed = !result.passed;
+            failures = if result.passed { 0 } else { failures + 1 };
+            let stop = failures > 0 && !cfg.keep_going && failures >= cfg.max_failed_steps.max(1);
             report.steps.push(result);
-            if failed && !cfg.keep_going && index + 1 < total {
-                report
-                    .notes
-                    .push(format!("stopped after step {} failed (use --keep-going)", index + 1));
+            if stop && index + 1 < total {
+                report.notes.push(format!(
+                    "stopped after step {} failed, {failures} in a row (use --keep-going or --max-failed-steps)",
+                    index + 1
+                ));
                 break;
             }
         }

@@ -38,9 +38,10 @@ fn plan(scenario: &str, conns: Vec<ConnSpec>, topics_exist: bool) -> Plan {
     }
 }
 
-/// Whether a raw path template separates topics (`{topic}` in it).
+/// Whether topics are separate broadcast domains: always with envelopes
+/// and Socket.IO, in raw mode when the path template has `{topic}`.
 pub fn topics_exist(protocol: Protocol, raw_path: &str) -> bool {
-    protocol.has_envelopes() || raw_path.contains("{topic}")
+    protocol.has_topics() || raw_path.contains("{topic}")
 }
 
 /// P publishers and N subscribers on one topic; the first `slow` subscribers
@@ -181,5 +182,6 @@ mod tests {
         assert_eq!(s.conns.iter().filter(|c| c.reconnects).count(), 38);
         assert!(soak(20, 4, 2, 40, 10, 10, 1.0).is_err());
         assert!(topics_exist(Protocol::Raw, "/ws/t/{topic}") && !topics_exist(Protocol::Raw, "/"));
+        assert!(topics_exist(Protocol::Socketio, "/"));
     }
 }

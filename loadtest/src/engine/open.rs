@@ -1,10 +1,12 @@
 //! Opening one connection of the plan: TCP + handshake, then (JSON and
-//! MessagePack) the subscribe requests and waiting for every ack.
+//! MessagePack) the subscribe requests and waiting for every ack, or
+//! (Socket.IO) the Engine.IO open packet and joining every namespace.
 
 use super::messages::RunOpts;
 use crate::client::{ClientConfig, Message, WsClient, WsReader, WsWriter};
 use crate::plan::ConnSpec;
-use crate::protocol::{Frame, Incoming};
+use crate::protocol::socketio::{self, Packet};
+use crate::protocol::{Frame, Incoming, Protocol};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -24,6 +26,9 @@ pub enum OpenError {
         /// The server's error text.
         reason: String,
     },
+    /// The server broke the Socket.IO handshake.
+    #[error("socket.io handshake: {0}")]
+    Handshake(String),
     /// No answer in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -92,7 +97,7 @@ async fn open_inner(
 ) -> Result<Opened, OpenError> {
     let topic = spec.raw_topic();
     let query = match since.get(topic) {
-        Some(p) if !opts.protocol.has_envelopes() => format!("since={}", p.seq),
+        Some(p) if opts.protocol == Protocol::Raw => format!("since={}", p.seq),
         _ => String::new(),
     };
     let url = opts
@@ -109,6 +114,9 @@ async fn open_inner(
     let mut pending = Vec::new();
     let mut positions = HashMap::new();
     let mut unrecovered = Vec::new();
+    if opts.protocol == Protocol::Socketio {
+        join_namespaces(&mut reader, &writer, spec, &mut pending).await?;
+    }
     if opts.protocol.has_envelopes() && !spec.subscribe.is_empty() {
         let mut waiting: HashMap<u64, &str> = HashMap::new();
         for (k, t) in spec.subscribe.iter().enumerate() {
@@ -161,6 +169,63 @@ async fn open_inner(
         unrecovered,
         connect_time,
     })
+}
+
+/// Socket.IO: waits for the Engine.IO open packet, then joins the namespace
+/// of every topic `spec` subscribes or publishes to (the main one when it has
+/// none) and waits for each CONNECT answer. Heartbeats are answered meanwhile
+/// and anything else is kept in `pending` for the receive thread.
+async fn join_namespaces(
+    reader: &mut WsReader,
+    writer: &WsWriter,
+    spec: &ConnSpec,
+    pending: &mut Vec<Message>,
+) -> Result<(), OpenError> {
+    let published = spec.publish.iter().flat_map(|p| p.topics.iter());
+    let mut topics: Vec<&str> = spec.subscribe.iter().chain(published).map(String::as_str).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    if topics.is_empty() {
+        topics.push("");
+    }
+    let mut waiting: Vec<String> = topics.iter().map(|t| socketio::namespace(t)).collect();
+    let mut open = false;
+    while !waiting.is_empty() {
+        let msg = reader.next_message().await?;
+        let text = match &msg {
+            Message::Text(t) => t.as_str(),
+            Message::Close(c) => return Err(OpenError::Handshake(format!("the server closed the WebSocket: {c:?}"))),
+            _ => continue,
+        };
+        match socketio::parse(text.as_bytes()) {
+            Packet::Open(_) if !open => {
+                open = true;
+                for t in &topics {
+                    writer.queue_text(&socketio::connect(t)).await;
+                }
+                writer.flush().await?;
+            }
+            _ if !open => {
+                let first: String = text.chars().take(80).collect();
+                return Err(OpenError::Handshake(format!(
+                    "expected the Engine.IO open packet, got `{first}`"
+                )));
+            }
+            Packet::Ping => writer.send_text(socketio::PONG).await?,
+            Packet::Connect { ns } => waiting.retain(|w| w != ns),
+            Packet::ConnectError { ns, message } => {
+                return Err(OpenError::Subscribe {
+                    topic: ns.to_string(),
+                    reason: message,
+                })
+            }
+            Packet::Close | Packet::Disconnect { .. } => {
+                return Err(OpenError::Handshake(format!("the server ended the session: `{text}`")))
+            }
+            _ => pending.push(msg),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
-//! The three wire formats the harness speaks: `raw` topic sockets (or any
-//! generic broadcast server), and the broker's JSON and MessagePack
-//! envelopes. Builds outgoing frames and classifies incoming ones.
+//! The wire formats the harness speaks: `raw` topic sockets (or any
+//! generic broadcast server), the broker's JSON and MessagePack envelopes,
+//! and Socket.IO ([`socketio`], a topic per namespace). Builds outgoing
+//! frames and classifies incoming ones.
 
 mod fast_json;
+pub mod socketio;
 
 use crate::client::Message;
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,9 @@ pub enum Protocol {
     Json,
     /// MessagePack envelopes on `/ws?format=msgpack`.
     Msgpack,
+    /// Socket.IO v4 on `/socket.io/` (WebSocket transport only): a topic is
+    /// the namespace `/TOPIC`, a message the event `message`.
+    Socketio,
 }
 
 /// An outgoing frame: text or binary.
@@ -59,8 +64,11 @@ pub enum Incoming<'a> {
         /// Last missing seq.
         to: u64,
     },
-    /// An `error` reply.
+    /// An `error` reply (Socket.IO: the server closed the session or left
+    /// us out of a namespace).
     Error(String),
+    /// The server's heartbeat (Socket.IO `2`): answer [`socketio::PONG`] at once.
+    Heartbeat,
     /// Anything else (pong, join, leave, control frames...).
     Other,
 }
@@ -107,13 +115,15 @@ struct InMsg<'a> {
 
 impl Protocol {
     /// The URL a connection uses: `raw` fills `{topic}` in `raw_path`,
-    /// the others use `/ws?format=...`.
+    /// Socket.IO uses `/socket.io/?EIO=4&transport=websocket`, the others
+    /// `/ws?format=...`.
     pub fn url(&self, base: &str, raw_path: &str, topic: &str, query: &str) -> String {
         let base = base.trim_end_matches('/');
         let mut url = match self {
             Protocol::Raw => format!("{base}{}", raw_path.replace("{topic}", topic)),
             Protocol::Json => format!("{base}/ws?format=json"),
             Protocol::Msgpack => format!("{base}/ws?format=msgpack"),
+            Protocol::Socketio => format!("{base}/socket.io/?EIO=4&transport=websocket"),
         };
         if !query.is_empty() {
             url.push(if url.contains('?') { '&' } else { '?' });
@@ -122,12 +132,20 @@ impl Protocol {
         url
     }
 
-    /// True when this format needs explicit subscribe requests.
+    /// True for the broker's envelopes (subscribe requests and acks,
+    /// patterns, `since`): JSON and MessagePack.
     pub fn has_envelopes(&self) -> bool {
-        !matches!(self, Protocol::Raw)
+        matches!(self, Protocol::Json | Protocol::Msgpack)
     }
 
-    /// A subscribe request (`None` for raw: the URL is the subscription),
+    /// True when every topic is its own broadcast domain whatever the path:
+    /// the envelopes, and Socket.IO's namespaces.
+    pub fn has_topics(&self) -> bool {
+        self.has_envelopes() || matches!(self, Protocol::Socketio)
+    }
+
+    /// A subscribe request (`None` for raw, where the URL is the
+    /// subscription, and Socket.IO, which joins namespaces instead),
     /// resuming after `since` received in `epoch` when given.
     pub fn subscribe(&self, topic: &str, id: u64, since: Option<u64>, epoch: Option<&str>) -> Option<Frame> {
         let msg = OutMsg {
@@ -170,6 +188,10 @@ impl Protocol {
                 out.extend_from_slice(br#""}"#);
                 true
             }
+            Protocol::Socketio => {
+                socketio::encode_event(out, topic, None, socketio::EVENT, payload);
+                true
+            }
             Protocol::Msgpack => {
                 let msg = OutMsg {
                     op: "publish",
@@ -187,7 +209,7 @@ impl Protocol {
 
     fn envelope(&self, msg: &OutMsg) -> Option<Frame> {
         match self {
-            Protocol::Raw => None,
+            Protocol::Raw | Protocol::Socketio => None,
             Protocol::Json => Some(Frame::Text(serde_json::to_string(msg).expect("serializable"))),
             Protocol::Msgpack => Some(Frame::Binary(rmp_serde::to_vec_named(msg).expect("serializable"))),
         }
@@ -220,6 +242,7 @@ impl Protocol {
                 serde_json::from_slice(bytes).ok()
             }
             (Protocol::Msgpack, false) => rmp_serde::from_slice(bytes).ok(),
+            (Protocol::Socketio, true) => return socketio_incoming(socketio::parse(bytes)),
             _ => return Incoming::Other,
         };
         let Some(m) = parsed else {
@@ -255,6 +278,35 @@ impl Protocol {
             )),
             _ => Incoming::Other,
         }
+    }
+}
+
+/// What a Socket.IO packet means to a subscriber: a `message` event's
+/// first argument is the payload, and its namespace the topic.
+fn socketio_incoming(packet: socketio::Packet<'_>) -> Incoming<'_> {
+    use socketio::Packet;
+    match packet {
+        Packet::Event {
+            ns,
+            name,
+            arg: Some(payload),
+            ..
+        } if name == socketio::EVENT => Incoming::Data {
+            payload,
+            topic: Some(Cow::Borrowed(ns.strip_prefix('/').unwrap_or(ns))),
+            seq: None,
+        },
+        Packet::Ping => Incoming::Heartbeat,
+        Packet::Ack { id, .. } => Incoming::Ack {
+            id,
+            seq: None,
+            epoch: None,
+            recovered: None,
+        },
+        Packet::Close => Incoming::Error("the server closed the Engine.IO session".into()),
+        Packet::Disconnect { ns } => Incoming::Error(format!("the server disconnected us from {ns}")),
+        Packet::ConnectError { ns, message } => Incoming::Error(format!("{ns}: {message}")),
+        _ => Incoming::Other,
     }
 }
 
@@ -381,5 +433,41 @@ mod tests {
             "ws://h:1/?since=3"
         );
         assert_eq!(Protocol::Json.url("ws://h:1", "/", "a", ""), "ws://h:1/ws?format=json");
+        assert_eq!(
+            Protocol::Socketio.url("ws://h:1/", "/", "a", ""),
+            "ws://h:1/socket.io/?EIO=4&transport=websocket"
+        );
+    }
+
+    #[test]
+    fn socketio_frames_as_the_subscriber_sees_them() {
+        let p = Protocol::Socketio;
+        let Frame::Text(publ) = p.publish("lt.fanout", "p0:1:2:123:xxxx") else {
+            panic!()
+        };
+        assert_eq!(publ, r#"42/lt.fanout,["message","p0:1:2:123:xxxx"]"#);
+        assert_eq!(p.subscribe("lt.fanout", 1, None, None), None);
+        let data = |s: &'static str| p.parse_data(true, s.as_bytes());
+        let want = Incoming::Data {
+            payload: Cow::Borrowed(&b"p0:1:2:123:xxxx"[..]),
+            topic: Some("lt.fanout".into()),
+            seq: None,
+        };
+        assert_eq!(data(r#"42/lt.fanout,["message","p0:1:2:123:xxxx"]"#), want);
+        assert_eq!(data(r#"42/lt.fanout,["message","p0:1:2:123:xxxx","0-7"]"#), want);
+        assert!(matches!(
+            data(r#"42["message","p0:1"]"#),
+            Incoming::Data {
+                topic: Some(Cow::Borrowed("")),
+                ..
+            }
+        ));
+        assert_eq!(data("2"), Incoming::Heartbeat);
+        assert_eq!(data(r#"42/lt.fanout,["other","p0:1:2:3:"]"#), Incoming::Other);
+        assert!(matches!(data("43/lt.fanout,17[]"), Incoming::Ack { id: 17, .. }));
+        assert!(matches!(data("41/lt.fanout,"), Incoming::Error(_)));
+        assert!(matches!(data("1"), Incoming::Error(_)));
+        assert!(matches!(data(r#"44/x,{"message":"no"}"#), Incoming::Error(e) if e == "/x: no"));
+        assert_eq!(p.parse_data(false, b"42[]"), Incoming::Other);
     }
 }

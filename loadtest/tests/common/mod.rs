@@ -35,6 +35,7 @@ pub fn raw_fanout(
         max_duration: Duration::from_secs(20),
         p99_limit_ms: 1_000.0,
         keep_going: false,
+        max_failed_steps: 1,
         workers: 1,
         settle: Duration::from_millis(200),
         hold: None,

@@ -9,6 +9,7 @@ use crate::client::frame::{self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, 
 use crate::client::{Detached, Message, WsWriter};
 use crate::clock::now_ns;
 use crate::engine::subscriber::Subscriber;
+use crate::protocol::{socketio, Incoming};
 use crate::stats::Tally;
 use std::io;
 use std::net::TcpStream;
@@ -172,7 +173,7 @@ impl Conn {
             OP_TEXT | OP_BINARY if self.partial.is_some() => {
                 Err(protocol("new data frame while a fragmented message is in progress"))
             }
-            OP_TEXT | OP_BINARY if fin => self.message(opcode == OP_TEXT, payload, now, tally),
+            OP_TEXT | OP_BINARY if fin => self.message(opcode == OP_TEXT, payload, now, tally, rt),
             OP_TEXT | OP_BINARY => {
                 self.partial = Some(Box::new((opcode, payload.to_vec())));
                 Ok(())
@@ -187,7 +188,7 @@ impl Conn {
                 }
                 data.extend_from_slice(payload);
                 if fin {
-                    self.message(op == OP_TEXT, &data, now, tally)
+                    self.message(op == OP_TEXT, &data, now, tally, rt)
                 } else {
                     self.partial = Some(Box::new((op, data)));
                     Ok(())
@@ -205,13 +206,20 @@ impl Conn {
         }
     }
 
-    fn message(&mut self, text: bool, bytes: &[u8], now: u64, tally: &mut Tally) -> Result<(), Ended> {
+    fn message(&mut self, text: bool, bytes: &[u8], now: u64, tally: &mut Tally, rt: &Handle) -> Result<(), Ended> {
         // Cheap for ASCII (word at a time), and a client must check it.
         if text && std::str::from_utf8(bytes).is_err() {
             return Err(protocol("invalid UTF-8 in a text message"));
         }
-        let parsed = self.sub.protocol().parse_data(text, bytes);
-        self.sub.observe(parsed, now, tally);
+        match self.sub.protocol().parse_data(text, bytes) {
+            // Socket.IO's heartbeat, on every connection (publishers too):
+            // rare (every 25 s on Node), so a task per pong is fine.
+            Incoming::Heartbeat => {
+                let w = self.writer.clone();
+                rt.spawn(async move { w.send_text(socketio::PONG).await });
+            }
+            parsed => self.sub.observe(parsed, now, tally),
+        }
         Ok(())
     }
 }
