@@ -25,7 +25,7 @@ use crate::clock::{now_ms, now_secs};
 use crate::connections::Peer;
 use crate::error::{ErrorCode, RequestError};
 use crate::hub::Hub;
-use crate::metrics::Transport;
+use crate::metrics::{Transport, WriterStats};
 use crate::protocol::socketio::{self as sio, engine as packet, Packet, PacketType};
 use crate::protocol::{frame, Reply, Wire};
 use crate::queue::{place_gaps, Drained, Entry, SendQueue, Sink};
@@ -194,8 +194,9 @@ impl Engine {
 
     /// Moves everything there is to send into `out` (complete frames, in order per
     /// socket): control packets first, then each socket's queue. Returns the close frame
-    /// once the connection is closing and everything before it is taken.
-    pub fn take(&self, drained: &mut Drained, out: &mut Vec<Bytes>) -> Option<Bytes> {
+    /// once the connection is closing and everything before it is taken. The messages
+    /// taken count in `stats` (a writer's own buffer), else straight in the metrics.
+    pub fn take(&self, drained: &mut Drained, out: &mut Vec<Bytes>, stats: Option<&mut WriterStats>) -> Option<Bytes> {
         out.append(&mut self.control.lock());
         let mut closing = None;
         let mut messages = 0u64;
@@ -228,8 +229,12 @@ impl Engine {
                 closing.get_or_insert(c);
             }
         }
-        if let (Some(m), true) = (&self.hub.metrics, messages > 0) {
-            m.record_batch(messages, bytes, oldest, now_ms());
+        if messages > 0 {
+            match (stats, &self.hub.metrics) {
+                (Some(s), _) => s.record_batch(messages, bytes, oldest, now_ms()),
+                (None, Some(m)) => m.record_batch(messages, bytes, oldest, now_ms()),
+                (None, None) => {}
+            }
         }
         if let Some(c) = closing {
             self.close(c);

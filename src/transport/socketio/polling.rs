@@ -70,7 +70,7 @@ pub async fn poll(engine: &Engine) -> Response<Body> {
     let mut frames = Vec::new();
     let mut drained = Drained::default();
     loop {
-        let closing = engine.take(&mut drained, &mut frames);
+        let closing = engine.take(&mut drained, &mut frames, None);
         if closing.is_some() {
             // A client that closed knows; anything else is told why the poll ends.
             let last = if engine.closed_by_client() {

@@ -17,6 +17,7 @@ use tracing::{debug, Instrument};
 use super::engine::{Engine, Handshake, Mode};
 use super::{engine_error, EngineError, Engines};
 use crate::hub::Hub;
+use crate::metrics::{Metrics, WriterStats};
 use crate::protocol::frame;
 use crate::protocol::socketio::{self as sio, engine as packet};
 use crate::queue::{Drained, MAX_IOVECS};
@@ -147,7 +148,7 @@ where
     debug!(sid = %engine.sid, "socket.io websocket");
     let closed_cleanly = {
         let reading = read_packets(&engine, &mut reader);
-        let writing = write_packets(&engine, &mut write);
+        let writing = write_packets(&engine, &mut write, hub.metrics.as_deref());
         tokio::pin!(writing);
         tokio::select! {
             end = reading => {
@@ -238,13 +239,24 @@ async fn read_packets<R: AsyncRead + Unpin>(engine: &Engine, reader: &mut Messag
 
 /// Writes what the connection has to send until it closes. True when the close frame
 /// went out (so the client's close is worth waiting for).
-async fn write_packets<W: AsyncWrite + Unpin>(engine: &Engine, write: &mut W) -> bool {
+async fn write_packets<W: AsyncWrite + Unpin>(engine: &Engine, write: &mut W, metrics: Option<&Metrics>) -> bool {
     let mut frames = Vec::new();
     let mut drained = Drained::default();
+    // Counted here and added to the shared metrics now and then: a message is one batch
+    // per subscriber on this path, and shared counters bumped per delivery would contend.
+    let mut stats = metrics.map(WriterStats::new);
     loop {
-        let closing = engine.take(&mut drained, &mut frames);
+        let closing = engine.take(&mut drained, &mut frames, stats.as_mut());
         if frames.is_empty() && closing.is_none() {
-            engine.ready().await;
+            match stats.as_ref().and_then(WriterStats::due) {
+                Some(due) => {
+                    let idle = tokio::time::timeout_at(due, engine.ready()).await.is_err();
+                    if let (true, Some(s)) = (idle, stats.as_mut()) {
+                        s.flush();
+                    }
+                }
+                None => engine.ready().await,
+            }
             continue;
         }
         // A wake-up consumed while writing is no loss: everything is taken again first.
