@@ -707,3 +707,24 @@ async fn the_drain_closes_websockets_with_1001_and_ends_polls_with_close() {
     assert_eq!(packets.last().map(String::as_str), Some("1"), "the close packet");
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn socketio_connections_are_bounded_per_address_like_tcp_ones() {
+    let b = spawn_broker_with(|c| c.server.max_connections_per_ip = 3).await;
+    let mut sids = Vec::new();
+    for _ in 0..3 {
+        sids.push(open_polling(b.addr, &[]).await.0);
+    }
+    // Long-polling holds no TCP connection between requests; the connections still count.
+    let (status, body) = http_get(b.addr, "/socket.io/?EIO=4&transport=polling", &[]).await;
+    assert_eq!(status, 503);
+    assert!(engine_error(&body).1.contains("max_connections_per_ip"));
+    let refused = tokio_tungstenite::connect_async(b.ws_url(&ws_path(""))).await;
+    assert!(refused.is_err(), "a new WebSocket connection is refused too");
+    assert_eq!(post(b.addr, &sids[0], &["1"]).await.0, 200);
+    eventually("a closed connection frees its place", async || {
+        http_get(b.addr, "/socket.io/?EIO=4&transport=polling", &[]).await.0 == 200
+    })
+    .await;
+    b.stop().await;
+}

@@ -14,6 +14,7 @@ pub mod polling;
 pub mod socket;
 pub mod websocket;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -29,6 +30,9 @@ use crate::hub::Hub;
 #[derive(Default)]
 pub struct Engines {
     by_sid: DashMap<Arc<str>, Arc<Engine>>,
+    /// Connections per client address: a long-polling one holds no TCP connection
+    /// between its requests, so the listener's limits alone would not bound them.
+    per_ip: DashMap<IpAddr, usize>,
 }
 
 impl Engines {
@@ -52,9 +56,32 @@ impl Engines {
         self.by_sid.is_empty()
     }
 
+    /// Whether a new connection from `ip` is within `server.max_connections` and
+    /// `server.max_connections_per_ip` (which bound Socket.IO connections as they bound
+    /// TCP ones); the refusal names the limit.
+    pub fn room_for(&self, hub: &Hub, ip: IpAddr) -> Result<(), &'static str> {
+        let settings = hub.settings();
+        if self.by_sid.len() >= settings.server.max_connections {
+            return Err("too many Socket.IO connections (server.max_connections)");
+        }
+        let per_ip = settings.server.max_connections_per_ip;
+        if per_ip > 0 && self.per_ip.get(&ip).is_some_and(|n| *n >= per_ip) {
+            return Err("too many Socket.IO connections from this address (server.max_connections_per_ip)");
+        }
+        Ok(())
+    }
+
     /// A new connection, listed under a fresh session id, its heartbeat running until it
-    /// closes (then it is unlisted).
-    pub fn open(self: &Arc<Self>, hub: &Arc<Hub>, mode: Mode, handshake: Handshake) -> Arc<Engine> {
+    /// closes (then it is unlisted); refused, naming the limit, when there is no room.
+    pub fn open(
+        self: &Arc<Self>,
+        hub: &Arc<Hub>,
+        mode: Mode,
+        handshake: Handshake,
+    ) -> Result<Arc<Engine>, &'static str> {
+        let ip = handshake.remote.ip();
+        self.room_for(hub, ip)?;
+        *self.per_ip.entry(ip).or_insert(0) += 1;
         let sid: Arc<str> = Arc::from(new_sid());
         let engine = Arc::new(Engine::new(Arc::clone(hub), Arc::clone(&sid), mode, handshake));
         self.by_sid.insert(Arc::clone(&sid), Arc::clone(&engine));
@@ -62,8 +89,12 @@ impl Engines {
         hub.shutdown.spawn(async move {
             e.run().await;
             engines.by_sid.remove(&sid);
+            engines.per_ip.remove_if_mut(&ip, |_, n| {
+                *n -= 1;
+                *n == 0
+            });
         });
-        engine
+        Ok(engine)
     }
 }
 
@@ -188,12 +219,14 @@ pub async fn handle(
     }
     let origin = req.headers().clone();
     let response = match (req.method(), q.sid) {
-        (&Method::GET, None) => {
-            let engine = engines.open(hub, Mode::Polling, handshake);
-            let mut open = vec![crate::protocol::socketio::engine::OPEN];
-            open.extend_from_slice(engine.open_data(true).as_bytes());
-            polling::text(open)
-        }
+        (&Method::GET, None) => match engines.open(hub, Mode::Polling, handshake) {
+            Ok(engine) => {
+                let mut open = vec![crate::protocol::socketio::engine::OPEN];
+                open.extend_from_slice(engine.open_data(true).as_bytes());
+                polling::text(open)
+            }
+            Err(limit) => engine_error(StatusCode::SERVICE_UNAVAILABLE, EngineError::Forbidden, limit),
+        },
         (_, None) => engine_error(
             StatusCode::BAD_REQUEST,
             EngineError::BadHandshakeMethod,

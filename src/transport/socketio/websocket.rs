@@ -46,7 +46,12 @@ pub fn upgrade(
         Err(reason) => return engine_error(StatusCode::BAD_REQUEST, EngineError::BadRequest, &reason),
     };
     let upgrading = match sid {
-        None => None,
+        None => {
+            if let Err(limit) = engines.room_for(hub, handshake.remote.ip()) {
+                return engine_error(StatusCode::SERVICE_UNAVAILABLE, EngineError::Forbidden, limit);
+            }
+            None
+        }
         Some(sid) => match engines.get(&sid) {
             None => {
                 return engine_error(
@@ -69,10 +74,14 @@ pub fn upgrade(
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let engine = match upgrading {
-                        Some(e) => e,
+                        Some(e) => Ok(e),
                         None => engines.open(&hub, Mode::WebSocket, handshake),
                     };
-                    run(&hub, engine, ws::halves(upgraded)).await;
+                    match engine {
+                        Ok(engine) => run(&hub, engine, ws::halves(upgraded)).await,
+                        // Filled up since the check above: say so the way a WebSocket can.
+                        Err(limit) => refuse(ws::halves(upgraded), limit).await,
+                    }
                 }
                 Err(e) => debug!(error = %e, "upgrade failed"),
             }
@@ -105,6 +114,18 @@ fn refuse_after_upgrade(
         drop(slot);
     });
     ws::switching_protocols(key, None)
+}
+
+/// Closes a just-upgraded WebSocket with 1013 (try again later) and the limit's name.
+async fn refuse(halves: Halves, limit: &str) {
+    let close = frame::close(1013, limit);
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        match halves {
+            Halves::Tcp(_, _, mut w) => w.write_all(&close).await,
+            Halves::Other(_, mut w) => w.write_all(&close).await,
+        }
+    })
+    .await;
 }
 
 async fn run(hub: &Hub, engine: Arc<Engine>, halves: Halves) {
