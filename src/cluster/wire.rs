@@ -249,7 +249,7 @@ mod tests {
             })
             .collect();
         let (h, body) = encode(11, &out, 42);
-        assert_eq!((first_seq(Some(&h)), last_seq(Some(&h))), (Some(11), Some(14)));
+        assert_eq!((first_seq(Some(&h)), last_seq(Some(&h))), (Some(11), Some(15)));
         let got = decode("fanout", "fanout.t", Some(&h), body.clone(), 42).unwrap();
         let seen: Vec<(u64, u64, Option<SessionId>)> = got.iter().map(|m| (m.seq, m.ts, m.origin)).collect();
         assert_eq!(
@@ -258,7 +258,8 @@ mod tests {
                 (11, 100, Some(SessionId(5))),
                 (12, 101, None),
                 (13, 102, Some(SessionId(5))),
-                (14, 103, None)
+                (14, 103, None),
+                (15, 104, Some(SessionId(5)))
             ]
         );
         assert_eq!(got.iter().map(|m| m.payload.clone()).collect::<Vec<_>>(), payloads);
