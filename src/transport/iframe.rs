@@ -32,7 +32,6 @@ use crate::metrics::Transport;
 use crate::protocol::iframe::{preamble, CallbackName, HEARTBEAT, TOKEN_EXPIRED};
 use crate::protocol::Wire;
 use crate::queue::{Drained, Entry};
-use crate::session::Session;
 use crate::topic::{Filter, TopicName};
 
 /// What a stream asked for.
@@ -60,19 +59,10 @@ pub async fn stream<B>(
         Ok(a) => a,
         Err(e) => return request_error(&e),
     };
-    let grants = match super::http_api::grants(hub, req) {
-        Ok(g) => g,
-        Err(e) => return request_error(&e),
+    let mut session = match super::stream::session(hub, req, remote, Transport::Iframe, Wire::Iframe) {
+        Ok(s) => s,
+        Err(refused) => return *refused,
     };
-    if hub.shutdown.is_triggered() {
-        return text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
-    }
-    let peer = crate::connections::Peer {
-        remote: Some(remote),
-        transport: Transport::Iframe,
-    };
-    let mut session = Session::with_peer(Arc::clone(hub), Wire::Iframe, true, peer);
-    session.set_grants(grants);
     let resume = asked.since.map(|since| crate::registry::Resume { since, epoch: None });
     if let Err(e) = session.subscribe_at(asked.topic.as_str(), resume, None).await {
         return request_error(&e);

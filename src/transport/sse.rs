@@ -30,7 +30,6 @@ use crate::protocol::sse::{id_line, parse_resume, Resume, HEARTBEAT};
 use crate::protocol::Wire;
 use crate::queue::place_gaps;
 use crate::queue::{Drained, Entry};
-use crate::session::Session;
 use crate::topic::{Filter, TopicName};
 
 /// The last event of a stream whose token expired.
@@ -97,19 +96,10 @@ async fn open<B>(
         Ok(a) => a,
         Err(e) => return request_error(&e),
     };
-    let grants = match super::http_api::grants(hub, req) {
-        Ok(g) => g,
-        Err(e) => return request_error(&e),
+    let mut session = match super::stream::session(hub, req, remote, Transport::Sse, form.wire()) {
+        Ok(s) => s,
+        Err(refused) => return *refused,
     };
-    if hub.shutdown.is_triggered() {
-        return text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
-    }
-    let peer = crate::connections::Peer {
-        remote: Some(remote),
-        transport: Transport::Sse,
-    };
-    let mut session = Session::with_peer(Arc::clone(hub), form.wire(), true, peer);
-    session.set_grants(grants);
     let mut positions = Vec::new();
     for filter in &asked.filters {
         let since = match filter {

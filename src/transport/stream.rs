@@ -26,9 +26,36 @@ use tracing::{debug, Instrument};
 
 use super::Body;
 use crate::hub::Hub;
+use crate::metrics::Transport;
+use crate::protocol::Wire;
 use crate::queue::Drained;
 use crate::session::Session;
 use crate::shutdown::Shutdown;
+
+/// The session of a stream that passed its own checks: the grants of the request's token,
+/// or the answer to send instead (a refused token, or the drain has begun).
+pub(super) fn session<B>(
+    hub: &Arc<Hub>,
+    req: &hyper::Request<B>,
+    remote: std::net::SocketAddr,
+    transport: Transport,
+    wire: Wire,
+) -> Result<Session, Box<hyper::Response<Body>>> {
+    let grants = super::http_api::grants(hub, req).map_err(|e| Box::new(super::http_api::request_error(&e)))?;
+    if hub.shutdown.is_triggered() {
+        return Err(Box::new(super::text_response(
+            hyper::StatusCode::SERVICE_UNAVAILABLE,
+            "server is shutting down",
+        )));
+    }
+    let peer = crate::connections::Peer {
+        remote: Some(remote),
+        transport,
+    };
+    let mut session = Session::with_peer(Arc::clone(hub), wire, true, peer);
+    session.set_grants(grants);
+    Ok(session)
+}
 
 /// How one kind of stream renders what its queue holds.
 pub(super) trait Render: Send + 'static {

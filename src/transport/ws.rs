@@ -39,7 +39,7 @@ use crate::session::Session;
 use crate::topic::TopicName;
 
 /// How long, after a close frame, the client has to finish the close handshake.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// The RFC 6455 GUID that turns a key into an accept value.
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -427,7 +427,7 @@ where
 }
 
 /// The `kind` label of `fanout_protocol_errors_total` for a close code we send.
-fn violation_kind(code: u16) -> &'static str {
+pub(crate) fn violation_kind(code: u16) -> &'static str {
     match code {
         1002 => "ws_protocol",
         1007 => "ws_invalid_utf8",

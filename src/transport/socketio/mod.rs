@@ -233,11 +233,7 @@ pub async fn handle(
             "a handshake is a GET without sid",
         ),
         (method, Some(sid)) => match engines.get(&sid) {
-            None => engine_error(
-                StatusCode::BAD_REQUEST,
-                EngineError::UnknownSid,
-                "session id unknown: the connection closed or timed out; connect again",
-            ),
+            None => unknown_sid(),
             Some(engine) => match *method {
                 Method::GET => polling::poll(&engine).await,
                 Method::POST => polling::post(hub, &engine, req).await,
@@ -250,6 +246,15 @@ pub async fn handle(
         },
     };
     with_cors(&origin, response)
+}
+
+/// The answer for a session id that is not (or no longer) open.
+fn unknown_sid() -> Response<Body> {
+    engine_error(
+        StatusCode::BAD_REQUEST,
+        EngineError::UnknownSid,
+        "session id unknown: the connection closed or timed out; connect again",
+    )
 }
 
 /// Lets a page of another origin (already checked against `server.allowed_origins`)

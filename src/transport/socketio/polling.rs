@@ -27,13 +27,19 @@ pub fn text(body: Vec<u8>) -> Response<Body> {
     r
 }
 
-/// The answer for a connection that is closing: as if it were gone already.
-fn gone() -> Response<Body> {
-    engine_error(
-        StatusCode::BAD_REQUEST,
-        EngineError::UnknownSid,
-        "session id unknown: the connection closed; connect again",
-    )
+/// Why `engine` cannot be polled (`instead`: what to do), if it cannot: it
+/// is closing (as if gone already), or it moved to WebSocket.
+fn unpollable(engine: &Engine, instead: &str) -> Option<Response<Body>> {
+    if engine.is_closing() {
+        return Some(super::unknown_sid());
+    }
+    (engine.mode() == Mode::WebSocket).then(|| {
+        engine_error(
+            StatusCode::BAD_REQUEST,
+            EngineError::BadRequest,
+            &format!("this connection upgraded to WebSocket; {instead}"),
+        )
+    })
 }
 
 /// Gives the right to poll back when the poll ends, answered or not.
@@ -47,15 +53,8 @@ impl Drop for Polling<'_> {
 
 /// A GET: everything there is to send, waiting for it if there is nothing yet.
 pub async fn poll(engine: &Engine) -> Response<Body> {
-    if engine.is_closing() {
-        return gone();
-    }
-    if engine.mode() == Mode::WebSocket {
-        return engine_error(
-            StatusCode::BAD_REQUEST,
-            EngineError::BadRequest,
-            "this connection upgraded to WebSocket; it is no longer polled",
-        );
+    if let Some(refused) = unpollable(engine, "it is no longer polled") {
+        return refused;
     }
     if !engine.begin_poll() {
         // Two polls at once: the client lost track of the protocol.
@@ -100,15 +99,8 @@ pub async fn poll(engine: &Engine) -> Response<Body> {
 
 /// A POST: the client's packets, handled in order.
 pub async fn post(hub: &Hub, engine: &Engine, req: Request<hyper::body::Incoming>) -> Response<Body> {
-    if engine.is_closing() {
-        return gone();
-    }
-    if engine.mode() == Mode::WebSocket {
-        return engine_error(
-            StatusCode::BAD_REQUEST,
-            EngineError::BadRequest,
-            "this connection upgraded to WebSocket; send packets there",
-        );
+    if let Some(refused) = unpollable(engine, "send packets there") {
+        return refused;
     }
     let max = hub.settings().limits.max_message_bytes;
     let body = match Limited::new(req.into_body(), max).collect().await {

@@ -21,15 +21,12 @@ use crate::metrics::{Metrics, WriterStats};
 use crate::protocol::frame;
 use crate::protocol::socketio::{self as sio, engine as packet};
 use crate::queue::{Drained, MAX_IOVECS};
-use crate::transport::ws::{self, Halves};
+use crate::transport::ws::{self, Halves, CLOSE_LINGER};
 use crate::transport::ws_read::{Incoming, MessageReader, ReadEnd};
 use crate::transport::Body;
 
 /// How long an upgrading client has to finish the probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long, after a close frame, the client has to finish the close handshake.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Answers a WebSocket request: a new connection (no `sid`), or the upgrade of the
 /// long-polling connection `sid`. The connection runs as a tracked task holding `slot`.
@@ -53,13 +50,7 @@ pub fn upgrade(
             None
         }
         Some(sid) => match engines.get(&sid) {
-            None => {
-                return engine_error(
-                    StatusCode::BAD_REQUEST,
-                    EngineError::UnknownSid,
-                    "session id unknown: the connection closed or timed out; connect again",
-                )
-            }
+            None => return super::unknown_sid(),
             // As the reference server does: the handshake completes, then the socket closes.
             Some(e) if e.mode() != Mode::Polling => return refuse_after_upgrade(hub, req, &key, slot),
             Some(e) => Some(e),
@@ -79,8 +70,9 @@ pub fn upgrade(
                     };
                     match engine {
                         Ok(engine) => run(&hub, engine, ws::halves(upgraded)).await,
-                        // Filled up since the check above: say so the way a WebSocket can.
-                        Err(limit) => refuse(ws::halves(upgraded), limit).await,
+                        // Filled up since the check above: say so the way a WebSocket can
+                        // (1013, try again later).
+                        Err(limit) => refuse(ws::halves(upgraded), frame::close(1013, limit)).await,
                     }
                 }
                 Err(e) => debug!(error = %e, "upgrade failed"),
@@ -104,25 +96,23 @@ fn refuse_after_upgrade(
     hub.shutdown.spawn(async move {
         if let Ok(upgraded) = on_upgrade.await {
             let close = frame::close(1008, "this connection is upgrading or upgraded already");
-            let mut io = hyper_util::rt::TokioIo::new(upgraded);
-            let _ = tokio::time::timeout(CLOSE_LINGER, async {
-                io.write_all(&close).await?;
-                io.shutdown().await
-            })
-            .await;
+            refuse(ws::halves(upgraded), close).await;
         }
         drop(slot);
     });
     ws::switching_protocols(key, None)
 }
 
-/// Closes a just-upgraded WebSocket with 1013 (try again later) and the limit's name.
-async fn refuse(halves: Halves, limit: &str) {
-    let close = frame::close(1013, limit);
+/// Sends a just-upgraded WebSocket nothing but `close`, then half-closes it.
+async fn refuse(halves: Halves, close: Bytes) {
+    async fn send<W: AsyncWrite + Unpin>(mut w: W, close: &[u8]) -> io::Result<()> {
+        w.write_all(close).await?;
+        w.shutdown().await
+    }
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
         match halves {
-            Halves::Tcp(_, _, mut w) => w.write_all(&close).await,
-            Halves::Other(_, mut w) => w.write_all(&close).await,
+            Halves::Tcp(_, _, w) => send(w, &close).await,
+            Halves::Other(_, w) => send(w, &close).await,
         }
     })
     .await;
@@ -175,7 +165,7 @@ where
             end = reading => {
                 match end {
                     ReadEnd::Violation(code, reason) => {
-                        hub.count_protocol_error(violation_kind(code));
+                        hub.count_protocol_error(ws::violation_kind(code));
                         engine.close(frame::close(code, &reason));
                     }
                     ReadEnd::Gone => engine.close(Bytes::new()),
@@ -188,15 +178,6 @@ where
     if closed_cleanly {
         let mut read = reader.into_inner();
         let _ = tokio::time::timeout(CLOSE_LINGER, ws::discard_until_eof(&mut read)).await;
-    }
-}
-
-/// The `kind` label of `fanout_protocol_errors_total` for a close code we send.
-fn violation_kind(code: u16) -> &'static str {
-    match code {
-        1007 => "ws_invalid_utf8",
-        1009 => "ws_too_large",
-        _ => "ws_protocol",
     }
 }
 
