@@ -15,10 +15,12 @@ use crate::error::ConfigError;
 use crate::topic::{Filter, TopicName};
 
 mod cluster;
+mod compression;
 mod duration;
 mod env;
 mod security;
 pub use cluster::ClusterConfig;
+pub use compression::{CompressionConfig, Deflate};
 pub use security::{origin_allowed, AuthConfig, AuthMode, TlsConfig};
 
 /// The default configuration file, every key commented.
@@ -66,6 +68,9 @@ pub struct Config {
     /// Cluster mode over NATS; off (a single node) when `nats_url` is empty.
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// permessage-deflate on WebSockets and gzip on HTTP answers.
+    #[serde(default)]
+    pub compression: CompressionConfig,
 }
 
 /// `[server]`.
@@ -261,6 +266,11 @@ pub struct TopicRule {
     /// Announce joins and leaves to the topic's subscribers and answer presence queries.
     #[serde(default)]
     pub presence: bool,
+    /// Compress the topic's messages for clients that negotiated permessage-deflate;
+    /// defaults to `[compression] enabled`. False for data that does not compress
+    /// (already compressed images, encrypted payloads), to spare the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<bool>,
 }
 
 /// The log line format.
@@ -329,6 +339,7 @@ pub const SYSTEM_TOPIC_SETTINGS: TopicSettings = TopicSettings {
     last_value: true,
     policy: Policy::DropOldest,
     presence: false,
+    deflate: None,
 };
 
 /// The settings one topic gets from the rules.
@@ -344,6 +355,8 @@ pub struct TopicSettings {
     pub policy: Policy,
     /// Track members, announce joins and leaves.
     pub presence: bool,
+    /// How its messages are compressed for permessage-deflate clients; `None`: never.
+    pub deflate: Option<Deflate>,
 }
 
 impl Config {
@@ -468,6 +481,7 @@ impl Config {
         self.auth.validate()?;
         self.tls.validate()?;
         self.cluster.validate()?;
+        self.compression.validate()?;
         // The key files and certificates are read where they are used, when the broker
         // starts or reloads (`broker::Credentials`): the values are checked here.
         for (i, o) in s.allowed_origins.iter().enumerate() {
@@ -515,7 +529,10 @@ impl Config {
     /// The settings of `topic`: the first matching rule, with defaults for what it leaves out.
     pub fn topic_settings(&self, topic: &TopicName) -> TopicSettings {
         if topic.is_system() {
-            return SYSTEM_TOPIC_SETTINGS;
+            return TopicSettings {
+                deflate: self.compression.for_topic(true),
+                ..SYSTEM_TOPIC_SETTINGS
+            };
         }
         let rule = self
             .topics
@@ -527,6 +544,9 @@ impl Config {
             last_value: rule.is_some_and(|r| r.last_value),
             policy: rule.and_then(|r| r.policy).unwrap_or(self.queue.policy),
             presence: rule.is_some_and(|r| r.presence),
+            deflate: self
+                .compression
+                .for_topic(rule.and_then(|r| r.compression).unwrap_or(true)),
         }
     }
 

@@ -143,6 +143,7 @@ mod tests {
             last_value,
             policy: Policy::DropOldest,
             presence: false,
+            deflate: None,
         }
     }
 

@@ -140,6 +140,7 @@ mod tests {
             last_value: true,
             policy: None,
             presence: false,
+            compression: None,
         });
         let c = diff(&old, &old, &new);
         assert_eq!(
