@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::clock::now_ms;
 use crate::metrics::{Metrics, WriterStats};
-use crate::protocol::Wire;
+use crate::protocol::Framing;
 use crate::queue::{Direct, FlushTake, Outgoing, ReadyList, SendQueue, Written, MAX_IOVECS};
 
 /// Queues written between two yields to the runtime, so a long round does not hold a
@@ -222,16 +222,16 @@ fn flush_one(queue: &SendQueue, out: &mut Outgoing, stats: Option<&mut WriterSta
     if let Some(s) = stats {
         s.record_batch(out.messages, out.bytes, out.oldest_ts, now);
     }
-    let written = write_now(direct.socket(), out, queue.wire());
+    let written = write_now(direct.socket(), out, queue.framing());
     queue.flushed(out, written)
 }
 
 /// Writes `out` until it is done or the socket is full, never waiting.
-pub fn write_now(socket: &TcpStream, out: &mut Outgoing, wire: Wire) -> Written {
+pub fn write_now(socket: &TcpStream, out: &mut Outgoing, framing: Framing) -> Written {
     loop {
         let result = {
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = out.slices(wire, &mut iov);
+            let n = out.slices(framing, &mut iov);
             if n == 0 {
                 return Written::All;
             }
@@ -239,7 +239,7 @@ pub fn write_now(socket: &TcpStream, out: &mut Outgoing, wire: Wire) -> Written 
         };
         match result {
             Ok(0) => return Written::Failed(io::ErrorKind::WriteZero.into()),
-            Ok(n) => out.advance(wire, n),
+            Ok(n) => out.advance(framing, n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Written::Blocked,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Written::Failed(e),
@@ -252,7 +252,7 @@ pub fn write_now(socket: &TcpStream, out: &mut Outgoing, wire: Wire) -> Written 
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
-    use crate::protocol::{Message, Payload, SessionId};
+    use crate::protocol::{Message, Payload, SessionId, Wire};
     use crate::queue::{QueueLimits, Sink};
     use crate::topic::TopicName;
     use tokio::io::AsyncReadExt;

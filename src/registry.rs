@@ -47,7 +47,7 @@ use crate::clock::now_ms;
 use crate::config::{Config, Policy, TopicSettings};
 use crate::error::RequestError;
 use crate::history::{History, Replay};
-use crate::protocol::{encode_reply, Epoch, GapReason, Message, Payload, Reply, SessionId};
+use crate::protocol::{Epoch, GapReason, Message, Payload, Reply, SessionId};
 use crate::queue::{ReadyBatch, SendQueue};
 use crate::topic::{Filter, Pattern, TopicName};
 
@@ -456,7 +456,7 @@ fn publish_in(
 ) -> Published {
     st.seq += 1;
     st.rate.record(now);
-    let msg = Arc::new(Message::new(topic.clone(), st.seq, now, payload, origin));
+    let msg = Arc::new(Message::new(topic.clone(), st.seq, now, payload, origin).with_deflate(t.settings.deflate));
     st.history.push(&msg, now);
     let subscribers = fan_out(&st.subscribers, &msg, t.settings.policy, batch);
     Published {
@@ -530,15 +530,12 @@ fn since_beyond(name: &TopicName, since: u64, seq: u64) -> RequestError {
 }
 
 fn gap_frame(queue: &SendQueue, topic: &TopicName, from: u64, to: u64) -> bytes::Bytes {
-    encode_reply(
-        queue.wire(),
-        &Reply::Gap {
-            topic: topic.as_str(),
-            from,
-            to,
-            reason: GapReason::History,
-        },
-    )
+    queue.framing().reply(&Reply::Gap {
+        topic: topic.as_str(),
+        from,
+        to,
+        reason: GapReason::History,
+    })
 }
 
 #[cfg(test)]
@@ -561,7 +558,7 @@ mod tests {
         d.entries
             .iter()
             .filter_map(|e| match e {
-                Entry::Message(m) => Some((m.seq, e.bytes(q.wire()).as_ptr())),
+                Entry::Message(m) => Some((m.seq, e.bytes(q.framing()).as_ptr())),
                 _ => None,
             })
             .collect()

@@ -48,6 +48,9 @@ function connect() {
     conn.attempt = 0;
     conn.restartNoted = false;
     setStatus('connected', 'connected');
+    // permessage-deflate when the broker agreed to it: shown on hover, read by the browser test.
+    document.body.dataset.wsExtensions = ws.extensions;
+    $('status').title = ws.extensions ? `compressed (${ws.extensions})` : 'uncompressed';
     if (conn.everOpen) note('reconnected: resuming every watch after the last seq seen');
     conn.everOpen = true;
     subscribeStats();

@@ -44,14 +44,33 @@ impl FrameBuilder {
         &mut self.buf
     }
 
+    /// The length of the body written so far.
+    pub fn body_len(&self) -> usize {
+        self.buf.len() - HEADER_ROOM
+    }
+
     /// Writes the header for a final (FIN) frame and returns header + body as one buffer.
-    pub fn finish(mut self, opcode: OpCode) -> Bytes {
-        let len = self.buf.len() - HEADER_ROOM;
+    pub fn finish(self, opcode: OpCode) -> Bytes {
+        self.finish_with(opcode, 0)
+    }
+
+    /// As [`FrameBuilder::finish`] for a body compressed by permessage-deflate: RSV1 set
+    /// (RFC 7692 §6).
+    pub fn finish_compressed(self, opcode: OpCode) -> Bytes {
+        self.finish_with(opcode, RSV1)
+    }
+
+    fn finish_with(mut self, opcode: OpCode, rsv: u8) -> Bytes {
+        let len = self.body_len();
         let start = HEADER_ROOM - header_len(len);
         write_header(&mut self.buf[start..HEADER_ROOM], opcode, len);
+        self.buf[start] |= rsv;
         Bytes::from(self.buf).slice(start..)
     }
 }
+
+/// The first header bit a negotiated permessage-deflate uses: "this message is compressed".
+pub const RSV1: u8 = 0x40;
 
 /// The header length for a payload of `len` bytes.
 fn header_len(len: usize) -> usize {

@@ -4,7 +4,8 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use super::{iframe, json, msgpack, socketio, sse, Wire};
+use super::{deflate, iframe, json, msgpack, socketio, sse, Framing, Wire};
+use crate::config::Deflate;
 use crate::protocol::frame::{self, OpCode};
 use crate::topic::TopicName;
 
@@ -72,8 +73,27 @@ pub struct Message {
     pub payload: Payload,
     /// The connection that published it, so raw sockets without echo can skip their own messages.
     pub origin: Option<SessionId>,
+    /// How the topic's rule compresses it for permessage-deflate subscribers; `None`: never.
+    deflate: Option<Deflate>,
     /// The complete WebSocket frame per wire format, built by the first subscriber that needs it.
     frames: [OnceLock<Bytes>; Wire::COUNT],
+    /// The compressed frames of the formats a WebSocket can negotiate deflate on (see
+    /// [`deflated_slot`]), built by the first such subscriber; empty: sent plain.
+    deflated: [OnceLock<Bytes>; DEFLATED_SLOTS],
+}
+
+/// How many wire formats have a compressed frame: the `/ws` formats and raw sockets.
+const DEFLATED_SLOTS: usize = 3;
+
+/// Where `wire`'s compressed frame is kept; `None` for formats that never negotiate
+/// permessage-deflate (HTTP streams, and Socket.IO, whose servers leave it off too).
+fn deflated_slot(wire: Wire) -> Option<usize> {
+    match wire {
+        Wire::Json => Some(0),
+        Wire::Msgpack => Some(1),
+        Wire::Raw => Some(2),
+        Wire::Sse | Wire::SseRaw | Wire::Iframe | Wire::SioTopic | Wire::SioMain => None,
+    }
 }
 
 impl Message {
@@ -85,8 +105,30 @@ impl Message {
             ts,
             payload,
             origin,
+            deflate: None,
             frames: Default::default(),
+            deflated: Default::default(),
         }
+    }
+
+    /// The same message, compressed by `deflate` for subscribers that negotiated it.
+    pub fn with_deflate(mut self, deflate: Option<Deflate>) -> Self {
+        self.deflate = deflate;
+        self
+    }
+
+    /// The frame a connection with `framing` gets: compressed when it agreed to
+    /// permessage-deflate and the topic's rule and the message's size allow it,
+    /// compressed once and shared; otherwise [`Message::frame`].
+    pub fn frame_for(&self, framing: Framing) -> &Bytes {
+        let plain = self.frame(framing.wire);
+        if let (Some(agreed), Some(rule), Some(slot)) = (framing.deflate, self.deflate, deflated_slot(framing.wire)) {
+            let z = self.deflated[slot].get_or_init(|| deflate::compress_frame(plain, rule).unwrap_or_default());
+            if !z.is_empty() && agreed.fits(frame::payload_of(plain).len()) {
+                return z;
+            }
+        }
+        plain
     }
 
     /// The complete frame for `wire`, encoded on first use and shared afterwards.

@@ -9,6 +9,7 @@
 //! on the way in to be data every format carries as the same value ([`data`]).
 
 pub mod data;
+pub mod deflate;
 pub mod epoch;
 pub mod frame;
 pub mod iframe;
@@ -19,6 +20,7 @@ pub mod socketio;
 pub mod sse;
 pub mod transcode;
 
+pub use deflate::Agreement;
 pub use epoch::Epoch;
 pub use message::{Message, Payload, SessionId};
 
@@ -74,6 +76,41 @@ impl Wire {
     /// into requests (a topic namespace answers its events itself).
     pub fn answers_requests(self) -> bool {
         matches!(self, Wire::Json | Wire::Msgpack | Wire::SioMain)
+    }
+}
+
+/// How one connection's frames are written: its wire format and, when the client
+/// negotiated permessage-deflate, what it agreed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    /// The wire format.
+    pub wire: Wire,
+    /// permessage-deflate, if agreed (WebSockets on `/ws`, `/ws/t/{topic}` and `/` only).
+    pub deflate: Option<deflate::Agreement>,
+}
+
+impl From<Wire> for Framing {
+    fn from(wire: Wire) -> Self {
+        Framing { wire, deflate: None }
+    }
+}
+
+impl Framing {
+    /// A reply or notice for this connection alone, compressed when that was agreed
+    /// and is worth it.
+    pub fn reply(self, reply: &Reply<'_>) -> bytes::Bytes {
+        self.compress(encode_reply(self.wire, reply))
+    }
+
+    /// `frame` (a complete plain server frame), compressed when that was agreed and is
+    /// worth it.
+    pub fn compress(self, frame: bytes::Bytes) -> bytes::Bytes {
+        match self.deflate {
+            Some(a) if a.fits(frame::payload_of(&frame).len()) => {
+                deflate::compress_frame(&frame, a.rule).unwrap_or(frame)
+            }
+            _ => frame,
+        }
     }
 }
 

@@ -107,7 +107,7 @@ impl State {
 
     /// Moves everything queued into `out`. True if replies were among it.
     pub(super) fn take_into(&mut self, out: &mut Outgoing) -> bool {
-        let taken = out.load(&mut self.entries, &self.gaps, self.wire);
+        let taken = out.load(&mut self.entries, &self.gaps, self.framing);
         self.gaps.clear();
         self.taken(taken)
     }

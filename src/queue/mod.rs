@@ -41,7 +41,7 @@ use tokio::sync::Notify;
 
 use crate::config::Policy;
 use crate::metrics::{DropReason, Metrics};
-use crate::protocol::{Message, SessionId, Wire};
+use crate::protocol::{Framing, Message, SessionId, Wire};
 use crate::topic::TopicName;
 use handoff::{Owner, Wake};
 use policy::Conflated;
@@ -72,10 +72,10 @@ pub enum Entry {
 }
 
 impl Entry {
-    /// The bytes to write for this entry on `wire`.
-    pub fn bytes(&self, wire: Wire) -> &[u8] {
+    /// The bytes to write for this entry on a connection with `framing`.
+    pub fn bytes(&self, framing: Framing) -> &[u8] {
         match self {
-            Entry::Message(m) => m.frame(wire),
+            Entry::Message(m) => m.frame_for(framing),
             Entry::Reply(b) | Entry::Control(b) => b,
             Entry::Dropped => &[],
         }
@@ -141,7 +141,7 @@ pub struct SendQueue {
     /// The connection this queue feeds.
     session: SessionId,
     /// How the connection renders frames, so publishers encode the right one.
-    wire: Wire,
+    framing: Framing,
     /// Whether the connection gets the messages it published itself.
     echo: bool,
     limits: QueueLimits,
@@ -159,8 +159,8 @@ pub struct SendQueue {
 
 #[derive(Debug)]
 struct State {
-    /// The queue's wire, whose frame length each message counts for.
-    wire: Wire,
+    /// The queue's framing, whose frame length each message counts for.
+    framing: Framing,
     entries: VecDeque<Entry>,
     /// Absolute position of `entries[0]`, so conflation can find an entry by position.
     head: u64,
@@ -202,16 +202,18 @@ impl State {
 }
 
 impl SendQueue {
-    /// An empty queue for `session`, rendering frames as `wire`, drained by one task.
-    pub fn new(session: SessionId, wire: Wire, echo: bool, limits: QueueLimits) -> Self {
+    /// An empty queue for `session`, rendering frames as `framing` says (a [`Wire`]
+    /// alone: uncompressed), drained by one task.
+    pub fn new(session: SessionId, framing: impl Into<Framing>, echo: bool, limits: QueueLimits) -> Self {
+        let framing = framing.into();
         SendQueue {
             session,
-            wire,
+            framing,
             echo,
             limits,
             sink: Sink::Task,
             state: Mutex::new(State {
-                wire,
+                framing,
                 entries: VecDeque::new(),
                 head: 0,
                 messages: 0,
@@ -267,7 +269,12 @@ impl SendQueue {
 
     /// The connection's wire format.
     pub fn wire(&self) -> Wire {
-        self.wire
+        self.framing.wire
+    }
+
+    /// How the connection's frames are written (wire format, permessage-deflate).
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 
     /// Whether `msg` should skip this subscriber (its own publish, without echo).
@@ -307,7 +314,7 @@ impl SendQueue {
     }
 
     fn push(&self, msg: &Arc<Message>, policy: Policy) -> (Pushed, Wake) {
-        let len = msg.frame(self.wire).len();
+        let len = msg.frame_for(self.framing).len();
         let mut st = self.state.lock();
         if st.closed {
             return (Pushed::Closed, Wake::Nothing);

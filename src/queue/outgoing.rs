@@ -9,7 +9,7 @@ use std::io::IoSlice;
 use bytes::Bytes;
 
 use super::{Entry, Gap};
-use crate::protocol::{encode_reply, GapReason, Reply, Wire};
+use crate::protocol::{Framing, GapReason, Reply};
 
 /// Most buffers handed to one `writev` (Linux allows 1024; the array is built on the
 /// stack per call, and batches past this are copy-bound anyway).
@@ -35,26 +35,26 @@ impl Outgoing {
     /// Takes `entries` (leaving `entries` empty with this batch's old capacity) and
     /// places a notice for each of `gaps` before the first later message of its topic.
     /// Returns how many entries it took.
-    pub(super) fn load(&mut self, entries: &mut VecDeque<Entry>, gaps: &[Gap], wire: Wire) -> u64 {
+    pub(super) fn load(&mut self, entries: &mut VecDeque<Entry>, gaps: &[Gap], framing: Framing) -> u64 {
         self.clear();
         std::mem::swap(&mut self.frames, entries);
         let taken = self.frames.len() as u64;
-        if !gaps.is_empty() && wire.carries_notices() {
-            self.insert_gaps(gaps, wire);
+        if !gaps.is_empty() && framing.wire.carries_notices() {
+            self.insert_gaps(gaps, framing);
         }
         for f in &self.frames {
             if let Entry::Message(m) = f {
                 self.messages += 1;
                 self.oldest_ts = Some(self.oldest_ts.map_or(m.ts, |o| o.min(m.ts)));
             }
-            self.bytes += f.bytes(wire).len() as u64;
+            self.bytes += f.bytes(framing).len() as u64;
         }
         taken
     }
 
     /// The rare path: rebuilds the frames with the gap notices in place.
-    fn insert_gaps(&mut self, gaps: &[Gap], wire: Wire) {
-        let placed = place_gaps(&self.frames, gaps, wire);
+    fn insert_gaps(&mut self, gaps: &[Gap], framing: Framing) {
+        let placed = place_gaps(&self.frames, gaps, framing);
         let mut frames = VecDeque::with_capacity(self.frames.len() + placed.len());
         let mut placed = placed.into_iter().peekable();
         for (i, f) in self.frames.drain(..).enumerate() {
@@ -88,14 +88,14 @@ impl Outgoing {
     }
 
     /// Fills `out` with the unwritten bytes, in order; returns how many slices it used.
-    pub fn slices<'a>(&'a self, wire: Wire, out: &mut [IoSlice<'a>]) -> usize {
+    pub fn slices<'a>(&'a self, framing: Framing, out: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         let mut skip = self.offset;
         for f in self.frames.range(self.next..) {
             if n == out.len() {
                 break;
             }
-            let b = &f.bytes(wire)[skip..];
+            let b = &f.bytes(framing)[skip..];
             skip = 0;
             if !b.is_empty() {
                 out[n] = IoSlice::new(b);
@@ -106,9 +106,9 @@ impl Outgoing {
     }
 
     /// Marks `written` more bytes as sent.
-    pub fn advance(&mut self, wire: Wire, mut written: usize) {
+    pub fn advance(&mut self, framing: Framing, mut written: usize) {
         while self.next < self.frames.len() {
-            let left = self.frames[self.next].bytes(wire).len() - self.offset;
+            let left = self.frames[self.next].bytes(framing).len() - self.offset;
             if written < left {
                 self.offset += written;
                 return;
@@ -127,9 +127,9 @@ impl Outgoing {
 }
 
 /// For each gap, the entry index it goes before (`entries.len()`: at the end) and its frame.
-pub fn place_gaps(entries: &VecDeque<Entry>, gaps: &[Gap], wire: Wire) -> Vec<(usize, Bytes)> {
+pub fn place_gaps(entries: &VecDeque<Entry>, gaps: &[Gap], framing: Framing) -> Vec<(usize, Bytes)> {
     // Raw sockets and iframe streams carry payloads only: they cannot be told about a gap.
-    if gaps.is_empty() || !wire.carries_notices() {
+    if gaps.is_empty() || !framing.wire.carries_notices() {
         return Vec::new();
     }
     let mut placed: Vec<(usize, Bytes)> = gaps
@@ -139,15 +139,12 @@ pub fn place_gaps(entries: &VecDeque<Entry>, gaps: &[Gap], wire: Wire) -> Vec<(u
                 .iter()
                 .position(|e| matches!(e, Entry::Message(m) if m.topic == g.topic && m.seq > g.to))
                 .unwrap_or(entries.len());
-            let frame = encode_reply(
-                wire,
-                &Reply::Gap {
-                    topic: g.topic.as_str(),
-                    from: g.from,
-                    to: g.to,
-                    reason: GapReason::SlowConsumer,
-                },
-            );
+            let frame = framing.reply(&Reply::Gap {
+                topic: g.topic.as_str(),
+                from: g.from,
+                to: g.to,
+                reason: GapReason::SlowConsumer,
+            });
             (at, frame)
         })
         .collect();
@@ -158,17 +155,18 @@ pub fn place_gaps(entries: &VecDeque<Entry>, gaps: &[Gap], wire: Wire) -> Vec<(u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Wire;
 
     fn frames(parts: &[&'static [u8]]) -> Outgoing {
         let mut entries: VecDeque<Entry> = parts.iter().map(|p| Entry::Reply(Bytes::from_static(p))).collect();
         let mut out = Outgoing::default();
-        out.load(&mut entries, &[], Wire::Json);
+        out.load(&mut entries, &[], Wire::Json.into());
         out
     }
 
     fn unwritten(out: &Outgoing) -> Vec<u8> {
         let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-        let n = out.slices(Wire::Json, &mut iov);
+        let n = out.slices(Wire::Json.into(), &mut iov);
         iov[..n].iter().flat_map(|s| s.iter().copied()).collect()
     }
 
@@ -176,14 +174,14 @@ mod tests {
     fn partial_writes_resume_inside_the_cut_frame() {
         let mut out = frames(&[b"abc", b"", b"defg", b"h"]);
         assert_eq!(out.bytes, 8);
-        out.advance(Wire::Json, 4);
+        out.advance(Wire::Json.into(), 4);
         assert!(out.mid_frame());
         assert_eq!(unwritten(&out), b"efgh");
         out.compact();
         assert_eq!(unwritten(&out), b"efgh", "compacting keeps the cut frame's offset");
-        out.advance(Wire::Json, 3);
+        out.advance(Wire::Json.into(), 3);
         assert!(!out.mid_frame() && !out.is_done());
-        out.advance(Wire::Json, 1);
+        out.advance(Wire::Json.into(), 1);
         assert!(out.is_done());
     }
 }

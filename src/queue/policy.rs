@@ -36,7 +36,7 @@ impl State {
         if old.topic != msg.topic {
             return None;
         }
-        let (old_seq, old_len) = (old.seq, old.frame(self.wire).len());
+        let (old_seq, old_len) = (old.seq, old.frame_for(self.framing).len());
         *old = Arc::clone(msg);
         self.bytes = self.bytes + len - old_len;
         self.record_gap(&msg.topic, old_seq);
@@ -66,7 +66,7 @@ impl State {
             }
         }
         self.messages -= 1;
-        self.bytes -= msg.frame(self.wire).len();
+        self.bytes -= msg.frame_for(self.framing).len();
         self.record_gap(&msg.topic, msg.seq);
         while matches!(self.entries.front(), Some(Entry::Dropped)) {
             self.entries.pop_front();
@@ -89,7 +89,7 @@ impl State {
         }
         for m in lost {
             self.messages -= 1;
-            self.bytes -= m.frame(self.wire).len();
+            self.bytes -= m.frame_for(self.framing).len();
             self.record_gap(topic, m.seq);
         }
         if let Some(c) = self.conflated.get_mut(topic) {

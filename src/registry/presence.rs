@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 
 use super::{Registry, Subscribers};
 use crate::error::RequestError;
-use crate::protocol::{encode_reply, Reply, SessionId, Wire};
+use crate::protocol::{Reply, SessionId, Wire};
 use crate::topic::TopicName;
 
 /// The members of one presence topic, by connection.
@@ -107,16 +107,26 @@ impl Registry {
     }
 }
 
-/// Queues a notice for every subscriber that can read one, encoded once per format.
+/// Queues a notice for every subscriber that can read one, encoded once per format
+/// (and compressed once for those that negotiated permessage-deflate).
 fn announce(subscribers: &Subscribers, reply: &Reply<'_>) {
-    let mut frames: [Option<Bytes>; Wire::COUNT] = Default::default();
+    let mut frames: [Option<Bytes>; 2 * Wire::COUNT] = Default::default();
     for sub in subscribers.values() {
-        let wire = sub.queue.wire();
+        let framing = sub.queue.framing();
         // Raw sockets and iframe streams carry payloads only.
-        if !wire.carries_notices() {
+        if !framing.wire.carries_notices() {
             continue;
         }
-        let frame = frames[wire as usize].get_or_insert_with(|| encode_reply(wire, reply));
+        let slot = match framing.deflate {
+            None => framing.wire as usize,
+            Some(a) if a.window_bits == 15 => framing.wire as usize + Wire::COUNT,
+            // A client that asked for a smaller window (rare) gets its own.
+            Some(_) => {
+                sub.queue.push_reply(framing.reply(reply));
+                continue;
+            }
+        };
+        let frame = frames[slot].get_or_insert_with(|| framing.reply(reply));
         sub.queue.push_reply(frame.clone());
     }
 }

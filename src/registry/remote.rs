@@ -50,6 +50,7 @@ impl Registry {
     fn deliver_in(&self, msg: Message, name: &TopicName, batch: &mut ReadyBatch) -> Delivered {
         self.with_topic(name, |t, st| {
             let now = now_ms();
+            let msg = msg.with_deflate(t.settings.deflate);
             if msg.seq <= st.seq {
                 st.history.fill(&Arc::new(msg), now);
                 return Delivered::Duplicate;

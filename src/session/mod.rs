@@ -21,7 +21,7 @@ use crate::connections::{Listed, Peer};
 use crate::error::{ErrorCode, RequestError};
 use crate::hub::Hub;
 use crate::metrics::OpenConnection;
-use crate::protocol::{self, ClientMsg, Payload, Reply, SessionId, Wire};
+use crate::protocol::{self, ClientMsg, Framing, Payload, Reply, SessionId, Wire};
 use crate::publish::{PublishBudget, Source, Submitted};
 use crate::queue::{QueueLimits, SendQueue, Sink};
 use crate::registry::{Position, Published, Resume};
@@ -59,7 +59,8 @@ impl Session {
     }
 
     /// As [`Session::with_peer`], its queue written out by `sink`.
-    pub fn with_sink(hub: Arc<Hub>, wire: Wire, echo: bool, peer: Peer, sink: Sink) -> Self {
+    /// `framing` is the connection's wire format, and permessage-deflate if it agreed to it.
+    pub fn with_sink(hub: Arc<Hub>, framing: impl Into<Framing>, echo: bool, peer: Peer, sink: Sink) -> Self {
         let id = hub.next_session_id();
         let settings = hub.settings();
         let limits = QueueLimits {
@@ -67,7 +68,7 @@ impl Session {
             max_bytes: settings.queue.max_bytes,
         };
         let queue = Arc::new(
-            SendQueue::new(id, wire, echo, limits)
+            SendQueue::new(id, framing, echo, limits)
                 .with_sink(sink)
                 .with_metrics(hub.metrics.clone()),
         );
@@ -453,7 +454,7 @@ fn reply_to(queue: &Arc<SendQueue>, reply: &Reply<'_>) {
     // Raw sockets and the HTTP streams carry payloads and notices only, and a Socket.IO
     // topic namespace answers its own events (`transport::socketio`): no replies here.
     if queue.wire().answers_requests() {
-        queue.push_reply(protocol::encode_reply(queue.wire(), reply));
+        queue.push_reply(queue.framing().reply(reply));
     }
 }
 

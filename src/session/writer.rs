@@ -130,7 +130,7 @@ async fn turn<W: AsyncWrite + Unpin>(
 /// aborted (a slow consumer cut, a silent client): between frames that is a clean stop
 /// (the close frame follows), in the middle of one the connection is lost.
 async fn write_out<W: AsyncWrite + Unpin>(io: &mut W, queue: &SendQueue, out: &mut Outgoing) -> Result<(), WriterEnd> {
-    let wire = queue.wire();
+    let framing = queue.framing();
     while !out.is_done() {
         let written = tokio::select! {
             biased;
@@ -142,13 +142,13 @@ async fn write_out<W: AsyncWrite + Unpin>(io: &mut W, queue: &SendQueue, out: &m
             }
             r = poll_fn(|cx| {
                 let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-                let n = out.slices(wire, &mut iov);
+                let n = out.slices(framing, &mut iov);
                 Pin::new(&mut *io).poll_write_vectored(cx, &iov[..n])
             }) => r,
         };
         match written {
             Ok(0) => return Err(WriterEnd::Dropped(io::ErrorKind::WriteZero.into())),
-            Ok(n) => out.advance(wire, n),
+            Ok(n) => out.advance(framing, n),
             Err(e) => return Err(WriterEnd::Dropped(e)),
         }
     }

@@ -1,5 +1,6 @@
 //! The ways into the broker, one file per way: WebSocket (`ws`, with its
-//! message reader in `ws_read`), the HTTP API (`http_api`, with the topics
+//! message reader in `ws_read` and its permessage-deflate negotiation in
+//! `ws_extensions`), the HTTP API (`http_api`, with the topics
 //! queries in `topics_api`), Server-Sent Events (`sse`), iframe streaming
 //! (`iframe`), long-polling (`poll`), and the operator endpoints (`admin`:
 //! metrics, connection listing). `stream` is what the two streamed responses
@@ -18,6 +19,7 @@ pub mod sse;
 mod stream;
 pub mod topics_api;
 pub mod ws;
+pub mod ws_extensions;
 pub mod ws_read;
 
 use std::convert::Infallible;

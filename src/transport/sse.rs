@@ -248,7 +248,7 @@ struct SseRender {
 impl Render for SseRender {
     /// The batch's events in order, each message preceded by the stream's `id:` line.
     fn render(&mut self, drained: &Drained, out: &mut Vec<Bytes>) {
-        let gaps = place_gaps(&drained.entries, &drained.gaps, self.wire);
+        let gaps = place_gaps(&drained.entries, &drained.gaps, self.wire.into());
         let mut gaps = gaps.into_iter().peekable();
         for (i, entry) in drained.entries.iter().enumerate() {
             while let Some((_, g)) = gaps.next_if(|(at, _)| *at == i) {

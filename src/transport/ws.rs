@@ -23,6 +23,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, Instrument};
 
+use super::ws_extensions;
 use super::ws_read::{Incoming, MessageReader, ReadEnd};
 use super::{text_response, Body};
 use crate::auth::Grants;
@@ -31,7 +32,7 @@ use crate::flush::DirectWrite;
 use crate::hub::Hub;
 use crate::metrics::Transport;
 use crate::protocol::frame::{self, OpCode};
-use crate::protocol::{Payload, Wire};
+use crate::protocol::{Agreement, Framing, Payload, Wire};
 use crate::queue::Sink;
 use crate::registry::Resume;
 use crate::session::writer::{Writer, WriterEnd};
@@ -59,6 +60,8 @@ pub struct WsParams {
     pub remote: Option<std::net::SocketAddr>,
     /// Grants from a token sent with the upgrade (`Authorization: Bearer` or `?token=`).
     pub grants: Option<Grants>,
+    /// permessage-deflate, when the client offered it and the broker agreed.
+    pub deflate: Option<Agreement>,
 }
 
 /// Parses `/ws` or `/ws/t/{topic}` query parameters; errors are 400 texts.
@@ -72,6 +75,7 @@ pub fn params(path_topic: Option<&str>, query: Option<&str>, headers: &HeaderMap
         since: None,
         remote: None,
         grants: None,
+        deflate: None,
     };
     if let Some(t) = path_topic {
         p.wire = Wire::Raw;
@@ -205,6 +209,7 @@ pub fn upgrade(
         return text_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
     }
     let subprotocol = chosen_subprotocol(req.headers());
+    let extensions = agree_deflate(hub, req.headers(), &mut params);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let h = Arc::clone(hub);
     // Boxed: inline, the parameters would sit in the connection's future for its whole life.
@@ -220,7 +225,23 @@ pub fn upgrade(
         }
         .instrument(span),
     );
-    switching_protocols(&key, subprotocol)
+    let mut res = switching_protocols(&key, subprotocol);
+    if let Some(v) = extensions.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        res.headers_mut().insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+    }
+    res
+}
+
+/// Agrees to permessage-deflate when compression is on and the client offered it in a
+/// form the broker can honour; returns the `Sec-WebSocket-Extensions` answer.
+fn agree_deflate(hub: &Hub, headers: &HeaderMap, params: &mut WsParams) -> Option<String> {
+    let compression = &hub.settings().compression;
+    let answer = ws_extensions::negotiate(headers).filter(|_| compression.enabled)?;
+    params.deflate = Some(Agreement {
+        window_bits: answer.server_window_bits,
+        rule: compression.for_topic(true)?,
+    });
+    Some(answer.header)
 }
 
 /// The 101 answer to an upgrade request with `key`, naming the chosen subprotocol.
@@ -329,13 +350,18 @@ where
         remote: params.remote,
         transport: Transport::Ws,
     };
-    let mut session = Session::with_sink(Arc::clone(&hub), params.wire, params.echo, peer, sink);
+    let framing = Framing {
+        wire: params.wire,
+        deflate: params.deflate,
+    };
+    let mut session = Session::with_sink(Arc::clone(&hub), framing, params.echo, peer, sink);
     if let Some(grants) = params.grants.clone() {
         session.set_grants(grants);
     }
     // Read once per connection: a reload applies to connections that start after it.
     let settings = hub.settings();
-    let mut reader = MessageReader::with_early(read, early, settings.limits.max_message_bytes);
+    let mut reader =
+        MessageReader::with_early(read, early, settings.limits.max_message_bytes).inflating(params.deflate.is_some());
     async move {
         tracing::Span::current().record("session_id", session.id().0);
         debug!("connected");

@@ -2,7 +2,10 @@
 //! fastwebsockets leaves to the server: masked client frames, fragment
 //! sequencing, UTF-8 across fragments (failing fast), the total message
 //! size, control frame sizes, and close frame validity. Each violation
-//! becomes the close code RFC 6455 asks for.
+//! becomes the close code RFC 6455 asks for. On a connection that agreed
+//! to permessage-deflate, a message whose first frame has RSV1 set is
+//! inflated as its frames arrive, the size limit applying to what it
+//! inflates to (RFC 7692 §6, §8.1).
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -10,6 +13,9 @@ use std::task::{ready, Poll};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+
+use crate::protocol::deflate::{InflateError, Inflater};
+use crate::protocol::frame::RSV1;
 
 /// What the reader got.
 #[derive(Debug)]
@@ -47,11 +53,17 @@ struct Partial {
     data: BytesMut,
     /// Bytes of `data` known to be valid UTF-8.
     valid: usize,
+    /// Inflates a compressed message; `None`: `data` is the payload as sent.
+    inflater: Option<Box<Inflater>>,
+    /// Bytes of a compressed message read off the wire so far.
+    compressed: usize,
 }
 
 /// One frame off the wire, unmasked.
 struct Frame {
     fin: bool,
+    /// RSV1: the first frame of a compressed message.
+    compressed: bool,
     opcode: OpCode,
     payload: BytesMut,
 }
@@ -76,6 +88,8 @@ pub struct MessageReader<R> {
     buf: BytesMut,
     max_message_bytes: usize,
     partial: Option<Partial>,
+    /// permessage-deflate was agreed: RSV1 marks a compressed message.
+    inflate: bool,
 }
 
 /// Read buffer size; grown only for a frame that needs more.
@@ -94,7 +108,14 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             buf: BytesMut::from(&early[..]),
             max_message_bytes,
             partial: None,
+            inflate: false,
         }
+    }
+
+    /// The same reader, reading compressed messages when `agreed` (permessage-deflate).
+    pub fn inflating(mut self, agreed: bool) -> Self {
+        self.inflate = agreed;
+        self
     }
 
     /// The reader it reads from, for what comes after the last message.
@@ -194,7 +215,8 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         }
         self.fill(2).await?;
         let (b0, b1) = (self.buf[0], self.buf[1]);
-        if b0 & 0x70 != 0 {
+        let compressed = self.inflate && b0 & RSV1 != 0;
+        if b0 & 0x70 & !if compressed { RSV1 } else { 0 } != 0 {
             return Err(ReadEnd::protocol("reserved bits set without an extension"));
         }
         let opcode = match b0 & 0x0f {
@@ -210,6 +232,10 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
         if control && !fin {
             return Err(ReadEnd::protocol("fragmented control frame"));
+        }
+        // RFC 7692 §6: only a message's first frame says it is compressed.
+        if compressed && !matches!(opcode, OpCode::Text | OpCode::Binary) {
+            return Err(ReadEnd::protocol("RSV1 set on a control or continuation frame"));
         }
         if b1 & 0x80 == 0 {
             return Err(ReadEnd::protocol("client frames must be masked"));
@@ -229,7 +255,13 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             return Err(ReadEnd::protocol("control frame payload over 125 bytes"));
         }
         // Checked before anything is buffered, so a huge declared length costs nothing.
-        if len > self.max_message_bytes as u64 {
+        let inflating = compressed || self.partial.as_ref().is_some_and(|p| p.inflater.is_some());
+        let limit = if inflating {
+            compressed_limit(self.max_message_bytes)
+        } else {
+            self.max_message_bytes
+        };
+        if len > limit as u64 {
             return Err(ReadEnd::Violation(
                 1009,
                 format!("message over {} bytes", self.max_message_bytes),
@@ -238,9 +270,10 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         let len = len as usize;
         let head = 2 + extra + 4;
         let mask: [u8; 4] = self.buf[head - 4..head].try_into().unwrap_or_default();
+        // Text is checked as it arrives, unless it arrives compressed (checked once inflated).
         let text = match opcode {
-            OpCode::Text => true,
-            OpCode::Continuation => self.partial.as_ref().is_some_and(|p| p.text),
+            OpCode::Text => !compressed,
+            OpCode::Continuation => self.partial.as_ref().is_some_and(|p| p.text && p.inflater.is_none()),
             _ => false,
         };
         if text && self.buf.len() < head + len {
@@ -251,7 +284,12 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         let _ = self.buf.split_to(head);
         let mut payload = self.buf.split_to(len);
         fastwebsockets::unmask(&mut payload, mask);
-        Ok(Frame { fin, opcode, payload })
+        Ok(Frame {
+            fin,
+            compressed,
+            opcode,
+            payload,
+        })
     }
 
     fn accept(&mut self, frame: Frame) -> Result<Option<Incoming>, ReadEnd> {
@@ -269,7 +307,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                     ));
                 }
                 let text = frame.opcode == OpCode::Text;
-                if frame.fin {
+                if frame.fin && !frame.compressed {
                     if text && std::str::from_utf8(&frame.payload).is_err() {
                         return Err(ReadEnd::Violation(1007, "text message is not valid UTF-8".into()));
                     }
@@ -285,8 +323,10 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                     text,
                     data: BytesMut::new(),
                     valid: 0,
+                    inflater: frame.compressed.then(Box::default),
+                    compressed: 0,
                 });
-                self.extend(&frame.payload, false)
+                self.extend(&frame.payload, frame.fin)
             }
             OpCode::Continuation => {
                 if self.partial.is_none() {
@@ -302,10 +342,31 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         let Some(p) = self.partial.as_mut() else {
             return Ok(None);
         };
-        if p.data.len() + payload.len() > max {
-            return Err(ReadEnd::Violation(1009, format!("message over {max} bytes")));
+        let too_large = || ReadEnd::Violation(1009, format!("message over {max} bytes"));
+        match p.inflater.as_mut() {
+            Some(inflater) => {
+                // The wire bytes are bounded too, so a stream that inflates to nothing
+                // cannot go on for ever.
+                p.compressed += payload.len();
+                if p.compressed > compressed_limit(max) {
+                    return Err(too_large());
+                }
+                inflater
+                    .push(payload, &mut p.data, max)
+                    .map_err(|e| inflate_end(e, max))?;
+                if fin {
+                    if let Some(inflater) = p.inflater.take() {
+                        inflater.finish(&mut p.data, max).map_err(|e| inflate_end(e, max))?;
+                    }
+                }
+            }
+            None => {
+                if p.data.len() + payload.len() > max {
+                    return Err(too_large());
+                }
+                p.data.extend_from_slice(payload);
+            }
         }
-        p.data.extend_from_slice(payload);
         if p.text {
             // Check as we go, so invalid text fails on the fragment that carries it.
             match std::str::from_utf8(&p.data[p.valid..]) {
@@ -326,6 +387,20 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         } else {
             Incoming::Binary(data)
         }))
+    }
+}
+
+/// The most wire bytes a compressed message within `max` may take: deflate can make
+/// data that does not compress a little larger (5 bytes per 64 KiB stored block).
+fn compressed_limit(max: usize) -> usize {
+    max.saturating_add(max / 1024 + 64)
+}
+
+/// The close for a compressed message that cannot be read.
+fn inflate_end(e: InflateError, max: usize) -> ReadEnd {
+    match e {
+        InflateError::TooLarge => ReadEnd::Violation(1009, format!("message inflates to over {max} bytes")),
+        InflateError::Corrupt => ReadEnd::Violation(1007, "compressed message is not valid deflate data".into()),
     }
 }
 
@@ -395,6 +470,86 @@ mod tests {
             }
         }
         out
+    }
+
+    async fn read_inflating(bytes: Vec<u8>, max: usize) -> Vec<Result<String, (u16, String)>> {
+        let mut r = MessageReader::new(std::io::Cursor::new(bytes), max).inflating(true);
+        let mut out = Vec::new();
+        loop {
+            match r.next().await {
+                Ok(Incoming::Text(t)) => out.push(Ok(format!("text:{}", String::from_utf8_lossy(&t)))),
+                Ok(Incoming::Binary(b)) => out.push(Ok(format!("binary:{}", b.len()))),
+                Ok(other) => out.push(Ok(format!("{other:?}"))),
+                Err(ReadEnd::Violation(c, r)) => {
+                    out.push(Err((c, r)));
+                    break;
+                }
+                Err(ReadEnd::Gone) => break,
+            }
+        }
+        out
+    }
+
+    /// RFC 7692 §7.2.3.1: "Hello", compressed without context takeover.
+    const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+
+    fn deflated(data: &[u8]) -> Vec<u8> {
+        let rule = crate::config::Deflate { level: 6, min_bytes: 0 };
+        let plain = crate::protocol::frame::encode(crate::protocol::frame::OpCode::Binary, data);
+        let z = crate::protocol::deflate::compress_frame(&plain, rule).expect("compressible");
+        crate::protocol::frame::payload_of(&z).to_vec()
+    }
+
+    #[tokio::test]
+    async fn compressed_messages_inflate_whole_or_in_fragments() {
+        let mut b = frame(true, 0x40 | 1, &HELLO, true);
+        b.extend(frame(false, 0x40 | 1, &HELLO[..2], true));
+        b.extend(frame(true, 9, b"", true));
+        b.extend(frame(true, 0, &HELLO[2..], true));
+        b.extend(frame(true, 1, b"plain", true));
+        let got = read_inflating(b, 100).await;
+        assert_eq!(
+            got,
+            vec![
+                Ok("text:Hello".into()),
+                Ok("Ping(b\"\")".into()),
+                Ok("text:Hello".into()),
+                Ok("text:plain".into())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn rsv1_is_refused_without_the_extension_and_on_control_or_continuation_frames() {
+        let got = read_all(frame(true, 0x40 | 1, &HELLO, true), 100).await;
+        assert_eq!(got[0].as_ref().unwrap_err().0, 1002);
+        let got = read_inflating(frame(true, 0x40 | 9, b"", true), 100).await;
+        assert_eq!(got[0].as_ref().unwrap_err().0, 1002);
+        let mut b = frame(false, 0x40 | 1, &HELLO[..2], true);
+        b.extend(frame(true, 0x40, &HELLO[2..], true));
+        let got = read_inflating(b, 100).await;
+        assert_eq!(got[0].as_ref().unwrap_err().0, 1002);
+        let got = read_inflating(frame(true, 0x20 | 1, b"x", true), 100).await;
+        assert_eq!(got[0].as_ref().unwrap_err().0, 1002, "RSV2 stays reserved");
+    }
+
+    #[tokio::test]
+    async fn a_small_frame_that_inflates_past_the_limit_gets_1009() {
+        let bomb = deflated(&vec![0u8; 1 << 20]);
+        assert!(bomb.len() < 2000);
+        let got = read_inflating(frame(true, 0x40 | 2, &bomb, true), 65536).await;
+        assert_eq!(got[0].as_ref().unwrap_err().0, 1009);
+        let fits = deflated(&vec![7u8; 65536]);
+        let got = read_inflating(frame(true, 0x40 | 2, &fits, true), 65536).await;
+        assert_eq!(got, vec![Ok("binary:65536".into())]);
+    }
+
+    #[tokio::test]
+    async fn bad_deflate_data_gets_1007_and_bad_inflated_text_too() {
+        let got = read_inflating(frame(true, 0x40 | 2, &[0xff; 16], true), 100).await;
+        assert_eq!(got[0].as_ref().unwrap_err().0, 1007);
+        let got = read_inflating(frame(true, 0x40 | 1, &deflated(&[0xff; 300]), true), 1000).await;
+        assert_eq!(got[0].as_ref().unwrap_err().0, 1007);
     }
 
     #[tokio::test]

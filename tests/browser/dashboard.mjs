@@ -86,6 +86,12 @@ async function run() {
   await page.goto(base);
   await page.waitForSelector('#status[data-state="connected"]');
 
+  step('the WebSocket negotiated permessage-deflate without context takeover');
+  const extensions = await page.evaluate(() => document.body.dataset.wsExtensions);
+  if (!/^permessage-deflate; server_no_context_takeover; client_no_context_takeover$/.test(extensions)) {
+    throw new Error(`ws.extensions is "${extensions}"`);
+  }
+
   step('stats arrive and update');
   await page.waitForFunction(() => Number(document.body.dataset.statsSeq) >= 1);
   const seq0 = Number(await page.evaluate(() => document.body.dataset.statsSeq));
@@ -105,6 +111,14 @@ async function run() {
   const shown = await first.$eval('.d', (el) => el.textContent);
   if (shown !== JSON.stringify(markup)) throw new Error(`message shown as ${shown}`);
   if (await page.$('#messages img')) throw new Error('message data became markup');
+
+  step('a message big enough to be compressed arrives intact');
+  const board = { games: Array.from({ length: 20 }, (_, i) => ({ home: `team${i}`, away: `team${i + 1}`, score: [i, 2 * i], clock: `${i}:00` })) };
+  if (JSON.stringify(board).length < 1024) throw new Error('the board is meant to be over 1 KB');
+  const seqBig = await publish('dash.e2e', board);
+  const big = await page.waitForSelector(row('dash.e2e', seqBig));
+  const bigShown = await big.$eval('.d', (el) => el.textContent);
+  if (bigShown !== JSON.stringify(board)) throw new Error(`the compressed message shows as ${bigShown.slice(0, 200)}`);
 
   step('the publish rate and the charts show it');
   await page.waitForFunction((sel) => parseFloat(document.querySelector(sel).textContent) > 0, statValue('messages_in_per_s'));

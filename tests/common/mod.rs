@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod deflate;
 pub mod nats;
 pub mod process;
 pub mod socketio;

@@ -205,7 +205,9 @@ impl Engine {
         for queue in self.queues.lock().iter() {
             queue.drain(drained);
             let wire = queue.wire();
-            let mut gaps = place_gaps(&drained.entries, &drained.gaps, wire).into_iter().peekable();
+            let mut gaps = place_gaps(&drained.entries, &drained.gaps, wire.into())
+                .into_iter()
+                .peekable();
             for (i, entry) in drained.entries.iter().enumerate() {
                 while let Some((_, g)) = gaps.next_if(|(at, _)| *at == i) {
                     out.push(g);
