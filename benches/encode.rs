@@ -3,7 +3,9 @@
 //! decoding a client's publish request, and (`formats/`) what accepting
 //! `data` costs: the check that every wire format can carry it
 //! (`json::payload`, `msgpack::payload`, and within decoding a publish), and
-//! the transcoding between JSON and MessagePack, on a ~100-byte and a ~4 KiB value.
+//! the transcoding between JSON and MessagePack, on a ~100-byte and a ~4 KiB value;
+//! and (`deflate/`) permessage-deflate: compressing a message's frame (once per
+//! message and format, whatever its fan-out) and inflating a client's message.
 
 use std::sync::Arc;
 
@@ -126,5 +128,51 @@ fn formats(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode, decode, formats);
+/// A quote of about 200 bytes and a scoreboard of about 2 KB, as the benchmarks publish.
+fn deflate_payloads() -> [(&'static str, Vec<u8>); 2] {
+    let quote = br#"{"symbol":"ACME","bid":101.23,"ask":101.27,"last":101.25,"volume":1234567,"change":-0.42,"high":102.10,"low":100.85,"open":101.60,"venue":"XNAS","ts":1733000000123,"seq":917}"#.to_vec();
+    let teams = [
+        "Lions", "Tigers", "Bears", "Wolves", "Hawks", "Eagles", "Sharks", "Bulls",
+    ];
+    let games: Vec<serde_json::Value> = (0..16)
+        .map(|i| {
+            serde_json::json!({"home": {"team": teams[i % 8], "score": (i * 7) % 31, "shots": i * 3 + 1},
+             "away": {"team": teams[(i + 3) % 8], "score": (i * 5) % 29, "shots": i * 2 + 4},
+             "clock": format!("{:02}:{:02}", (i * 13) % 60, (i * 29) % 60), "period": i % 4 + 1})
+        })
+        .collect();
+    let board = serde_json::to_vec(&serde_json::json!({"league": "demo", "games": games})).unwrap();
+    [("quote 200B", quote), ("scoreboard 2KB", board)]
+}
+
+fn deflate(c: &mut Criterion) {
+    use fanout::config::Deflate;
+    use fanout::protocol::deflate::{compress_frame, Inflater};
+    use fanout::protocol::frame::{self, OpCode};
+    let mut group = c.benchmark_group("deflate");
+    group.throughput(Throughput::Elements(1));
+    for (name, body) in deflate_payloads() {
+        let plain = frame::encode(OpCode::Text, &body);
+        for level in [1u8, 3, 6] {
+            let rule = Deflate { level, min_bytes: 0 };
+            group.bench_function(format!("compress {name} level {level}"), |b| {
+                b.iter(|| black_box(compress_frame(black_box(&plain), rule)))
+            });
+        }
+        let z = compress_frame(&plain, Deflate { level: 3, min_bytes: 0 }).unwrap();
+        let compressed = frame::payload_of(&z).to_vec();
+        group.bench_function(format!("inflate {name}"), |b| {
+            b.iter(|| {
+                let mut out = bytes::BytesMut::new();
+                let mut inf = Inflater::new();
+                inf.push(black_box(&compressed), &mut out, 1 << 20).unwrap();
+                inf.finish(&mut out, 1 << 20).unwrap();
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode, decode, formats, deflate);
 criterion_main!(benches);

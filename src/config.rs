@@ -648,6 +648,26 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_compression_example_loads_and_a_rule_turns_it_off() {
+        let c = load(
+            "[compression]\nenabled = true\nmin_bytes = 256\nlevel = 3\n\n\
+             [[topics]]\npattern = \"images.>\"\ncompression = false\n",
+            &[("FANOUT__COMPRESSION__LEVEL", "6")],
+        )
+        .unwrap();
+        let topic = |t: &str| c.topic_settings(&TopicName::parse(t).unwrap()).deflate;
+        assert_eq!(topic("images.cam1"), None);
+        assert_eq!(topic("scores.live"), Some(Deflate { level: 6, min_bytes: 256 }));
+        assert_eq!(topic("$sys.stats").map(|d| d.level), Some(6));
+        let e = load("[compression]\nlevel = 0\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("compression.level") && e.contains("1 (fastest) to 9"), "{e}");
+        let e = load("[compression]\nwindow = 10\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("window"), "{e}");
+        let off = load("", &[("FANOUT__COMPRESSION__ENABLED", "false")]).unwrap();
+        assert_eq!(off.topic_settings(&TopicName::parse("a").unwrap()).deflate, None);
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let e = load("[server]\nlisten_on = \"x\"\n", &[]).unwrap_err().to_string();
         assert!(e.contains("listen_on"), "{e}");
