@@ -249,6 +249,7 @@ async fn the_token_sub_is_the_presence_client_id() {
             last_value: false,
             policy: None,
             presence: true,
+            compression: None,
         });
     })
     .await;

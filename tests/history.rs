@@ -20,6 +20,7 @@ fn rule(pattern: &str) -> TopicRule {
         last_value: false,
         policy: None,
         presence: false,
+        compression: None,
     }
 }
 

@@ -18,6 +18,7 @@ async fn broker() -> TestBroker {
             last_value: false,
             policy: None,
             presence: true,
+            compression: None,
         });
     })
     .await

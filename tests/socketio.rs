@@ -461,6 +461,7 @@ async fn recovery_replays_what_was_missed_and_says_when_it_cannot() {
             last_value: false,
             policy: None,
             presence: false,
+            compression: None,
         });
     })
     .await;

@@ -440,6 +440,7 @@ async fn tiny_history_broker() -> TestBroker {
             last_value: false,
             policy: None,
             presence: false,
+            compression: None,
         })
     })
     .await
