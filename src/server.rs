@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::dashboard;
 use crate::error::ServerError;
 use crate::transport::{
-    admin, error_response, http_api, iframe, poll, socketio, sse, text_response, topics_api, ws, Body,
+    admin, error_response, gzip, http_api, iframe, poll, socketio, sse, text_response, topics_api, ws, Body,
 };
 
 /// How often expired history is dropped and idle topics removed.
@@ -142,6 +142,8 @@ async fn serve_metrics(listener: TcpListener, broker: Arc<Broker>) {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let b = Arc::clone(&b);
                 async move {
+                    // Prometheus scrapers send `Accept-Encoding: gzip`.
+                    let negotiation = gzip::Negotiation::of(&req);
                     let res = match (req.method(), req.uri().path()) {
                         (&Method::GET, "/metrics") => admin::metrics(&b.hub),
                         (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok"),
@@ -152,6 +154,7 @@ async fn serve_metrics(listener: TcpListener, broker: Arc<Broker>) {
                             &format!("no route for {m} {p} on the metrics listener; it serves /metrics, /healthz and /readyz"),
                         ),
                     };
+                    let res = gzip::encode(negotiation, res, &b.settings().compression).await;
                     Ok::<_, std::convert::Infallible>(res)
                 }
             });
@@ -352,8 +355,25 @@ where
     }
 }
 
+/// Answers one request: [`dispatch`] makes the answer, then a complete one (not a
+/// stream, not an upgrade) is gzipped when the client accepts it (see
+/// `transport::gzip`). Compressing costs CPU in this request's task, and a
+/// long-poll or history answer is built for one client, never shared, which is
+/// why `compression.min_bytes` leaves small ones alone.
 async fn route(
     broker: Arc<Broker>,
+    req: Request<hyper::body::Incoming>,
+    slot: Arc<ConnectionSlot>,
+    remote: SocketAddr,
+) -> Response<Body> {
+    let negotiation = gzip::Negotiation::of(&req);
+    let res = dispatch(&broker, req, slot, remote).await;
+    gzip::encode(negotiation, res, &broker.settings().compression).await
+}
+
+/// The answer of the handler `req` is routed to.
+async fn dispatch(
+    broker: &Arc<Broker>,
     req: Request<hyper::body::Incoming>,
     slot: Arc<ConnectionSlot>,
     remote: SocketAddr,
@@ -389,7 +409,7 @@ async fn route(
             ws::upgrade(hub, req, Some(&root_topic), slot, remote)
         }
         (&Method::GET, "/healthz") => text_response(StatusCode::OK, "ok"),
-        (&Method::GET, "/readyz") => readiness(&broker),
+        (&Method::GET, "/readyz") => readiness(broker),
         (&Method::GET, "/metrics") => admin::metrics(hub),
         (&Method::GET, p) if dashboard::serves(p) => dashboard::response(p),
         (&Method::GET, "/api/connections") => admin::connections(hub, &req),

@@ -5,12 +5,14 @@
 //! (`iframe`), long-polling (`poll`), and the operator endpoints (`admin`:
 //! metrics, connection listing). `stream` is what the two streamed responses
 //! (SSE and iframe) share: the writer that drains a session into the body.
+//! `gzip` compresses the complete answers of all of them for clients that ask.
 //!
 //! Each takes the [`Hub`] (what connections share) and nothing of the
 //! listener's; every publish goes through `crate::publish`, every
 //! subscription through a `Session` or the registry's queries.
 
 pub mod admin;
+pub mod gzip;
 pub mod http_api;
 pub mod iframe;
 pub mod poll;
