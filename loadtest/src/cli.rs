@@ -2,6 +2,7 @@
 //! shared set of target, rate-step and output flags.
 
 use crate::protocol::Protocol;
+use crate::shape::PayloadShape;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +23,11 @@ whose p99 stays under --p99-limit with at least 99.99% delivered.\n\n\
 Protocols: raw (frames on {url}{--raw-path-template}, works against any broadcast server), \
 json ({url}/ws?format=json), msgpack ({url}/ws?format=msgpack) and socketio (Socket.IO v4 over \
 its WebSocket transport on {url}/socket.io/, a topic per namespace, `message` events; fanout, \
-fanin, rooms, slow and connect only)."
+fanin, rooms, slow and connect only).\n\n\
+Compression: --deflate offers permessage-deflate as browsers do, on every protocol; each step \
+reports the wire bytes per delivery (what measured subscribers read from their sockets, frame \
+headers included, divided by deliveries). --payload-shape quote|scoreboard makes payloads JSON \
+objects that compress like real feeds."
 )]
 pub struct Cli {
     /// The scenario to run.
@@ -244,9 +249,35 @@ pub struct Common {
     /// one noisy step does not end a ladder; ignored with --keep-going.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_failed_steps: u32,
-    /// Payload size in bytes (the measurement stamp padded with `x`).
+    /// Payload size in bytes: the padded stamp's length, or about (within
+    /// 10%) a shaped payload's (quote from ~150, scoreboard from ~120).
     #[arg(long, default_value_t = 100)]
     pub payload_bytes: usize,
+    /// What payloads look like: `padding` (the stamp padded with `x`, which
+    /// deflate shrinks to nearly nothing), or a JSON object with the stamp
+    /// in its first field `id`: `quote` (a stock quote; the benchmark's is
+    /// 200 B) or `scoreboard` (live games; 2048 B). With json/msgpack the
+    /// object is the publish's `data` value (a map in MessagePack); raw
+    /// sends it as the text frame, socketio as the event's argument.
+    #[arg(long, value_enum, default_value = "padding")]
+    pub payload_shape: PayloadShape,
+    /// Offer permessage-deflate (RFC 7692) on every connection, publishers
+    /// and subscribers, on every protocol (Socket.IO included), exactly as
+    /// browsers do: `Sec-WebSocket-Extensions: permessage-deflate;
+    /// client_max_window_bits`. Compressed messages are inflated (keeping
+    /// the window across messages unless the server answered
+    /// server_no_context_takeover); an answer with an extension or parameter
+    /// RFC 7692 does not allow fails the connection. The report says on how
+    /// many connections it was agreed. Publishes go uncompressed (RSV1
+    /// clear) unless --deflate-publish.
+    #[arg(long)]
+    pub deflate: bool,
+    /// Also compress publishes where permessage-deflate was agreed, at zlib
+    /// level LEVEL (1 fastest .. 9 smallest; 1 without a value), within the
+    /// server's client_max_window_bits and client_no_context_takeover.
+    #[arg(long, value_name = "LEVEL", num_args = 0..=1, default_missing_value = "1",
+          requires = "deflate", value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub deflate_publish: Option<u32>,
     /// Worker processes to spread connections over (1: in-process).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -327,5 +358,34 @@ mod tests {
         };
         assert_eq!((common.max_failed_steps, common.protocol), (2, Protocol::Socketio));
         assert!(Cli::try_parse_from(["x", "fanout", "--max-failed-steps", "0"]).is_err());
+        let cli = Cli::try_parse_from([
+            "x",
+            "fanout",
+            "--deflate",
+            "--deflate-publish",
+            "--payload-shape",
+            "quote",
+        ])
+        .unwrap();
+        let Scenario::Fanout { common, .. } = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            (common.deflate, common.deflate_publish, common.payload_shape),
+            (true, Some(1), PayloadShape::Quote)
+        );
+        let cli = Cli::try_parse_from(["x", "fanout", "--deflate", "--deflate-publish", "6"]).unwrap();
+        let Scenario::Fanout { common, .. } = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            (common.deflate_publish, common.payload_shape),
+            (Some(6), PayloadShape::Padding)
+        );
+        assert!(
+            Cli::try_parse_from(["x", "fanout", "--deflate-publish"]).is_err(),
+            "needs --deflate"
+        );
+        assert!(Cli::try_parse_from(["x", "fanout", "--deflate", "--deflate-publish", "10"]).is_err());
     }
 }

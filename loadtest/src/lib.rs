@@ -2,8 +2,9 @@
 //!
 //! Modules, from the bottom up:
 //! - [`client`]: a small, fast WebSocket client (also used by the broker's tests);
-//! - [`payload`], [`clock`], [`stats`], [`protocol`]: what a message carries,
-//!   the shared time base and schedule, delivery accounting, wire formats;
+//! - [`payload`], [`shape`], [`clock`], [`stats`], [`protocol`]: what a
+//!   message carries and looks like, the shared time base and schedule,
+//!   delivery accounting, wire formats;
 //! - [`plan`] and [`scenario`]: who connects, publishes and subscribes;
 //! - [`engine`] and [`ipc`]: workers running a plan, in-process or as
 //!   child processes; [`epoll`]: the small epoll wrapper their receive
@@ -33,5 +34,6 @@ pub mod protocol;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod shape;
 pub mod stats;
 pub mod steps;

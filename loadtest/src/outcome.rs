@@ -3,6 +3,7 @@
 //! fills it in; the reports render it.
 
 use crate::protocol::Protocol;
+use crate::shape::PayloadShape;
 use crate::steps::StepResult;
 use serde::Serialize;
 
@@ -29,6 +30,19 @@ pub struct ConnectSummary {
     pub broker_rss_per_connection: Option<f64>,
 }
 
+/// How permessage-deflate went (with `--deflate`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeflateSummary {
+    /// Connections on which the server agreed.
+    pub agreed: u64,
+    /// Connections open (every one offered it).
+    pub connections: u64,
+    /// The first agreed answer, canonical (e.g. `permessage-deflate; server_no_context_takeover`).
+    pub answer: Option<String>,
+    /// Publishes compressed at this zlib level where agreed (`--deflate-publish`).
+    pub publish_level: Option<u32>,
+}
+
 /// The outcome of a run (also the `--json` document).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -40,6 +54,10 @@ pub struct RunReport {
     pub protocol: Protocol,
     /// Payload size, bytes.
     pub payload_bytes: usize,
+    /// What payloads looked like.
+    pub payload_shape: PayloadShape,
+    /// permessage-deflate, when offered (`--deflate`).
+    pub deflate: Option<DeflateSummary>,
     /// Worker processes.
     pub workers: usize,
     /// Publishing connections.

@@ -1,7 +1,9 @@
 //! The measurement payload every published message carries:
 //! `p<publisher>:<step>:<seq>:<intended_ns>:` padded with `x` to the
 //! requested size. It is plain ASCII, so it travels unchanged as a text
-//! frame, a JSON string or a MessagePack string.
+//! frame, a JSON string or a MessagePack string. The JSON shapes
+//! ([`crate::shape`]) carry the same stamp as their first field,
+//! `{"id":"p...:"`, which [`decode`] reads as well.
 
 use thiserror::Error;
 
@@ -45,9 +47,18 @@ pub fn encode_string(stamp: &Stamp, size: usize) -> String {
     s
 }
 
-/// Decodes a payload produced by [`encode`]. A plain byte scanner: this
-/// runs once per received message.
+/// What a shaped JSON payload starts with, up to its stamp.
+const SHAPE_PREFIX: &[u8] = br#"{"id":""#;
+
+/// Decodes a payload produced by [`encode`], or a shaped JSON one (the stamp
+/// is its `id`, first). A plain byte scanner: this runs once per received
+/// message.
 pub fn decode(bytes: &[u8]) -> Result<Stamp, PayloadError> {
+    // One byte tells a padded payload (`p`) from a shaped one (`{`).
+    let bytes = match bytes.first() {
+        Some(b'{') => bytes.strip_prefix(SHAPE_PREFIX).unwrap_or(bytes),
+        _ => bytes,
+    };
     let bad = || PayloadError(String::from_utf8_lossy(&bytes[..bytes.len().min(40)]).into_owned());
     if bytes.first() != Some(&b'p') {
         return Err(bad());
@@ -110,6 +121,8 @@ mod tests {
         let s = encode_string(&st, 4);
         assert_eq!(s, "p7:2:123456:1763768000123456789:");
         assert_eq!(decode(s.as_bytes()), Ok(st));
+        let shaped = r#"{"id":"p7:2:123456:1763768000123456789:","symbol":"ACME"}"#;
+        assert_eq!(decode(shaped.as_bytes()), Ok(st));
     }
 
     #[test]
@@ -123,6 +136,8 @@ mod tests {
             "p99999999999:1:1:1:",
             "p1::3:4:",
             "p1:2:3:99999999999999999999:",
+            r#"{"id":"q1:2:3:4:"}"#,
+            r#"{"id":1}"#,
         ] {
             assert!(decode(bad.as_bytes()).is_err(), "{bad}");
         }

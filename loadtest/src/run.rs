@@ -7,10 +7,11 @@ use crate::clock::{instant_at, now_ns};
 use crate::engine::messages::{Command, Event, ReadyReport, RunOpts, Setup, StepCmd};
 use crate::ipc::WorkerHandle;
 use crate::limits::{self, LimitError};
-use crate::outcome::{ConnectSummary, RunReport};
+use crate::outcome::{ConnectSummary, DeflateSummary, RunReport};
 use crate::plan::Plan;
 use crate::procstat::{self, ProcUsage};
 use crate::report::table::step_line;
+use crate::shape::{PayloadShape, ShapeWriter};
 use crate::stats::StepCounters;
 use crate::steps::{max_sustained, StepResult};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -194,6 +195,13 @@ impl Coordinator<'_> {
             url: cfg.opts.url.clone(),
             protocol: cfg.opts.protocol,
             payload_bytes: cfg.opts.payload_bytes,
+            payload_shape: cfg.opts.payload_shape,
+            deflate: cfg.opts.deflate.then(|| DeflateSummary {
+                agreed: readies.iter().map(|r| r.deflate_agreed).sum(),
+                connections: connect.connected,
+                answer: readies.iter().find_map(|r| r.deflate_answer.clone()),
+                publish_level: (cfg.opts.deflate_publish_level > 0).then_some(cfg.opts.deflate_publish_level),
+            }),
             workers,
             publishers: cfg.plan.publishers(),
             subscribers: cfg.plan.subscribers(),
@@ -204,6 +212,7 @@ impl Coordinator<'_> {
             broker_peak_rss: None,
             notes: Vec::new(),
         };
+        report.notes.extend(payload_notes(&cfg.opts));
         if connect.errors > 0 {
             report.notes.push(format!(
                 "{} connections failed: {:?}",
@@ -306,6 +315,30 @@ impl Coordinator<'_> {
         }
         Ok(())
     }
+}
+
+/// Remarks on the payloads: a shape that cannot be as small as asked, and
+/// padding under `--deflate` (whose bytes per delivery say nothing).
+fn payload_notes(opts: &RunOpts) -> Vec<String> {
+    let mut notes = Vec::new();
+    let encoding = opts.protocol.shape_encoding();
+    if let Some(w) = ShapeWriter::new(opts.payload_shape, opts.payload_bytes, encoding, 0) {
+        let len = w.typical_len();
+        if len.abs_diff(opts.payload_bytes) * 10 > opts.payload_bytes {
+            notes.push(format!(
+                "{:?} payloads are about {len} B, not the {} B asked (their smallest)",
+                opts.payload_shape, opts.payload_bytes
+            ));
+        }
+    }
+    if opts.deflate && opts.payload_shape == PayloadShape::Padding {
+        notes.push(
+            "padding payloads deflate to almost nothing: use --payload-shape quote or scoreboard \
+             for bytes per delivery that mean something"
+                .into(),
+        );
+    }
+    notes
 }
 
 /// Samples the broker at `start_ns` and `end_ns` (and its RSS peak in

@@ -172,6 +172,14 @@ pub struct StepCounters {
     pub foreign: u64,
     /// Reconnects performed (reconnect scenario).
     pub reconnects: u64,
+    /// Bytes measured subscribers read from their sockets after the upgrade
+    /// response: frame headers and payloads as sent (compressed or not).
+    #[serde(default)]
+    pub wire_bytes: u64,
+    /// Bytes of the whole messages they received, inflated: what the
+    /// application sees (frame headers excluded).
+    #[serde(default)]
+    pub message_bytes: u64,
     /// End-to-end latency (receive time - intended send time), ns.
     #[serde(with = "hist_serde")]
     pub latency: Histogram<u64>,
@@ -193,6 +201,8 @@ impl Default for StepCounters {
             errors: 0,
             foreign: 0,
             reconnects: 0,
+            wire_bytes: 0,
+            message_bytes: 0,
             latency: new_histogram(),
         }
     }
@@ -214,6 +224,8 @@ impl StepCounters {
         self.errors += other.errors;
         self.foreign += other.foreign;
         self.reconnects += other.reconnects;
+        self.wire_bytes += other.wire_bytes;
+        self.message_bytes += other.message_bytes;
         self.latency.add(&other.latency).expect("same histogram bounds");
     }
 
@@ -236,6 +248,16 @@ impl StepCounters {
         self.expected.saturating_sub(self.received)
     }
 
+    /// Wire bytes per distinct delivery (`None` before any delivery).
+    pub fn wire_bytes_per_delivery(&self) -> Option<f64> {
+        (self.received > 0).then(|| self.wire_bytes as f64 / self.received as f64)
+    }
+
+    /// Inflated message bytes per distinct delivery (`None` before any delivery).
+    pub fn message_bytes_per_delivery(&self) -> Option<f64> {
+        (self.received > 0).then(|| self.message_bytes as f64 / self.received as f64)
+    }
+
     /// Fraction of expected deliveries that arrived (1.0 when none expected).
     pub fn delivered_fraction(&self) -> f64 {
         if self.expected == 0 {
@@ -247,18 +269,33 @@ impl StepCounters {
 }
 
 /// One thread's (or one worker's) counters by step, plus the step now
-/// running, where gap notices and errors are counted.
+/// running, where gap notices, errors and bytes are counted.
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
     steps: Vec<StepCounters>,
     current: usize,
     /// Distinct messages received in all steps (for the progress line).
     pub received: u64,
+    /// Wire bytes of the current step not yet in its counters: a plain add
+    /// per read, folded in when the step is read or the next one begins.
+    pub wire_bytes: u64,
+    /// Message bytes of the current step, likewise (an add per message).
+    pub message_bytes: u64,
 }
 
 impl Tally {
     /// Step `index` starts: it gets counters, and becomes the current step.
+    /// The bytes counted so far go to the step that was current (before
+    /// the first step: nowhere).
     pub fn begin(&mut self, index: u32) {
+        let (wire, message) = (
+            std::mem::take(&mut self.wire_bytes),
+            std::mem::take(&mut self.message_bytes),
+        );
+        if let Some(c) = self.steps.get_mut(self.current) {
+            c.wire_bytes += wire;
+            c.message_bytes += message;
+        }
         let index = index as usize;
         while self.steps.len() <= index {
             self.steps.push(StepCounters::default());
@@ -288,7 +325,12 @@ impl Tally {
 
     /// A copy of step `index`'s counters (empty if it never started).
     pub fn snapshot(&self, index: u32) -> StepCounters {
-        self.steps.get(index as usize).cloned().unwrap_or_default()
+        let mut c = self.steps.get(index as usize).cloned().unwrap_or_default();
+        if index as usize == self.current && !self.steps.is_empty() {
+            c.wire_bytes += self.wire_bytes;
+            c.message_bytes += self.message_bytes;
+        }
+        c
     }
 }
 
@@ -370,6 +412,22 @@ mod tests {
         let s = t.snapshot(1);
         assert_eq!((s.received, s.duplicates, s.gaps, t.received), (1, 1, 1, 2));
         assert_eq!(t.snapshot(0).received, 0);
+        // Bytes go to the step current when they were counted.
+        t.wire_bytes += 100;
+        t.message_bytes += 80;
+        assert_eq!((t.snapshot(1).wire_bytes, t.snapshot(1).message_bytes), (100, 80));
+        t.begin(2);
+        t.wire_bytes += 7;
+        assert_eq!((t.snapshot(1).wire_bytes, t.snapshot(2).wire_bytes), (100, 7));
+        assert_eq!(t.snapshot(0).wire_bytes, 0);
+        let mut before = Tally::default();
+        before.wire_bytes += 5;
+        before.begin(0);
+        assert_eq!(
+            before.snapshot(0).wire_bytes,
+            0,
+            "bytes before the first step count nowhere"
+        );
     }
 
     #[test]
@@ -398,6 +456,8 @@ mod tests {
         a.record(InOrder, 1_000_000);
         let mut b = StepCounters {
             expected: 2,
+            wire_bytes: 300,
+            message_bytes: 1000,
             ..StepCounters::default()
         };
         b.record(InOrder, 9_000_000);
@@ -405,6 +465,10 @@ mod tests {
         let b2: StepCounters = serde_json::from_str(&json).unwrap();
         a.merge(&b2);
         assert_eq!((a.expected, a.received, a.sent), (5, 2, 3));
+        assert_eq!((a.wire_bytes, a.message_bytes), (300, 1000));
+        assert_eq!(a.wire_bytes_per_delivery(), Some(150.0));
+        assert_eq!(a.message_bytes_per_delivery(), Some(500.0));
+        assert_eq!(StepCounters::default().wire_bytes_per_delivery(), None);
         assert_eq!(a.latency.len(), 2);
         assert!(a.latency.max() >= 8_990_000);
     }

@@ -59,6 +59,13 @@ pub struct StepResult {
     pub delivered_rate: f64,
     /// Latency percentiles, ms.
     pub latency_ms: Percentiles,
+    /// Bytes measured subscribers read from their sockets per delivery
+    /// (frame headers and payloads as sent, compressed or not; acks, pings
+    /// and any other frame included): `wire_bytes / received`.
+    pub wire_bytes_per_delivery: Option<f64>,
+    /// The same for the messages as the application sees them, inflated:
+    /// `message_bytes / received`.
+    pub message_bytes_per_delivery: Option<f64>,
     /// Raw counters (merged over workers).
     #[serde(flatten)]
     pub counters: StepCounters,
@@ -108,6 +115,8 @@ impl StepResult {
             publish_rate: counters.sent as f64 / d,
             delivered_rate: counters.received as f64 / d,
             latency_ms,
+            wire_bytes_per_delivery: counters.wire_bytes_per_delivery(),
+            message_bytes_per_delivery: counters.message_bytes_per_delivery(),
             lost: counters.lost(),
             delivered_fraction,
             broker,

@@ -1,5 +1,6 @@
 //! [`WsClient`]: connecting (TCP + upgrade handshake) and the unsplit API.
 
+use super::deflate::{self, DeflateParams, Inflater};
 use super::frame::invalid;
 use super::handshake::{self, WsUrl};
 use super::{ClientConfig, Message, WsReader, WsWriter};
@@ -13,6 +14,8 @@ use tokio::net::{TcpSocket, TcpStream};
 pub struct WsClient {
     reader: WsReader,
     writer: WsWriter,
+    /// permessage-deflate as agreed (`None`: not offered, or declined).
+    deflate: Option<DeflateParams>,
 }
 
 impl WsClient {
@@ -39,8 +42,12 @@ impl WsClient {
         let mut stream = tcp_connect(addr, config.local_addr).await?;
         stream.set_nodelay(true)?;
         let key = handshake::new_key();
+        let mut headers = config.headers.clone();
+        if config.deflate {
+            headers.push(("Sec-WebSocket-Extensions".into(), deflate::OFFER.into()));
+        }
         stream
-            .write_all(handshake::request(&parsed, &key, &config.headers).as_bytes())
+            .write_all(handshake::request(&parsed, &key, &headers).as_bytes())
             .await?;
         let mut buf = Vec::with_capacity(1024);
         let head = loop {
@@ -58,6 +65,8 @@ impl WsClient {
             }
         };
         handshake::check_response(&buf[..head], &key)?;
+        let deflate = deflate::parse_answer(&handshake::extension_answers(&buf[..head]), config.deflate)
+            .map_err(|e| invalid(e.to_string()))?;
         let (rd, wr) = stream.into_split();
         let writer = WsWriter::new(wr);
         let pong_to = config.auto_pong.then(|| writer.clone());
@@ -67,8 +76,19 @@ impl WsClient {
             pong_to,
             config.max_message_bytes,
             config.read_buffer,
+            deflate.as_ref().map(Inflater::new),
         );
-        Ok(WsClient { reader, writer })
+        Ok(WsClient {
+            reader,
+            writer,
+            deflate,
+        })
+    }
+
+    /// permessage-deflate as the server agreed to it; `None` when not
+    /// offered ([`ClientConfig::deflate`]) or declined.
+    pub fn deflate(&self) -> Option<&DeflateParams> {
+        self.deflate.as_ref()
     }
 
     /// Waits for the next complete message (see [`WsReader::next_message`]).

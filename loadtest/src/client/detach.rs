@@ -4,6 +4,7 @@
 //! socket registered for writability only, so data arriving never wakes
 //! tokio's reactor.
 
+use super::deflate::Inflater;
 use super::frame::invalid;
 use super::{WsReader, WsWriter};
 use std::io::{self, Write};
@@ -22,6 +23,12 @@ pub struct Detached {
     pub buffered: Vec<u8>,
     /// The writer: masks frames as before, now on the write-only duplicate.
     pub writer: WsWriter,
+    /// permessage-deflate's inflater, when agreed: its window goes on to
+    /// the next message when the server keeps its context.
+    pub inflater: Option<Inflater>,
+    /// Bytes read from the socket after the upgrade response, up to now
+    /// ([`WsReader::read_bytes`]; `buffered` included).
+    pub read_bytes: u64,
 }
 
 impl WsReader {
@@ -30,11 +37,12 @@ impl WsReader {
     /// nothing queued; a fragmented message must not be in progress.
     /// Must be called inside a tokio runtime.
     pub fn detach(self, writer: WsWriter) -> io::Result<Detached> {
-        let (read_half, buffered, partial) = self.into_parts();
-        if partial {
+        let parts = self.into_parts();
+        if parts.partial {
             return Err(invalid("cannot detach in the middle of a fragmented message"));
         }
-        let stream = read_half
+        let stream = parts
+            .sock
             .reunite(writer.into_tokio_half()?)
             .map_err(|_| invalid("reader and writer belong to different sockets"))?;
         let socket = stream.into_std()?;
@@ -45,8 +53,10 @@ impl WsReader {
         let writer = WsWriter::detached(FdWriter(fd));
         Ok(Detached {
             socket,
-            buffered,
+            buffered: parts.buffered,
             writer,
+            inflater: parts.inflater,
+            read_bytes: parts.read_bytes,
         })
     }
 }

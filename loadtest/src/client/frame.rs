@@ -178,16 +178,41 @@ pub fn decode_frame(buf: &[u8], max_payload: usize) -> io::Result<Option<(Frame,
     )))
 }
 
-/// Refuses what a client must not accept in a server's frame (RFC 6455 5.1, 5.2): a
-/// mask, or RSV bits without a negotiated extension.
-pub(crate) fn check_from_server(masked: bool, rsv: u8) -> io::Result<()> {
+/// The RSV1 bit as [`Header::rsv`] holds it: permessage-deflate's
+/// "this message is compressed" (RFC 7692 6), on a message's first frame.
+pub const RSV1: u8 = 0b100;
+
+/// Refuses what a client must not accept in a server's frame (RFC 6455 5.1,
+/// 5.2, RFC 7692 6): a mask, or RSV bits beyond what the negotiated
+/// extension gives meaning: with permessage-deflate (`deflate`), RSV1 on
+/// the first frame of a text or binary message, nowhere else.
+pub(crate) fn check_from_server(masked: bool, rsv: u8, opcode: u8, deflate: bool) -> io::Result<()> {
     if masked {
         return Err(invalid("server sent a masked frame"));
     }
-    if rsv != 0 {
+    if rsv == 0 {
+        return Ok(());
+    }
+    if !deflate {
         return Err(invalid("server set RSV bits without an extension"));
     }
-    Ok(())
+    if rsv != RSV1 {
+        return Err(invalid("server set RSV2 or RSV3 (permessage-deflate uses RSV1 only)"));
+    }
+    match opcode {
+        OP_TEXT | OP_BINARY => Ok(()),
+        OP_CONTINUATION => Err(invalid("server set RSV1 on a continuation frame")),
+        op if op >= 0x8 => Err(invalid("server set RSV1 on a control frame")),
+        op => Err(invalid(format!("server set RSV1 on a frame of unknown opcode {op:#x}"))),
+    }
+}
+
+/// Appends one frame like [`encode_frame`] with RSV1 set: the first frame
+/// of a message compressed with permessage-deflate.
+pub fn encode_compressed_frame(out: &mut Vec<u8>, opcode: u8, fin: bool, payload: &[u8], mask: Option<[u8; 4]>) {
+    let start = out.len();
+    encode_frame(out, opcode, fin, payload, mask);
+    out[start] |= RSV1 << 4;
 }
 
 /// A close frame's code and reason (`None`: no payload), checked as RFC 6455 5.5.1 asks.
@@ -271,6 +296,28 @@ mod tests {
             (b.fin, b.opcode, b.payload.as_slice()),
             (true, OP_CONTINUATION, &b"lo"[..])
         );
+    }
+
+    #[test]
+    fn rsv1_only_on_a_compressed_message_start() {
+        assert!(check_from_server(false, 0, OP_TEXT, false).is_ok());
+        assert!(check_from_server(true, 0, OP_TEXT, true).is_err());
+        assert!(check_from_server(false, RSV1, OP_TEXT, false).is_err());
+        assert!(check_from_server(false, RSV1, OP_TEXT, true).is_ok());
+        assert!(check_from_server(false, RSV1, OP_BINARY, true).is_ok());
+        for (rsv, op) in [
+            (RSV1, OP_CONTINUATION),
+            (RSV1, OP_PING),
+            (RSV1, OP_CLOSE),
+            (0b010, OP_TEXT),
+            (0b001, OP_TEXT),
+        ] {
+            assert!(check_from_server(false, rsv, op, true).is_err(), "{rsv} {op}");
+        }
+        let mut out = Vec::new();
+        encode_compressed_frame(&mut out, OP_TEXT, true, b"xy", None);
+        let (f, _) = decode_frame(&out, 100).unwrap().unwrap();
+        assert_eq!((f.rsv, f.opcode, f.payload.as_slice()), (RSV1, OP_TEXT, &b"xy"[..]));
     }
 
     #[test]

@@ -130,6 +130,18 @@ pub fn check_response(head: &[u8], key: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The values of every `Sec-WebSocket-Extensions` line of a response head
+/// (checked by [`super::deflate::parse_answer`]).
+pub fn extension_answers(head: &[u8]) -> Vec<&str> {
+    let text = std::str::from_utf8(head).unwrap_or_default();
+    text.split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|(_, value)| value.trim())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +177,11 @@ mod tests {
         assert_eq!(head_len(ok.as_bytes()), Some(ok.len()));
         assert!(check_response(ok.replace("xOo=", "xOp=").as_bytes(), key).is_err());
         assert!(check_response(b"HTTP/1.1 404 Not Found\r\n\r\n", key).is_err());
+        assert!(extension_answers(ok.as_bytes()).is_empty());
+        let two = ok.replace(
+            "Connection:",
+            "sec-websocket-extensions: permessage-deflate\r\nSec-WebSocket-Extensions:  foo \r\nConnection:",
+        );
+        assert_eq!(extension_answers(two.as_bytes()), ["permessage-deflate", "foo"]);
     }
 }

@@ -24,8 +24,13 @@
 //!   frames for protocol-violation tests.
 //! * [`WsReader::detach`] hands the reading to a blocking loop of your own
 //!   (the load tester's epoll threads) while writes stay in tokio.
+//! * [`ClientConfig::deflate`] offers permessage-deflate (RFC 7692) as
+//!   browsers do ([`deflate`]); compressed messages are inflated, and what
+//!   the server agreed to is [`WsClient::deflate`]. Our own frames go
+//!   uncompressed (RSV1 clear), which the RFC allows.
 
 mod connect;
+pub mod deflate;
 mod detach;
 pub mod frame;
 pub mod handshake;
@@ -68,6 +73,11 @@ pub struct ClientConfig {
     pub headers: Vec<(String, String)>,
     /// Initial read buffer capacity in bytes (default 16 KiB).
     pub read_buffer: usize,
+    /// Offer permessage-deflate (`Sec-WebSocket-Extensions:
+    /// permessage-deflate; client_max_window_bits`, default false). The
+    /// server's answer is checked; an extension or parameter it must not
+    /// answer fails the connection.
+    pub deflate: bool,
 }
 
 impl Default for ClientConfig {
@@ -78,6 +88,7 @@ impl Default for ClientConfig {
             max_message_bytes: 64 << 20,
             headers: Vec::new(),
             read_buffer: 16 * 1024,
+            deflate: false,
         }
     }
 }

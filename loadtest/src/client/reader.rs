@@ -1,7 +1,8 @@
 //! The reading half of a connection: buffered reads, frame decoding,
-//! reassembly of fragments and automatic pongs.
+//! reassembly of fragments, inflating (permessage-deflate) and automatic pongs.
 
-use super::frame::{self, invalid, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+use super::deflate::Inflater;
+use super::frame::{self, invalid, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RSV1};
 use super::{Message, WsWriter};
 use std::io;
 use tokio::io::AsyncReadExt;
@@ -13,11 +14,26 @@ pub struct WsReader {
     sock: OwnedReadHalf,
     buf: Vec<u8>,
     start: usize,
-    /// Opcode and collected bytes of a fragmented message in progress.
-    partial: Option<(u8, Vec<u8>)>,
+    /// Opcode, compressed flag and collected bytes of a fragmented message in progress.
+    partial: Option<(u8, bool, Vec<u8>)>,
     /// Where automatic pongs go; `None` disables them.
     pong_to: Option<WsWriter>,
     max_message: usize,
+    /// permessage-deflate's inflater, when agreed.
+    inflater: Option<Inflater>,
+    /// Bytes read from the socket after the upgrade response (wire bytes).
+    read_bytes: u64,
+}
+
+/// What [`WsReader::into_parts`] gives back for [`WsReader::detach`].
+pub(crate) struct ReaderParts {
+    pub(crate) sock: OwnedReadHalf,
+    /// Bytes read past the last message returned.
+    pub(crate) buffered: Vec<u8>,
+    /// A fragmented message was in progress.
+    pub(crate) partial: bool,
+    pub(crate) inflater: Option<Inflater>,
+    pub(crate) read_bytes: u64,
 }
 
 impl WsReader {
@@ -27,6 +43,7 @@ impl WsReader {
         pong_to: Option<WsWriter>,
         max_message: usize,
         capacity: usize,
+        inflater: Option<Inflater>,
     ) -> WsReader {
         let mut buf = Vec::with_capacity(capacity.max(leftover.len()));
         buf.extend_from_slice(&leftover);
@@ -37,14 +54,26 @@ impl WsReader {
             partial: None,
             pong_to,
             max_message,
+            inflater,
+            read_bytes: leftover.len() as u64,
         }
     }
 
-    /// The read half, the bytes buffered past the last message, and whether
-    /// a fragmented message was in progress (for [`WsReader::detach`]).
-    pub(crate) fn into_parts(self) -> (OwnedReadHalf, Vec<u8>, bool) {
-        let buffered = self.buf[self.start..].to_vec();
-        (self.sock, buffered, self.partial.is_some())
+    /// Everything [`WsReader::detach`] hands on.
+    pub(crate) fn into_parts(self) -> ReaderParts {
+        ReaderParts {
+            buffered: self.buf[self.start..].to_vec(),
+            partial: self.partial.is_some(),
+            sock: self.sock,
+            inflater: self.inflater,
+            read_bytes: self.read_bytes,
+        }
+    }
+
+    /// Bytes read from the socket so far, after the upgrade response:
+    /// frame headers and (compressed) payloads, as on the wire.
+    pub fn read_bytes(&self) -> u64 {
+        self.read_bytes
     }
 
     /// Waits for the next complete message. Pings are answered (when
@@ -71,6 +100,7 @@ impl WsReader {
             self.buf.reserve(self.buf.capacity().max(16 * 1024));
         }
         let n = self.sock.read_buf(&mut self.buf).await?;
+        self.read_bytes += n as u64;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -81,7 +111,8 @@ impl WsReader {
     }
 
     async fn handle(&mut self, f: frame::Frame) -> io::Result<Option<Message>> {
-        frame::check_from_server(f.mask.is_some(), f.rsv)?;
+        frame::check_from_server(f.mask.is_some(), f.rsv, f.opcode, self.inflater.is_some())?;
+        let compressed = f.rsv & RSV1 != 0;
         match f.opcode {
             OP_PING => {
                 if let Some(w) = &self.pong_to {
@@ -96,14 +127,14 @@ impl WsReader {
                     return Err(invalid("new data frame while a fragmented message is in progress"));
                 }
                 if f.fin {
-                    finish(f.opcode, f.payload).map(Some)
+                    self.finish(f.opcode, compressed, f.payload).map(Some)
                 } else {
-                    self.partial = Some((f.opcode, f.payload));
+                    self.partial = Some((f.opcode, compressed, f.payload));
                     Ok(None)
                 }
             }
             OP_CONTINUATION => {
-                let (opcode, mut data) = self
+                let (opcode, compressed, mut data) = self
                     .partial
                     .take()
                     .ok_or_else(|| invalid("unexpected continuation frame"))?;
@@ -112,18 +143,31 @@ impl WsReader {
                 }
                 data.extend_from_slice(&f.payload);
                 if f.fin {
-                    finish(opcode, data).map(Some)
+                    self.finish(opcode, compressed, data).map(Some)
                 } else {
-                    self.partial = Some((opcode, data));
+                    self.partial = Some((opcode, compressed, data));
                     Ok(None)
                 }
             }
             op => Err(invalid(format!("unknown opcode {op:#x}"))),
         }
     }
+
+    /// A whole message: inflated when compressed, then checked as text.
+    fn finish(&mut self, opcode: u8, compressed: bool, data: Vec<u8>) -> io::Result<Message> {
+        let data = match &mut self.inflater {
+            // `check_from_server` let RSV1 through only with an inflater.
+            Some(inflater) if compressed => inflater
+                .inflate(&data, self.max_message)
+                .map_err(|e| invalid(e.to_string()))?
+                .to_vec(),
+            _ => data,
+        };
+        to_message(opcode, data)
+    }
 }
 
-fn finish(opcode: u8, data: Vec<u8>) -> io::Result<Message> {
+fn to_message(opcode: u8, data: Vec<u8>) -> io::Result<Message> {
     if opcode == OP_TEXT {
         String::from_utf8(data)
             .map(Message::Text)

@@ -3,6 +3,7 @@
 
 use crate::plan::Plan;
 use crate::protocol::Protocol;
+use crate::shape::PayloadShape;
 use crate::stats::{new_histogram, StepCounters};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,12 @@ pub struct RunOpts {
     pub raw_path: String,
     /// Payload size in bytes.
     pub payload_bytes: usize,
+    /// What payloads look like.
+    pub payload_shape: PayloadShape,
+    /// Offer permessage-deflate on every connection.
+    pub deflate: bool,
+    /// Compress publishes too where it was agreed (zlib level 1..9; 0: never).
+    pub deflate_publish_level: u32,
     /// Spread connections over 127.0.0.1..=127.0.0.N (0: do not bind).
     pub local_addrs: u32,
     /// Connections opened concurrently per worker.
@@ -86,6 +93,10 @@ pub struct ReadyReport {
     /// Per-connection connect + handshake time, ns.
     #[serde(with = "crate::stats::hist_serde")]
     pub connect_latency: Histogram<u64>,
+    /// Connections on which the server agreed to permessage-deflate.
+    pub deflate_agreed: u64,
+    /// The first such answer, as agreed (e.g. `permessage-deflate; server_no_context_takeover`).
+    pub deflate_answer: Option<String>,
 }
 
 impl Default for ReadyReport {
@@ -96,6 +107,8 @@ impl Default for ReadyReport {
             first_error: None,
             elapsed_ns: 0,
             connect_latency: new_histogram(),
+            deflate_agreed: 0,
+            deflate_answer: None,
         }
     }
 }

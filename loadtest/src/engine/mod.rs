@@ -20,6 +20,7 @@ use subscriber::Subscriber;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::client::deflate::DeflateParams;
 use crate::client::Message;
 use crate::plan::Plan;
 use crate::stats::{StepCounters, Tally};
@@ -56,6 +57,8 @@ struct Ready {
     conn: Box<Conn>,
     /// Messages that arrived while waiting for the subscribe acks.
     pending: Vec<Message>,
+    /// permessage-deflate as agreed (for the report, and publishers that compress).
+    deflate: Option<DeflateParams>,
 }
 
 /// Runs one worker: waits for `Setup`, connects, then obeys `Step` commands
@@ -99,7 +102,7 @@ pub async fn run_worker(mut cmds: mpsc::Receiver<Command>, events: mpsc::Sender<
     let mut storm_targets = Vec::new();
     // Slow subscribers never read: they stay here, unread, until the end.
     let mut slow = Vec::new();
-    for Ready { conn, pending } in conns {
+    for Ready { conn, pending, deflate } in conns {
         let i = conn.sub.index;
         if let Some(p) = &plan.conns[i].publish {
             let fanout = p.topics.iter().map(|t| plan.deliveries(i, t)).collect();
@@ -110,6 +113,7 @@ pub async fn run_worker(mut cmds: mpsc::Receiver<Command>, events: mpsc::Sender<
                 opts: opts.clone(),
                 shared: shared.clone(),
                 steps: step_rx.clone(),
+                deflate,
             };
             tokio::spawn(publisher::run_publisher(ctx, conn.writer.clone()));
         }
@@ -199,6 +203,10 @@ async fn connect_all(plan: &Arc<Plan>, opts: &Arc<RunOpts>, mine: Vec<usize>) ->
         match joined.map_err(|e| e.to_string()).and_then(|r| r) {
             Ok((conn, took)) => {
                 report.connected += 1;
+                if let Some(d) = &conn.deflate {
+                    report.deflate_agreed += 1;
+                    report.deflate_answer.get_or_insert_with(|| d.to_string());
+                }
                 report.connect_latency.saturating_record(took.as_nanos() as u64);
                 conns.push(conn);
             }
@@ -232,6 +240,7 @@ async fn open_one(plan: &Plan, opts: &RunOpts, i: usize) -> Result<(Ready, Durat
     let ready = Ready {
         conn: Box::new(Conn::new(detached, sub)),
         pending: opened.pending,
+        deflate: opened.deflate,
     };
     Ok((ready, opened.connect_time))
 }

@@ -3,6 +3,7 @@
 //! (Socket.IO) the Engine.IO open packet and joining every namespace.
 
 use super::messages::RunOpts;
+use crate::client::deflate::DeflateParams;
 use crate::client::{ClientConfig, Message, WsClient, WsReader, WsWriter};
 use crate::plan::ConnSpec;
 use crate::protocol::socketio::{self, Packet};
@@ -48,6 +49,8 @@ pub struct Opened {
     pub unrecovered: Vec<String>,
     /// Time to connect and complete the handshake.
     pub connect_time: Duration,
+    /// permessage-deflate as the server agreed to it (`None`: not offered or declined).
+    pub deflate: Option<DeflateParams>,
 }
 
 /// Where a subscriber stands in one topic: the last seq, and the epoch it counts in.
@@ -106,10 +109,12 @@ async fn open_inner(
     let started = std::time::Instant::now();
     let config = ClientConfig {
         local_addr: local,
+        deflate: opts.deflate,
         ..ClientConfig::default()
     };
     let client = WsClient::connect_with(&url, config).await?;
     let connect_time = started.elapsed();
+    let deflate = client.deflate().copied();
     let (mut reader, writer) = client.into_split();
     let mut pending = Vec::new();
     let mut positions = HashMap::new();
@@ -168,6 +173,7 @@ async fn open_inner(
         positions,
         unrecovered,
         connect_time,
+        deflate,
     })
 }
 

@@ -1,14 +1,18 @@
 //! The publishing side: follows a fixed-rate schedule per step, stamping
 //! every payload with the *intended* send time, and sends whatever is due
 //! in one batched write per wake-up (frames encoded into reused buffers).
+//! Payloads are padded stamps or shaped JSON ([`crate::shape`]); with
+//! `--deflate-publish`, where the server agreed, they are compressed.
 
 use super::messages::{RunOpts, StepCmd};
 use super::Shared;
+use crate::client::deflate::{DeflateParams, Deflater};
 use crate::client::frame::{self, OP_BINARY, OP_TEXT};
 use crate::client::WsWriter;
 use crate::clock::{instant_at, now_ns, Schedule};
 use crate::payload::{self, Stamp};
 use crate::plan::PubSpec;
+use crate::shape::ShapeWriter;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -31,13 +35,24 @@ pub struct PubCtx {
     pub shared: Arc<Shared>,
     /// Step commands; `None` before the first.
     pub steps: watch::Receiver<Option<StepCmd>>,
+    /// permessage-deflate as this connection agreed to it.
+    pub deflate: Option<DeflateParams>,
 }
 
 /// Publishes on every step until the step channel closes.
 pub async fn run_publisher(mut ctx: PubCtx, writer: WsWriter) {
     let mut seq: u64 = 0;
-    // Reused buffers: the payload, one publish body, and the batch of frames.
-    let (mut text, mut body, mut batch) = (String::new(), Vec::new(), Vec::new());
+    // Reused buffers: the payload, one publish body (and compressed), and the batch of frames.
+    let (mut text, mut body, mut packed, mut batch) = (String::new(), Vec::new(), Vec::new(), Vec::new());
+    let opts = ctx.opts.clone();
+    let mut shaper = ShapeWriter::new(
+        opts.payload_shape,
+        opts.payload_bytes,
+        opts.protocol.shape_encoding(),
+        ctx.spec.id,
+    );
+    let level = opts.deflate_publish_level;
+    let mut deflater = ctx.deflate.filter(|_| level > 0).and_then(|d| Deflater::new(&d, level));
     while ctx.steps.changed().await.is_ok() {
         let Some(cmd) = *ctx.steps.borrow_and_update() else {
             continue;
@@ -75,12 +90,26 @@ pub async fn run_publisher(mut ctx: PubCtx, writer: WsWriter) {
                     seq,
                     intended_ns: sched.intended(i),
                 };
-                text.clear();
-                payload::encode(&mut text, &stamp, ctx.opts.payload_bytes);
+                let topic = &ctx.spec.topics[k];
                 body.clear();
-                let is_text = ctx.opts.protocol.encode_publish(&mut body, &ctx.spec.topics[k], &text);
+                let is_text = match &mut shaper {
+                    Some(w) => opts.protocol.encode_publish_shaped(&mut body, topic, w, &stamp),
+                    None => {
+                        text.clear();
+                        payload::encode(&mut text, &stamp, opts.payload_bytes);
+                        opts.protocol.encode_publish(&mut body, topic, &text)
+                    }
+                };
                 let opcode = if is_text { OP_TEXT } else { OP_BINARY };
-                frame::encode_frame(&mut batch, opcode, true, &body, Some(rand::random()));
+                let mask = Some(rand::random());
+                match &mut deflater {
+                    Some(d) => {
+                        packed.clear();
+                        d.compress(&body, &mut packed);
+                        frame::encode_compressed_frame(&mut batch, opcode, true, &packed, mask);
+                    }
+                    None => frame::encode_frame(&mut batch, opcode, true, &body, mask),
+                }
                 expected += ctx.fanout[k].0;
                 expected_slow += ctx.fanout[k].1;
                 seq += 1;

@@ -75,6 +75,24 @@ impl Subscriber {
         self.protocol
     }
 
+    /// Counts `n` bytes read from its socket (wire bytes: frame headers and
+    /// payloads as sent, compressed or not), when it is measured.
+    #[inline]
+    pub fn count_wire(&self, tally: &mut Tally, n: u64) {
+        if self.measured {
+            tally.wire_bytes += n;
+        }
+    }
+
+    /// Counts one whole message of `len` bytes as the application sees it
+    /// (inflated), when it is measured.
+    #[inline]
+    pub fn count_message(&self, tally: &mut Tally, len: usize) {
+        if self.measured {
+            tally.message_bytes += len as u64;
+        }
+    }
+
     /// Counts one classified message received at `now_ns`.
     pub fn observe(&mut self, msg: Incoming<'_>, now_ns: u64, tally: &mut Tally) {
         if !self.measured {

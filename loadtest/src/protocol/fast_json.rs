@@ -1,9 +1,11 @@
 //! The receive path's hot spot: the broker's JSON `message` envelope,
 //! `{"type":"message","topic":"T","seq":N,...,"data":"D"}`, scanned byte by
 //! byte without general string search. Other fields between `seq` and
-//! `data` may be numbers (`ts`); anything unexpected (field order, escapes,
-//! non-string data, a trailing `encoding`) returns `None` and the caller
-//! falls back to serde.
+//! `data` may be numbers (`ts`). `data` may also be an object (the shaped
+//! payloads), then the envelope's last field: its text is the payload, not
+//! parsed (the stamp sits at its start). Anything unexpected (field order,
+//! escapes, other data, a trailing `encoding`) returns `None` and the
+//! caller falls back to serde.
 
 use super::Incoming;
 use std::borrow::Cow;
@@ -33,7 +35,18 @@ pub(super) fn message(bytes: &[u8]) -> Option<Incoming<'_>> {
         }
         s.number()?;
     }
-    let data = s.string()?;
+    let data = if s.bytes.get(s.pos) == Some(&b'{') {
+        // The object runs to the envelope's closing brace (the broker writes
+        // no field after it; one with an object value would go unnoticed).
+        let object = s.bytes.get(s.pos..s.bytes.len() - 1)?;
+        if !object.ends_with(b"}") || s.bytes.last() != Some(&b'}') {
+            return None;
+        }
+        s.pos = s.bytes.len() - 1;
+        object
+    } else {
+        s.string()?
+    };
     if s.pos + 1 != s.bytes.len() || s.bytes[s.pos] != b'}' {
         return None;
     }
@@ -101,13 +114,20 @@ mod tests {
         assert_eq!(got, Some((b"p1:0:2:3:xx".to_vec(), "lt.a".into(), 121)));
         let got = data(r#"{"type":"message","topic":"t","seq":5,"data":""}"#);
         assert_eq!(got, Some((Vec::new(), "t".into(), 5)));
+        let got = data(r#"{"type":"message","topic":"t","seq":6,"ts":1,"data":{"id":"p1:0:2:3:","a":{"b":1}}}"#);
+        assert_eq!(
+            got,
+            Some((br#"{"id":"p1:0:2:3:","a":{"b":1}}"#.to_vec(), "t".into(), 6))
+        );
     }
 
     #[test]
     fn leaves_anything_else_to_serde() {
         for s in [
             r#"{"type":"message","topic":"t","seq":5,"data":"a\"b"}"#,
-            r#"{"type":"message","topic":"t","seq":5,"data":{"p":1}}"#,
+            r#"{"type":"message","topic":"t","seq":5,"data":[{"p":1}]}"#,
+            r#"{"type":"message","topic":"t","seq":5,"data":{"p":1},"x":1}"#,
+            r#"{"type":"message","topic":"t","seq":5,"data":{"#,
             r#"{"type":"message","topic":"t","seq":5,"data":"eA==","encoding":"base64"}"#,
             r#"{"type":"message","topic":"t","seq":5,"ts":"x","data":"a"}"#,
             r#"{"type":"message","topic":"t","ts":1,"seq":5,"data":"a"}"#,

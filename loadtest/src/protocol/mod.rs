@@ -7,6 +7,8 @@ mod fast_json;
 pub mod socketio;
 
 use crate::client::Message;
+use crate::payload::Stamp;
+use crate::shape::{self, Encoding, ShapeWriter};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -106,11 +108,46 @@ struct InMsg<'a> {
     #[serde(default)]
     to: Option<u64>,
     #[serde(default, borrow)]
-    data: Option<Cow<'a, str>>,
+    data: Option<Data<'a>>,
     #[serde(default)]
     code: Option<String>,
     #[serde(default)]
     message: Option<String>,
+}
+
+/// A message's `data` as the receive path needs it: a string as it is,
+/// or, for an object (the shaped payloads), the string in its `id` field,
+/// the stamp; every other field is skipped without being kept.
+struct Data<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Data<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Data<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, or an object with an `id` string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Data<'a>, E> {
+                Ok(Data(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Data<'a>, E> {
+                Ok(Data(Cow::Owned(v.to_string())))
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Data<'a>, M::Error> {
+                let mut id = Cow::Borrowed("");
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "id" {
+                        id = map.next_value::<Cow<'de, str>>()?;
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Data(id))
+            }
+        }
+        d.deserialize_any(Visit(std::marker::PhantomData))
+    }
 }
 
 impl Protocol {
@@ -207,6 +244,54 @@ impl Protocol {
         }
     }
 
+    /// How a shaped payload is encoded for this protocol: MessagePack for
+    /// `msgpack` (the `data` value is a map), JSON otherwise.
+    pub fn shape_encoding(&self) -> Encoding {
+        match self {
+            Protocol::Msgpack => Encoding::Msgpack,
+            _ => Encoding::Json,
+        }
+    }
+
+    /// Appends the body of a publish to `topic` of `writer`'s next payload
+    /// for `stamp`; true when it goes in a text frame. The object is the
+    /// `data` value itself (json, msgpack), the whole frame (raw) or the
+    /// event's argument (Socket.IO), so nothing re-encodes it on the way.
+    /// `writer` must write [`Protocol::shape_encoding`].
+    pub fn encode_publish_shaped(
+        &self,
+        out: &mut Vec<u8>,
+        topic: &str,
+        writer: &mut ShapeWriter,
+        stamp: &Stamp,
+    ) -> bool {
+        debug_assert_eq!(writer.encoding(), self.shape_encoding());
+        match self {
+            Protocol::Raw => writer.write(out, stamp),
+            Protocol::Json => {
+                out.extend_from_slice(br#"{"op":"publish","topic":""#);
+                out.extend_from_slice(topic.as_bytes());
+                out.extend_from_slice(br#"","data":"#);
+                writer.write(out, stamp);
+                out.push(b'}');
+            }
+            Protocol::Socketio => {
+                socketio::encode_event_start(out, topic, None, socketio::EVENT);
+                writer.write(out, stamp);
+                out.push(b']');
+            }
+            Protocol::Msgpack => {
+                shape::mp_map_len(out, 3);
+                for s in ["op", "publish", "topic", topic, "data"] {
+                    shape::mp_str(out, s);
+                }
+                writer.write(out, stamp);
+                return false;
+            }
+        }
+        true
+    }
+
     fn envelope(&self, msg: &OutMsg) -> Option<Frame> {
         match self {
             Protocol::Raw | Protocol::Socketio => None,
@@ -251,8 +336,8 @@ impl Protocol {
         match m.kind.as_ref() {
             "message" => {
                 let payload = match m.data {
-                    Some(Cow::Borrowed(s)) => Cow::Borrowed(s.as_bytes()),
-                    Some(Cow::Owned(s)) => Cow::Owned(s.into_bytes()),
+                    Some(Data(Cow::Borrowed(s))) => Cow::Borrowed(s.as_bytes()),
+                    Some(Data(Cow::Owned(s))) => Cow::Owned(s.into_bytes()),
                     None => Cow::Borrowed(&[][..]),
                 };
                 Incoming::Data {
@@ -420,6 +505,80 @@ mod tests {
         .unwrap();
         let msg = Message::Binary(bytes);
         assert!(matches!(p.parse(&msg), Incoming::Data { seq: Some(3), .. }));
+    }
+
+    /// Every protocol's publish of a shaped payload, and what a subscriber
+    /// makes of the server's delivery of it: the stamp comes back.
+    #[test]
+    fn shaped_payloads_travel_as_objects() {
+        use crate::payload::{decode, Stamp};
+        use crate::shape::{PayloadShape, ShapeWriter};
+        let stamp = Stamp {
+            publisher: 2,
+            step: 1,
+            seq: 9,
+            intended_ns: 1_764_000_000_000_000_000,
+        };
+        let publish = |p: Protocol| {
+            let mut w = ShapeWriter::new(PayloadShape::Quote, 200, p.shape_encoding(), 2).unwrap();
+            let mut out = Vec::new();
+            let text = p.encode_publish_shaped(&mut out, "lt.q", &mut w, &stamp);
+            (out, text)
+        };
+        let (body, text) = publish(Protocol::Json);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(text && v["op"] == "publish" && v["topic"] == "lt.q");
+        assert!(v["data"].is_object() && v["data"]["bid"].is_f64());
+        // The broker's message: data is the object as published, last.
+        let body = String::from_utf8(body).unwrap();
+        let data = &body[body.find(r#""data":"#).unwrap() + 7..body.len() - 1];
+        let delivered = format!(r#"{{"type":"message","topic":"lt.q","seq":4,"ts":1,"data":{data}}}"#);
+        let Incoming::Data { payload, seq, .. } = Protocol::Json.parse_data(true, delivered.as_bytes()) else {
+            panic!("{delivered}")
+        };
+        assert_eq!((decode(&payload), seq), (Ok(stamp), Some(4)));
+        // Other field orders take serde's way, which reads the object's `id`.
+        let reordered = format!(r#"{{"seq":4,"type":"message","topic":"lt.q","data":{data}}}"#);
+        let Incoming::Data { payload, .. } = Protocol::Json.parse_data(true, reordered.as_bytes()) else {
+            panic!("{reordered}")
+        };
+        assert_eq!(decode(&payload), Ok(stamp));
+
+        let (body, text) = publish(Protocol::Msgpack);
+        let v: serde_json::Value = rmp_serde::from_slice(&body).unwrap();
+        assert!(!text && v["op"] == "publish" && v["data"]["bid"].is_f64(), "{v}");
+        #[derive(Serialize)]
+        struct M<'a> {
+            r#type: &'a str,
+            topic: &'a str,
+            seq: u64,
+            data: &'a serde_json::Value,
+        }
+        let m = rmp_serde::to_vec_named(&M {
+            r#type: "message",
+            topic: "lt.q",
+            seq: 5,
+            data: &v["data"],
+        })
+        .unwrap();
+        let Incoming::Data { payload, seq, .. } = Protocol::Msgpack.parse_data(false, &m) else {
+            panic!()
+        };
+        assert_eq!((decode(&payload), seq), (Ok(stamp), Some(5)));
+
+        let (body, _) = publish(Protocol::Raw);
+        assert!(serde_json::from_slice::<serde_json::Value>(&body).unwrap().is_object());
+        let Incoming::Data { payload, .. } = Protocol::Raw.parse_data(true, &body) else {
+            panic!()
+        };
+        assert_eq!(decode(&payload), Ok(stamp));
+
+        let (body, _) = publish(Protocol::Socketio);
+        assert!(body.starts_with(br#"42/lt.q,["message",{"id":"p2:1:9:"#) && body.ends_with(b"}]"));
+        let Incoming::Data { payload, topic, .. } = Protocol::Socketio.parse_data(true, &body) else {
+            panic!()
+        };
+        assert_eq!((decode(&payload), topic.as_deref()), (Ok(stamp), Some("lt.q")));
     }
 
     #[test]

@@ -124,6 +124,15 @@ fn ns_prefix(topic: &str) -> String {
 /// goes in a JSON string as it is: it must need no escaping (ours are
 /// plain ASCII without quotes or backslashes).
 pub fn encode_event(out: &mut Vec<u8>, topic: &str, ack: Option<u64>, name: &str, payload: &str) {
+    encode_event_start(out, topic, ack, name);
+    out.push(b'"');
+    out.extend_from_slice(payload.as_bytes());
+    out.extend_from_slice(b"\"]");
+}
+
+/// Appends `42/TOPIC,[ACK]["name",` to `out`: an event whose argument (any
+/// JSON value) and closing `]` the caller writes.
+pub fn encode_event_start(out: &mut Vec<u8>, topic: &str, ack: Option<u64>, name: &str) {
     out.extend_from_slice(b"42");
     if !topic.is_empty() {
         out.push(b'/');
@@ -135,9 +144,7 @@ pub fn encode_event(out: &mut Vec<u8>, topic: &str, ack: Option<u64>, name: &str
     }
     out.extend_from_slice(b"[\"");
     out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\",\"");
-    out.extend_from_slice(payload.as_bytes());
-    out.extend_from_slice(b"\"]");
+    out.extend_from_slice(b"\",");
 }
 
 /// Classifies one text frame from the server.
@@ -211,23 +218,16 @@ fn event<'a>(ns: &'a str, ack: Option<u64>, data: &'a [u8]) -> Option<Packet<'a>
             arg: arg.map(Cow::Borrowed),
         });
     }
-    let mut items: Vec<serde_json::Value> = serde_json::from_slice(data).ok()?;
-    if items.is_empty() {
-        return None;
-    }
-    let serde_json::Value::String(name) = items.remove(0) else {
-        return None;
+    // The elements as they are written: an object argument (a shaped
+    // payload) keeps its text and field order, and nothing is built for it.
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(data).ok()?;
+    let name: Cow<'a, str> = serde_json::from_str(items.first()?.get()).ok()?;
+    let arg = match items.get(1).map(|v| v.get()) {
+        Some(s) if s.starts_with('"') => Some(Cow::Owned(serde_json::from_str::<String>(s).ok()?.into_bytes())),
+        Some(other) => Some(Cow::Borrowed(other.as_bytes())),
+        None => None,
     };
-    let arg = items.into_iter().next().map(|v| match v {
-        serde_json::Value::String(s) => Cow::Owned(s.into_bytes()),
-        other => Cow::Owned(other.to_string().into_bytes()),
-    });
-    Some(Packet::Event {
-        ns,
-        ack,
-        name: Cow::Owned(name),
-        arg,
-    })
+    Some(Packet::Event { ns, ack, name, arg })
 }
 
 /// A CONNECT_ERROR's reason: `{"message":...}` (v5), a bare JSON string

@@ -198,13 +198,31 @@ pub fn render(r: &RunReport) -> String {
         ],
         false,
     );
+    let bytes = chart(
+        "Bytes per delivery: read from the socket (wire) and as the application sees them (inflated)",
+        "bytes / delivery",
+        &labels,
+        &[
+            Series {
+                name: "wire",
+                values: pick(|s| s.wire_bytes_per_delivery.unwrap_or(0.0)),
+                dashed: false,
+            },
+            Series {
+                name: "message",
+                values: pick(|s| s.message_bytes_per_delivery.unwrap_or(0.0)),
+                dashed: true,
+            },
+        ],
+        false,
+    );
     let mut html = String::new();
     let _ = write!(
         html,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>fanout-loadtest: {}</title>\
          <style>body{{font-family:sans-serif;margin:2em;color:#222}}pre{{background:#f4f4f4;padding:1em;overflow-x:auto}}\
          figure{{margin:1em 0}}figcaption{{font-weight:bold;margin-bottom:.3em}}</style></head><body>\
-         <h1>fanout-loadtest: {} ({:?})</h1><p>{} &middot; {} publishers, {} subscribers, payload {} B, {} worker(s). \
+         <h1>fanout-loadtest: {} ({:?})</h1><p>{} &middot; {} publishers, {} subscribers, payload {} B {:?}, {} worker(s). \
          Max sustained rate: <b>{}</b> (p99 &le; {} ms, &ge; 99.99% delivered).</p>",
         escape(&r.scenario),
         escape(&r.scenario),
@@ -213,13 +231,18 @@ pub fn render(r: &RunReport) -> String {
         r.publishers,
         r.subscribers,
         r.payload_bytes,
+        r.payload_shape,
         r.workers,
         r.max_sustained_rate.map_or("none".to_string(), |v| format!("{}/s", si(v))),
         r.p99_limit_ms
     );
+    if let Some(d) = &r.deflate {
+        let _ = write!(html, "<p>{}</p>", escape(&super::table::deflate_line(d)));
+    }
     if !r.steps.is_empty() {
         html.push_str(&latency);
         html.push_str(&rates);
+        html.push_str(&bytes);
     }
     let _ = writeln!(
         html,

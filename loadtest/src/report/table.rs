@@ -1,7 +1,7 @@
 //! The human-readable report: one line per step while running, and the
 //! final table.
 
-use crate::outcome::RunReport;
+use crate::outcome::{DeflateSummary, RunReport};
 use crate::steps::StepResult;
 use std::fmt::Write;
 
@@ -20,10 +20,15 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// Bytes per delivery with one decimal, `-` when nothing was delivered.
+fn per_delivery(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |b| format!("{b:.1}"))
+}
+
 /// One line summarising a finished step.
 pub fn step_line(s: &StepResult) -> String {
     format!(
-        "step {} {}: offered {}/s, delivered {}/s, {}/{} received ({:.4}%), p99 {:.2} ms{}",
+        "step {} {}: offered {}/s, delivered {}/s, {}/{} received ({:.4}%), p99 {:.2} ms, {} wire B/delivery{}",
         s.index + 1,
         if s.passed { "PASS" } else { "FAIL" },
         si(s.offered_rate),
@@ -32,6 +37,7 @@ pub fn step_line(s: &StepResult) -> String {
         s.counters.expected,
         s.delivered_fraction * 100.0,
         s.latency_ms.p99,
+        per_delivery(s.wire_bytes_per_delivery),
         s.broker
             .map(|b| format!(", broker {:.0}% CPU {}", b.cpu_percent, mib(b.rss_bytes)))
             .unwrap_or_default()
@@ -44,9 +50,12 @@ pub fn render(r: &RunReport) -> String {
     let c = &r.connect;
     let _ = writeln!(
         out,
-        "\nscenario {} | {} {:?} | payload {} B | {} publishers, {} subscribers, {} worker(s)",
-        r.scenario, r.url, r.protocol, r.payload_bytes, r.publishers, r.subscribers, r.workers
+        "\nscenario {} | {} {:?} | payload {} B {:?} | {} publishers, {} subscribers, {} worker(s)",
+        r.scenario, r.url, r.protocol, r.payload_bytes, r.payload_shape, r.publishers, r.subscribers, r.workers
     );
+    if let Some(d) = &r.deflate {
+        let _ = writeln!(out, "{}", deflate_line(d));
+    }
     let _ = writeln!(
         out,
         "connections: {}/{} open, {} errors, {}/s, connect p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
@@ -70,9 +79,9 @@ pub fn render(r: &RunReport) -> String {
     if !r.steps.is_empty() {
         let _ = writeln!(
             out,
-            "\n{:>4} {:>9} {:>9} {:>10} {:>11} {:>11} {:>8} {:>6} {:>6} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>4}",
+            "\n{:>4} {:>9} {:>9} {:>10} {:>11} {:>11} {:>8} {:>6} {:>6} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>4}",
             "step", "offered/s", "sent/s", "deliv/s", "expected", "received", "lost", "dup", "reord", "gaps",
-            "p50 ms", "p90 ms", "p99 ms", "p99.9", "max ms", "cpu%", "rss", "ok"
+            "p50 ms", "p90 ms", "p99 ms", "p99.9", "max ms", "wire B/d", "msg B/d", "cpu%", "rss", "ok"
         );
         for s in &r.steps {
             let k = &s.counters;
@@ -82,9 +91,10 @@ pub fn render(r: &RunReport) -> String {
             });
             let _ = writeln!(
                 out,
-                "{:>4} {:>9} {:>9} {:>10} {:>11} {:>11} {:>8} {:>6} {:>6} {:>5} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6} {:>9} {:>4}",
+                "{:>4} {:>9} {:>9} {:>10} {:>11} {:>11} {:>8} {:>6} {:>6} {:>5} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>8} {:>6} {:>9} {:>4}",
                 s.index + 1, si(s.offered_rate), si(s.publish_rate), si(s.delivered_rate), k.expected, k.received,
-                s.lost, k.duplicates, k.reordered, k.gaps, l.p50, l.p90, l.p99, l.p999, l.max, cpu, rss,
+                s.lost, k.duplicates, k.reordered, k.gaps, l.p50, l.p90, l.p99, l.p999, l.max,
+                per_delivery(s.wire_bytes_per_delivery), per_delivery(s.message_bytes_per_delivery), cpu, rss,
                 if s.passed { "yes" } else { "NO" }
             );
         }
@@ -136,6 +146,21 @@ pub fn render(r: &RunReport) -> String {
     out
 }
 
+/// `deflate: agreed on N of M connections (answer)`.
+pub fn deflate_line(d: &DeflateSummary) -> String {
+    let mut line = format!("deflate: agreed on {} of {} connections", d.agreed, d.connections);
+    if let Some(a) = &d.answer {
+        let _ = write!(line, " ({a})");
+    }
+    match d.publish_level {
+        Some(level) if d.agreed > 0 => {
+            let _ = write!(line, "; publishes compressed at level {level}");
+        }
+        _ => line.push_str("; publishes uncompressed"),
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +170,21 @@ mod tests {
         assert_eq!(si(999.0), "999");
         assert_eq!(si(12_345.0), "12.3k");
         assert_eq!(si(2_500_000.0), "2.50M");
+    }
+
+    #[test]
+    fn deflate_and_bytes_per_delivery() {
+        let d = DeflateSummary {
+            agreed: 5,
+            connections: 6,
+            answer: Some("permessage-deflate; server_no_context_takeover".into()),
+            publish_level: None,
+        };
+        assert_eq!(
+            deflate_line(&d),
+            "deflate: agreed on 5 of 6 connections (permessage-deflate; server_no_context_takeover); publishes uncompressed"
+        );
+        assert_eq!(per_delivery(Some(412.345)), "412.3");
+        assert_eq!(per_delivery(None), "-");
     }
 }

@@ -5,6 +5,7 @@ use fanout_loadtest::engine::messages::RunOpts;
 use fanout_loadtest::protocol::Protocol;
 use fanout_loadtest::run::RunConfig;
 use fanout_loadtest::scenario;
+use fanout_loadtest::shape::PayloadShape;
 use std::time::Duration;
 
 /// One 2-second step at `rate` of 1 publisher -> `subscribers` raw readers on path `/`.
@@ -22,6 +23,9 @@ pub fn raw_fanout(
             protocol: Protocol::Raw,
             raw_path: "/".into(),
             payload_bytes,
+            payload_shape: PayloadShape::Padding,
+            deflate: false,
+            deflate_publish_level: 0,
             local_addrs: 0,
             connect_concurrency: 16,
             connect_timeout_ms: 5_000,

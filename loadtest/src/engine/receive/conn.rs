@@ -1,11 +1,14 @@
 //! One connection as its receive thread sees it: reads into the thread's
 //! buffer, decodes frames in place (payloads are borrowed slices; only a
 //! frame cut by the end of a read is copied, into the connection's tail),
-//! checks what a client must check (unmasked server frames, no RSV bits,
-//! fragment order, UTF-8 of text, control frame rules) and hands each
-//! message to its [`Subscriber`].
+//! checks what a client must check (unmasked server frames, RSV bits only
+//! as permessage-deflate allows, fragment order, UTF-8 of text, control
+//! frame rules), inflates compressed messages and hands each message to its
+//! [`Subscriber`]. It counts the bytes it reads (wire bytes) and the
+//! messages' inflated bytes for measured subscribers.
 
-use crate::client::frame::{self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+use crate::client::deflate::{DeflateParams, Inflater};
+use crate::client::frame::{self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RSV1};
 use crate::client::{Detached, Message, WsWriter};
 use crate::clock::now_ns;
 use crate::engine::subscriber::Subscriber;
@@ -32,6 +35,37 @@ pub enum Ended {
     Io(io::Error),
 }
 
+/// What a receive thread lends every connection it reads: the read
+/// buffer, and one inflater for all the connections whose server starts
+/// every message afresh (`server_no_context_takeover`), so they keep no
+/// inflate state of their own (a window is 32 KiB), and a message sent to
+/// many of them is inflated once (the inflater remembers the last few).
+#[derive(Default)]
+pub struct Lent {
+    /// The buffer every read goes into.
+    pub read: Vec<u8>,
+    /// Created at the first compressed message of such a connection.
+    pub inflater: Option<Inflater>,
+}
+
+/// A fragmented message in progress.
+struct Partial {
+    opcode: u8,
+    /// Its first frame had RSV1: inflate it when whole.
+    compressed: bool,
+    data: Vec<u8>,
+}
+
+/// How a connection inflates, if the server compresses.
+enum Deflate {
+    /// permessage-deflate not agreed: RSV1 is a protocol error.
+    Off,
+    /// Every message stands alone: the thread's [`Lent::inflater`] serves.
+    Shared,
+    /// The server keeps its context: the window is this connection's own.
+    Own(Box<Inflater>),
+}
+
 /// A connection owned by a receive thread. With a thousand connections
 /// each read one at a time, their state is cold in the cache: everything a
 /// message touches (the fd, the tail, the subscriber's flags and its first
@@ -43,8 +77,8 @@ pub struct Conn {
     /// Bytes the frame in `tail` still lacks, when its header is complete.
     need: u32,
     fd: RawFd,
-    /// Opcode and bytes of a fragmented message in progress (boxed: rare).
-    partial: Option<Box<(u8, Vec<u8>)>>,
+    /// A fragmented message in progress (boxed: rare).
+    partial: Option<Box<Partial>>,
     /// The start of a frame whose rest has not arrived yet.
     tail: Vec<u8>,
     /// What it measures (hot fields first).
@@ -52,12 +86,21 @@ pub struct Conn {
     socket: TcpStream,
     /// Where pongs and closes go (tokio side; the publisher writes there too).
     pub writer: WsWriter,
+    /// Only looked at when a frame has RSV1 (cold, after the hot lines).
+    deflate: Deflate,
+    /// Bytes read before the connection came here, not yet counted.
+    read_before: u64,
 }
 
 impl Conn {
     /// Wraps a detached connection; its already-buffered bytes are decoded
     /// first (see [`Conn::decode_buffered`]).
     pub fn new(d: Detached, sub: Subscriber) -> Conn {
+        let deflate = match d.inflater {
+            None => Deflate::Off,
+            Some(i) if i.keeps_context() => Deflate::Own(Box::new(i)),
+            Some(_) => Deflate::Shared,
+        };
         Conn {
             need: 0,
             fd: d.socket.as_raw_fd(),
@@ -66,6 +109,8 @@ impl Conn {
             sub,
             socket: d.socket,
             writer: d.writer,
+            deflate,
+            read_before: d.read_bytes,
         }
     }
 
@@ -94,24 +139,35 @@ impl Conn {
         (self.socket, self.writer, self.sub)
     }
 
-    /// Counts messages that arrived before the connection came here.
+    /// Counts messages (and the bytes read) that arrived before the
+    /// connection came here.
     pub fn observe_pending(&mut self, pending: &[Message], tally: &mut Tally) {
         let now = now_ns();
+        self.sub.count_wire(tally, std::mem::take(&mut self.read_before));
         for m in pending {
+            if let Message::Text(t) = m {
+                self.sub.count_message(tally, t.len());
+            } else if let Message::Binary(b) = m {
+                self.sub.count_message(tally, b.len());
+            }
             let parsed = self.sub.protocol().parse(m);
             self.sub.observe(parsed, now, tally);
         }
     }
 
     /// Decodes the frames already in the tail (bytes read before detaching).
-    pub fn decode_buffered(&mut self, tally: &mut Tally, rt: &Handle) -> Result<(), Ended> {
+    pub fn decode_buffered(&mut self, lent: &mut Lent, tally: &mut Tally, rt: &Handle) -> Result<(), Ended> {
         let data = std::mem::take(&mut self.tail);
-        self.decode(&data, now_ns(), tally, rt)
+        self.decode(&data, now_ns(), &mut lent.inflater, tally, rt)
     }
 
     /// Reads everything the socket has (edge-triggered: until a short
     /// read) and decodes it.
-    pub fn read_ready(&mut self, scratch: &mut Vec<u8>, tally: &mut Tally, rt: &Handle) -> Result<(), Ended> {
+    pub fn read_ready(&mut self, lent: &mut Lent, tally: &mut Tally, rt: &Handle) -> Result<(), Ended> {
+        let Lent {
+            read: scratch,
+            inflater,
+        } = lent;
         loop {
             let kept = self.tail.len();
             let want = kept + READ_CHUNK.max(self.need as usize);
@@ -127,8 +183,9 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Ended::Io(e)),
             };
+            self.sub.count_wire(tally, n as u64);
             // One clock read per read: every message in it arrived by now.
-            self.decode(&scratch[..kept + n], now_ns(), tally, rt)?;
+            self.decode(&scratch[..kept + n], now_ns(), inflater, tally, rt)?;
             if n < space {
                 return Ok(());
             }
@@ -136,7 +193,14 @@ impl Conn {
     }
 
     /// Decodes every whole frame of `data` and keeps the rest as the tail.
-    fn decode(&mut self, data: &[u8], now: u64, tally: &mut Tally, rt: &Handle) -> Result<(), Ended> {
+    fn decode(
+        &mut self,
+        data: &[u8],
+        now: u64,
+        shared: &mut Option<Inflater>,
+        tally: &mut Tally,
+        rt: &Handle,
+    ) -> Result<(), Ended> {
         let mut pos = 0;
         self.need = 0;
         loop {
@@ -151,8 +215,19 @@ impl Conn {
                 self.need = (end - data.len()) as u32;
                 break;
             }
-            frame::check_from_server(h.mask.is_some(), h.rsv).map_err(violation)?;
-            self.frame(h.opcode, h.fin, &data[pos + h.header_len..end], now, tally, rt)?;
+            let compressed = if h.mask.is_none() && h.rsv == 0 {
+                false
+            } else {
+                let deflate = !matches!(self.deflate, Deflate::Off);
+                frame::check_from_server(h.mask.is_some(), h.rsv, h.opcode, deflate).map_err(violation)?;
+                h.rsv & RSV1 != 0
+            };
+            let frame = Frame {
+                opcode: h.opcode,
+                fin: h.fin,
+                compressed,
+            };
+            self.frame(frame, &data[pos + h.header_len..end], now, shared, tally, rt)?;
             pos = end;
         }
         self.tail.clear();
@@ -162,36 +237,45 @@ impl Conn {
 
     fn frame(
         &mut self,
-        opcode: u8,
-        fin: bool,
+        f: Frame,
         payload: &[u8],
         now: u64,
+        shared: &mut Option<Inflater>,
         tally: &mut Tally,
         rt: &Handle,
     ) -> Result<(), Ended> {
-        match opcode {
+        match f.opcode {
             OP_TEXT | OP_BINARY if self.partial.is_some() => {
                 Err(protocol("new data frame while a fragmented message is in progress"))
             }
-            OP_TEXT | OP_BINARY if fin => self.message(opcode == OP_TEXT, payload, now, tally, rt),
+            OP_TEXT | OP_BINARY if f.fin && f.compressed => {
+                self.inflated(f.opcode == OP_TEXT, payload, now, shared, tally, rt)
+            }
+            OP_TEXT | OP_BINARY if f.fin => self.message(f.opcode == OP_TEXT, payload, now, tally, rt),
             OP_TEXT | OP_BINARY => {
-                self.partial = Some(Box::new((opcode, payload.to_vec())));
+                self.partial = Some(Box::new(Partial {
+                    opcode: f.opcode,
+                    compressed: f.compressed,
+                    data: payload.to_vec(),
+                }));
                 Ok(())
             }
             OP_CONTINUATION => {
-                let (op, mut data) = *self
+                let mut p = self
                     .partial
                     .take()
                     .ok_or_else(|| protocol("unexpected continuation frame"))?;
-                if data.len() + payload.len() > MAX_MESSAGE {
+                if p.data.len() + payload.len() > MAX_MESSAGE {
                     return Err(protocol("fragmented message exceeds the size limit"));
                 }
-                data.extend_from_slice(payload);
-                if fin {
-                    self.message(op == OP_TEXT, &data, now, tally, rt)
-                } else {
-                    self.partial = Some(Box::new((op, data)));
-                    Ok(())
+                p.data.extend_from_slice(payload);
+                match (f.fin, p.compressed) {
+                    (true, true) => self.inflated(p.opcode == OP_TEXT, &p.data, now, shared, tally, rt),
+                    (true, false) => self.message(p.opcode == OP_TEXT, &p.data, now, tally, rt),
+                    (false, _) => {
+                        self.partial = Some(p);
+                        Ok(())
+                    }
                 }
             }
             OP_PING => {
@@ -206,22 +290,74 @@ impl Conn {
         }
     }
 
-    fn message(&mut self, text: bool, bytes: &[u8], now: u64, tally: &mut Tally, rt: &Handle) -> Result<(), Ended> {
-        // Cheap for ASCII (word at a time), and a client must check it.
-        if text && std::str::from_utf8(bytes).is_err() {
-            return Err(protocol("invalid UTF-8 in a text message"));
-        }
-        match self.sub.protocol().parse_data(text, bytes) {
-            // Socket.IO's heartbeat, on every connection (publishers too):
-            // rare (every 25 s on Node), so a task per pong is fine.
-            Incoming::Heartbeat => {
-                let w = self.writer.clone();
-                rt.spawn(async move { w.send_text(socketio::PONG).await });
-            }
-            parsed => self.sub.observe(parsed, now, tally),
-        }
-        Ok(())
+    /// A whole compressed message: inflated into the connection's own
+    /// inflater's buffer, or the thread's, then handled as any other.
+    fn inflated(
+        &mut self,
+        text: bool,
+        payload: &[u8],
+        now: u64,
+        shared: &mut Option<Inflater>,
+        tally: &mut Tally,
+        rt: &Handle,
+    ) -> Result<(), Ended> {
+        let inflater = match &mut self.deflate {
+            Deflate::Own(own) => own.as_mut(),
+            Deflate::Shared => shared.get_or_insert_with(|| {
+                Inflater::new(&DeflateParams {
+                    server_no_context_takeover: true,
+                    ..DeflateParams::default()
+                })
+            }),
+            // `check_from_server` refused RSV1 already.
+            Deflate::Off => return Err(protocol("server set RSV bits without an extension")),
+        };
+        let bytes = inflater
+            .inflate(payload, MAX_MESSAGE)
+            .map_err(|e| Ended::Protocol(e.to_string()))?;
+        deliver(&mut self.sub, &self.writer, text, bytes, now, tally, rt)
     }
+
+    fn message(&mut self, text: bool, bytes: &[u8], now: u64, tally: &mut Tally, rt: &Handle) -> Result<(), Ended> {
+        deliver(&mut self.sub, &self.writer, text, bytes, now, tally, rt)
+    }
+}
+
+/// A frame's header, as [`Conn::frame`] needs it.
+#[derive(Clone, Copy)]
+struct Frame {
+    opcode: u8,
+    fin: bool,
+    /// RSV1 (permessage-deflate): the message's payload is compressed.
+    compressed: bool,
+}
+
+/// Hands one whole (inflated) message to `sub`; Socket.IO heartbeats are
+/// answered through `writer`.
+fn deliver(
+    sub: &mut Subscriber,
+    writer: &WsWriter,
+    text: bool,
+    bytes: &[u8],
+    now: u64,
+    tally: &mut Tally,
+    rt: &Handle,
+) -> Result<(), Ended> {
+    // Cheap for ASCII (word at a time), and a client must check it.
+    if text && std::str::from_utf8(bytes).is_err() {
+        return Err(protocol("invalid UTF-8 in a text message"));
+    }
+    sub.count_message(tally, bytes.len());
+    match sub.protocol().parse_data(text, bytes) {
+        // Socket.IO's heartbeat, on every connection (publishers too):
+        // rare (every 25 s on Node), so a task per pong is fine.
+        Incoming::Heartbeat => {
+            let w = writer.clone();
+            rt.spawn(async move { w.send_text(socketio::PONG).await });
+        }
+        parsed => sub.observe(parsed, now, tally),
+    }
+    Ok(())
 }
 
 /// `recv(2)` on the hot copy of the descriptor (the socket itself sits on

@@ -2,7 +2,7 @@
 //! obeys commands when its eventfd fires, and sends connections that ended
 //! back to tokio (to reconnect, or to answer the close and let go).
 
-use super::conn::{Conn, Ended};
+use super::conn::{Conn, Ended, Lent};
 use super::reconnect::{rejoin, Rejoin};
 use super::remote::{Cmd, Remote};
 use crate::engine::subscriber::count;
@@ -33,8 +33,8 @@ pub(super) struct Thread {
     /// Plan index → slot, for storm commands.
     by_index: HashMap<usize, usize>,
     tally: Tally,
-    /// The read buffer every connection reads into.
-    scratch: Vec<u8>,
+    /// The read buffer every connection reads into, and the inflater they share.
+    lent: Lent,
     /// `tally.received`, published for the progress line.
     progress: Arc<AtomicU64>,
     rt: Handle,
@@ -62,7 +62,7 @@ impl Thread {
             free: Vec::new(),
             by_index: HashMap::new(),
             tally: Tally::default(),
-            scratch: Vec::new(),
+            lent: Lent::default(),
             progress,
             rt,
             rejoin,
@@ -102,7 +102,7 @@ impl Thread {
         let Some(Some(conn)) = self.slots.get_mut(slot) else {
             return;
         };
-        if let Err(ended) = conn.read_ready(&mut self.scratch, &mut self.tally, &self.rt) {
+        if let Err(ended) = conn.read_ready(&mut self.lent, &mut self.tally, &self.rt) {
             self.ended(slot, ended);
         }
     }
@@ -149,7 +149,7 @@ impl Thread {
             return;
         }
         self.by_index.insert(conn.sub.index, slot);
-        let first = conn.decode_buffered(&mut self.tally, &self.rt);
+        let first = conn.decode_buffered(&mut self.lent, &mut self.tally, &self.rt);
         self.slots[slot] = Some(conn);
         match first {
             // Registration reports data that arrived before it, so the
