@@ -22,7 +22,7 @@ impl Default for CompressionConfig {
         CompressionConfig {
             enabled: true,
             min_bytes: 256,
-            level: 3,
+            level: 6,
         }
     }
 }

@@ -15,6 +15,8 @@
 //! subscriber the bytes just inflated, and the inflater hands back what it
 //! has instead of inflating them again.
 
+use std::collections::HashMap;
+
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use std::fmt;
 use thiserror::Error;
@@ -238,11 +240,14 @@ pub struct Inflater {
     out: Vec<u8>,
     /// Keep the window across messages (the server takes its context over).
     keep_context: bool,
-    /// Without context: the last messages inflated, by their compressed
-    /// bytes, replaced in turn (`next`). Several, because a read often
-    /// brings a connection a few messages, and the next connection then
-    /// brings the same few again.
+    /// Without context: the last messages inflated, replaced in turn
+    /// (`next`), found by a key of their compressed bytes (`index`). Many,
+    /// because a subscriber that fell behind gets hundreds of messages in one
+    /// read before the next subscriber gets the same hundreds: a small memo
+    /// would miss them all, inflating would cost more, and the tester would
+    /// fall further behind than the server it measures.
     memo: Vec<Memo>,
+    index: HashMap<u64, usize>,
     next: usize,
 }
 
@@ -255,7 +260,20 @@ struct Memo {
 }
 
 /// How many messages an inflater without context remembers.
-const MEMO: usize = 16;
+const MEMO: usize = 4096;
+
+/// A cheap key of a compressed message: its length and its first and last bytes
+/// (where the seq and the stamp differ from one message to the next); a match is
+/// confirmed by comparing the whole.
+fn memo_key(payload: &[u8]) -> u64 {
+    let head = &payload[..payload.len().min(32)];
+    let tail = &payload[payload.len().saturating_sub(8)..];
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ payload.len() as u64;
+    for &b in head.iter().chain(tail) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
 
 impl Inflater {
     /// An inflater for a connection that agreed on `params`.
@@ -266,6 +284,7 @@ impl Inflater {
             out: Vec::new(),
             keep_context: !params.server_no_context_takeover,
             memo: Vec::new(),
+            index: HashMap::new(),
             next: 0,
         }
     }
@@ -285,8 +304,11 @@ impl Inflater {
         }
         // A message inflated lately (for another subscriber): a length
         // check and a memcmp instead of building Huffman tables again.
-        if let Some(i) = self.memo.iter().position(|m| !m.input.is_empty() && m.input == payload) {
-            return within(&self.memo[i].output, max);
+        let key = memo_key(payload);
+        if let Some(&i) = self.index.get(&key) {
+            if self.memo[i].input == payload {
+                return within(&self.memo[i].output, max);
+            }
         }
         let slot = self.next;
         self.next = (slot + 1) % MEMO;
@@ -294,6 +316,13 @@ impl Inflater {
             self.memo.push(Memo::default());
         }
         let m = &mut self.memo[slot];
+        if !m.input.is_empty() {
+            let old = memo_key(&m.input);
+            if self.index.get(&old) == Some(&slot) {
+                self.index.remove(&old);
+            }
+        }
+        self.index.insert(key, slot);
         m.input.clear();
         // Every message starts afresh: a server that refers back anyway is
         // caught ("invalid distance too far back").
