@@ -657,7 +657,13 @@ mod tests {
         .unwrap();
         let topic = |t: &str| c.topic_settings(&TopicName::parse(t).unwrap()).deflate;
         assert_eq!(topic("images.cam1"), None);
-        assert_eq!(topic("scores.live"), Some(Deflate { level: 6, min_bytes: 256 }));
+        assert_eq!(
+            topic("scores.live"),
+            Some(Deflate {
+                level: 6,
+                min_bytes: 256
+            })
+        );
         assert_eq!(topic("$sys.stats").map(|d| d.level), Some(6));
         let e = load("[compression]\nlevel = 0\n", &[]).unwrap_err().to_string();
         assert!(e.contains("compression.level") && e.contains("1 (fastest) to 9"), "{e}");

@@ -249,6 +249,8 @@ pub struct Inflater {
     memo: Vec<Memo>,
     index: HashMap<u64, usize>,
     next: usize,
+    /// The slot of the last message handed back.
+    last: usize,
 }
 
 /// One message inflated without context, and the bytes it came from.
@@ -286,6 +288,7 @@ impl Inflater {
             memo: Vec::new(),
             index: HashMap::new(),
             next: 0,
+            last: 0,
         }
     }
 
@@ -304,9 +307,19 @@ impl Inflater {
         }
         // A message inflated lately (for another subscriber): a length
         // check and a memcmp instead of building Huffman tables again.
+        // Subscribers get the same messages in the same order: after a hit on one
+        // slot, the next message is most likely in the slot after it, or the same
+        // one (the next subscriber's copy). Only then the key.
+        for i in [(self.last + 1) % MEMO, self.last] {
+            if self.memo.get(i).is_some_and(|m| m.input == payload) {
+                self.last = i;
+                return within(&self.memo[i].output, max);
+            }
+        }
         let key = memo_key(payload);
         if let Some(&i) = self.index.get(&key) {
             if self.memo[i].input == payload {
+                self.last = i;
                 return within(&self.memo[i].output, max);
             }
         }
@@ -323,6 +336,7 @@ impl Inflater {
             }
         }
         self.index.insert(key, slot);
+        self.last = slot;
         m.input.clear();
         // Every message starts afresh: a server that refers back anyway is
         // caught ("invalid distance too far back").
