@@ -23,57 +23,13 @@ use fanout_loadtest::outcome::RunReport;
 use fanout_loadtest::run::{run, RunConfig};
 use fanout_loadtest::shape::PayloadShape;
 use flate2::{Compress, Compression, FlushCompress};
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-/// Starts the Node ws peer with `args` and waits for its listening line;
-/// `None` (skip) without node or the peer's node_modules.
+/// Starts the Node ws peer with `args`; `None` (skip) without node or its node_modules.
 async fn node_ws(test: &str, args: &[&str]) -> Option<(Child, String)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/node-ws");
-    let node_ok = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !node_ok || !dir.join("node_modules/ws").exists() {
-        let why = if node_ok {
-            "loadtest/peers/node-ws/node_modules is missing"
-        } else {
-            "node is not installed"
-        };
-        if std::env::var_os("CI").is_some() {
-            panic!("{why} but CI is set: run `npm ci --prefix loadtest/peers/node-ws` so {test} runs");
-        }
-        eprintln!(
-            "\n*** SKIPPED {test}: {why} ***\n\
-             *** run `npm ci --prefix loadtest/peers/node-ws` (needs node) to enable it ***\n"
-        );
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new("node")
-        .arg(dir.join("server.js"))
-        .arg(port.to_string())
-        .args(args)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("the peer says it listens within 20 s")
-        .unwrap()
-        .expect("a listening line");
-    assert!(line.contains("server on"), "{line}");
-    Some((child, format!("ws://127.0.0.1:{port}")))
+    common::node_peer(test, "node-ws", "ws", args, &["server on"]).await
 }
 
 /// A 2-second raw fan-out to 5 subscribers of `shape` payloads of `bytes`.

@@ -15,13 +15,10 @@ use fanout_loadtest::protocol::Protocol;
 use fanout_loadtest::run::{run, RunConfig, RunError};
 use fanout_loadtest::scenario;
 use futures_util::{SinkExt, StreamExt};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio_tungstenite::tungstenite::Message;
 
 /// `base` speaking Socket.IO.
@@ -32,48 +29,9 @@ fn socketio(base: RunOpts) -> RunOpts {
     }
 }
 
-/// Starts `node server.js PORT` and waits for its listening line; `None` (skip) without node or the peer.
+/// Starts the Node socket.io peer; `None` (skip) without node or its node_modules.
 async fn node_peer(test: &str) -> Option<(Child, String)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/node-socketio");
-    let node_ok = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !node_ok || !dir.join("node_modules/socket.io").exists() {
-        let why = if node_ok {
-            "loadtest/peers/node-socketio/node_modules is missing"
-        } else {
-            "node is not installed"
-        };
-        if std::env::var_os("CI").is_some() {
-            panic!("{why} but CI is set: run `npm ci --prefix loadtest/peers/node-socketio` so {test} runs");
-        }
-        eprintln!(
-            "\n*** SKIPPED {test}: {why} ***\n\
-             *** run `npm ci --prefix loadtest/peers/node-socketio` (needs node) to enable it ***\n"
-        );
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new("node")
-        .arg(dir.join("server.js"))
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("the peer says it listens within 20 s")
-        .unwrap()
-        .expect("a listening line");
-    assert!(line.contains("listening") || line.contains("server on"), "{line}");
-    Some((child, format!("ws://127.0.0.1:{port}")))
+    common::node_peer(test, "node-socketio", "socket.io", &[], &["listening", "server on"]).await
 }
 
 #[tokio::test]
