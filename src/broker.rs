@@ -91,14 +91,18 @@ pub struct ConnectionSlot {
     ip: IpAddr,
     /// Whether this slot counts toward its IP's limit (the limit may change by reload).
     per_ip: bool,
-    /// The publish budget of HTTP requests on this connection (a WebSocket session has its own).
-    http_budget: PublishBudget,
+    /// `limits.publish_rate_per_connection` when the connection was accepted.
+    http_rate: u32,
+    /// The publish budget of HTTP requests on this connection, made by the first one: a
+    /// WebSocket holds its slot for its whole life and has a budget of its own.
+    http_budget: OnceLock<Box<PublishBudget>>,
 }
 
 impl ConnectionSlot {
     /// The publish budget of the HTTP requests on this connection.
     pub fn budget(&self) -> &PublishBudget {
-        &self.http_budget
+        self.http_budget
+            .get_or_init(|| Box::new(PublishBudget::new(self.http_rate)))
     }
 }
 
@@ -220,7 +224,8 @@ impl Broker {
             broker: Arc::clone(self),
             ip,
             per_ip: per_ip_max > 0,
-            http_budget: PublishBudget::new(settings.limits.publish_rate_per_connection),
+            http_rate: settings.limits.publish_rate_per_connection,
+            http_budget: OnceLock::new(),
         })
     }
 }

@@ -164,6 +164,8 @@ struct State {
     entries: VecDeque<Entry>,
     /// Absolute position of `entries[0]`, so conflation can find an entry by position.
     head: u64,
+    /// `head` at the last [`SendQueue::trim_idle`]: unmoved, the queue was idle since.
+    trimmed_head: u64,
     messages: usize,
     bytes: usize,
     replies: usize,
@@ -189,6 +191,15 @@ struct State {
 }
 
 impl State {
+    /// Queues `entry`. An empty buffer grows to one slot first, not four: most idle
+    /// connections only ever queue their subscription's ack.
+    fn push(&mut self, entry: Entry) {
+        if self.entries.capacity() == 0 {
+            self.entries.reserve_exact(1);
+        }
+        self.entries.push_back(entry);
+    }
+
     /// Forgets the `n` entries just taken out of the front (with their gaps): the counts,
     /// the conflation positions, the reply backlog. True if replies were among them, so
     /// a reader waiting for room must be woken.
@@ -216,6 +227,7 @@ impl SendQueue {
                 framing,
                 entries: VecDeque::new(),
                 head: 0,
+                trimmed_head: 0,
                 messages: 0,
                 bytes: 0,
                 replies: 0,
@@ -280,6 +292,25 @@ impl SendQueue {
     /// Whether `msg` should skip this subscriber (its own publish, without echo).
     pub fn skips(&self, msg: &Message) -> bool {
         !self.echo && msg.origin == Some(self.session)
+    }
+
+    /// Returns the storage of a queue that stayed empty since the last call (the
+    /// keepalive sweep's), so an idle connection holds no buffer; a busy one keeps its
+    /// buffers, and gets them back with its next message if it was only resting.
+    pub fn trim_idle(&self) {
+        let mut st = self.state.lock();
+        if st.head == st.trimmed_head && st.entries.is_empty() {
+            if st.entries.capacity() > 0 {
+                st.entries = VecDeque::new();
+            }
+            if st.gaps.capacity() > 0 && st.gaps.is_empty() {
+                st.gaps = Vec::new();
+            }
+            if st.conflated.capacity() > 0 && st.conflated.is_empty() {
+                st.conflated = HashMap::new();
+            }
+        }
+        st.trimmed_head = st.head;
     }
 
     /// Messages queued now.
@@ -370,7 +401,7 @@ impl SendQueue {
             c.pos = pos;
             c.queued += 1;
         }
-        st.entries.push_back(Entry::Message(Arc::clone(msg)));
+        st.push(Entry::Message(Arc::clone(msg)));
         st.messages += 1;
         st.bytes += len;
         let wake = st.wake(self.direct().is_some(), was_empty);
@@ -403,7 +434,7 @@ impl SendQueue {
             st.replies += 1;
         }
         let was_empty = st.entries.is_empty();
-        st.entries.push_back(entry);
+        st.push(entry);
         let wake = st.wake(self.direct().is_some(), was_empty);
         drop(st);
         self.apply(wake, None);
@@ -511,9 +542,15 @@ impl SendQueue {
     /// Resolves when the task has work: queued frames (`Task` sink), writing handed over,
     /// or a close; call, then [`SendQueue::take_for_task`] (or [`SendQueue::drain`]).
     pub async fn ready(&self) {
+        self.ready_notified().await
+    }
+
+    /// [`SendQueue::ready`] as the `Notified` itself, for a caller that waits on more
+    /// than this (registered once polled; a wake-up before that is kept as a permit).
+    pub fn ready_notified(&self) -> tokio::sync::futures::Notified<'_> {
         match &self.sink {
-            Sink::Shared(notify) => notify.notified().await,
-            _ => self.ready.notified().await,
+            Sink::Shared(notify) => notify.notified(),
+            _ => self.ready.notified(),
         }
     }
 

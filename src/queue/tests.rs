@@ -191,3 +191,23 @@ fn own_messages_are_skipped_without_echo() {
     assert!(q.skips(&own));
     assert!(!q.skips(&other));
 }
+
+#[test]
+fn a_queue_idle_between_two_sweeps_returns_its_storage() {
+    let q = queue(8);
+    q.push_message(&msg("t", 1), Policy::DropOldest);
+    let mut d = Drained::default();
+    d.entries.reserve(16);
+    q.drain(&mut d);
+    assert!(
+        q.state.lock().entries.capacity() >= 16,
+        "the drain left its buffer in the queue"
+    );
+    q.trim_idle();
+    assert!(q.state.lock().entries.capacity() > 0, "busy since the last sweep: kept");
+    q.trim_idle();
+    assert_eq!(q.state.lock().entries.capacity(), 0, "idle for a whole sweep: returned");
+    q.push_message(&msg("t", 2), Policy::DropOldest);
+    q.trim_idle();
+    assert_eq!(seqs(&q).0, vec![2], "a queued message is never trimmed away");
+}

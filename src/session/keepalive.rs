@@ -39,8 +39,10 @@ fn tick(server: &ServerConfig) -> Duration {
     shortest.map_or(MAX_TICK, |d| (d / 4).clamp(MIN_TICK, MAX_TICK))
 }
 
-/// Pings `listed` if a ping is due, or closes it if its client has been silent too long.
+/// Pings `listed` if a ping is due, or closes it if its client has been silent too long;
+/// returns the storage of a queue that was idle since the last sweep.
 fn check(listed: &Listed, now: u64) {
+    listed.queue.trim_idle();
     let k = &listed.keepalive;
     let ping = k.ping_ms.load(Ordering::Relaxed);
     // Without pings a quiet subscriber is indistinguishable from a dead one: no idle check.

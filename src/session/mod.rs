@@ -6,15 +6,16 @@
 
 pub mod guard;
 pub mod keepalive;
+pub mod subscriptions;
 pub mod writer;
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use self::guard::{Expiry, MAX_RATE_LIMITED_IN_A_ROW};
+use self::subscriptions::Subscriptions;
 use crate::auth::Grants;
 use crate::clock::now_secs;
 use crate::connections::{Listed, Peer};
@@ -30,12 +31,13 @@ use crate::topic::{Filter, TopicName};
 /// One client connection's state.
 pub struct Session {
     id: SessionId,
-    /// How presence topics name this client: the auth `sub` once auth exists, else generated.
-    client: Arc<str>,
+    /// How presence topics name this client: the auth `sub` if it has one (`None`: named
+    /// after its id, when a presence topic first asks, rather than held by every session).
+    client: Option<Arc<str>>,
     queue: Arc<SendQueue>,
     hub: Arc<Hub>,
     /// Subscriptions by the text the client used, so unsubscribe finds them.
-    subscriptions: HashMap<String, Filter>,
+    subscriptions: Subscriptions,
     /// This session's row in the hub's connection table.
     listed: Arc<Listed>,
     /// What this client may subscribe and publish to (everything with `auth.mode = none`).
@@ -80,10 +82,10 @@ impl Session {
             budget: PublishBudget::new(settings.limits.publish_rate_per_connection),
             in_flight: None,
             id,
-            client: Arc::from(format!("c{id}")),
+            client: None,
             queue,
             hub,
-            subscriptions: HashMap::new(),
+            subscriptions: Subscriptions::default(),
             listed,
             _open: open,
         }
@@ -107,7 +109,7 @@ impl Session {
     /// Sets what the client may do (from a token); its `sub` names it in presence from now on.
     pub fn set_grants(&mut self, grants: Grants) {
         if let Some(sub) = &grants.client {
-            self.client = Arc::from(sub.as_str());
+            self.client = Some(Arc::from(sub.as_str()));
         }
         let left = self.hub.auth().seconds_left(&grants);
         self.expiry.set(left.map(|l| now_secs() + l));
@@ -256,7 +258,7 @@ impl Session {
                 "`since` needs an exact topic; `{text}` is a pattern and seqs are per topic"
             )));
         }
-        if self.subscriptions.contains_key(text) {
+        if self.subscriptions.contains(text) {
             if let Some(frame) = answer(None) {
                 self.queue.push_reply(frame);
             }
@@ -293,9 +295,13 @@ impl Session {
             return Err(e);
         }
         if let Filter::Exact(name) = &filter {
-            self.hub.registry.join(name, self.id, &self.client);
+            let client = self
+                .client
+                .clone()
+                .unwrap_or_else(|| Arc::from(format!("c{}", self.id)));
+            self.hub.registry.join(name, self.id, &client);
         }
-        self.subscriptions.insert(text.to_owned(), filter);
+        self.subscriptions.insert(text, filter);
         self.subscriptions_changed(1);
         Ok(at)
     }
@@ -490,7 +496,7 @@ fn ack_publish(queue: &Arc<SendQueue>, id: Option<u64>, topic: &str, p: &Publish
 
 impl Drop for Session {
     fn drop(&mut self) {
-        for filter in self.subscriptions.values() {
+        for filter in self.subscriptions.filters() {
             self.hub.registry.unsubscribe(filter, self.id);
             if let Some(cluster) = &self.hub.cluster {
                 cluster.release(filter);

@@ -13,6 +13,7 @@
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +45,8 @@ pub struct Writer<W> {
     side: Side<W>,
     /// Spaces a `Task` queue's writes (zero: none).
     flush_interval: Duration,
+    /// The queue's wake-up was taken by whoever waited for it: write without waiting.
+    woken: bool,
 }
 
 /// A boxed turn that hands the socket back.
@@ -63,16 +66,28 @@ impl<W: AsyncWrite + Unpin + Send + 'static> Writer<W> {
             queue,
             side: Side::Idle(io),
             flush_interval,
+            woken: false,
         }
     }
 
+    /// Has the next [`Writer::run`] take a turn at once: the caller waited for the
+    /// queue's wake-up itself (a connection idle on both sides waits for one thing).
+    pub fn woken(&mut self) {
+        self.woken = true;
+    }
+
     /// Runs until the queue's close frame is written or the socket fails. Safe to drop
-    /// and call again: the turn in progress is kept.
-    pub async fn run(&mut self) -> WriterEnd {
+    /// and call again: the turn in progress is kept. `parked` is true while it waits
+    /// with nothing to write, holding no state (where dropping it loses nothing).
+    pub async fn run(&mut self, parked: &AtomicBool) -> WriterEnd {
         loop {
             match &mut self.side {
                 Side::Idle(_) => {
-                    self.queue.ready().await;
+                    if !std::mem::take(&mut self.woken) {
+                        parked.store(true, Ordering::Relaxed);
+                        self.queue.ready().await;
+                        parked.store(false, Ordering::Relaxed);
+                    }
                     if let Side::Idle(io) = std::mem::replace(&mut self.side, Side::Done) {
                         let turn = turn(Arc::clone(&self.queue), io, self.flush_interval);
                         self.side = Side::Busy(Box::pin(turn));
@@ -204,7 +219,7 @@ mod tests {
         assert!(!flush(&listed[0], &mut out), "nothing more arrived");
         let mut writer = Writer::new(Arc::clone(&q), DirectWrite(write), Duration::ZERO);
         let reader = tokio::spawn(async move { (read_payloads(&mut client, n as usize).await, client) });
-        let run = tokio::spawn(async move { writer.run().await });
+        let run = tokio::spawn(async move { writer.run(&AtomicBool::new(false)).await });
         let (got, mut client) = reader.await.unwrap();
         for (i, p) in got.iter().enumerate() {
             assert!(p.starts_with(&format!("{}:", i + 1)), "frame {i} intact and in order");

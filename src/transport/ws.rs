@@ -7,7 +7,10 @@
 //! every message of the topic is sent as exactly its payload. An upgrade on
 //! `/` is a raw topic socket on `server.root_topic` (routed in `server.rs`).
 
+use std::future::{poll_fn, Future};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use base64::Engine;
@@ -33,7 +36,7 @@ use crate::hub::Hub;
 use crate::metrics::Transport;
 use crate::protocol::frame::{self, OpCode};
 use crate::protocol::{Agreement, Framing, Payload, Wire};
-use crate::queue::Sink;
+use crate::queue::{SendQueue, Sink};
 use crate::registry::Resume;
 use crate::session::writer::{Writer, WriterEnd};
 use crate::session::Session;
@@ -214,17 +217,28 @@ pub fn upgrade(
     let h = Arc::clone(hub);
     // Boxed: inline, the parameters would sit in the connection's future for its whole life.
     let params = Box::new(params);
-    let span = tracing::info_span!(parent: None, "conn", session_id = tracing::field::Empty, %remote, transport = "ws");
-    hub.shutdown.spawn(
-        async move {
-            match on_upgrade.await {
-                Ok(upgraded) => start(h, upgraded, params).await,
-                Err(e) => debug!(error = %e, "upgrade failed"),
+    // At debug level only: span data would cost every idle connection a few hundred bytes.
+    let span =
+        tracing::debug_span!(parent: None, "conn", session_id = tracing::field::Empty, %remote, transport = "ws");
+    let connection = async move {
+        // Bound by `let`, not matched in place: a matched temporary would stay in the
+        // future for the connection's life.
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                debug!(error = %e, "upgrade failed");
+                return;
             }
-            drop(slot);
-        }
-        .instrument(span),
-    );
+        };
+        start(h, upgraded, *params).await;
+        drop(slot);
+    };
+    // A disabled span still takes room in every connection's future: spawn without it.
+    if span.is_disabled() {
+        hub.shutdown.spawn(connection);
+    } else {
+        hub.shutdown.spawn(connection.instrument(span));
+    }
     let mut res = switching_protocols(&key, subprotocol);
     if let Some(v) = extensions.and_then(|e| HeaderValue::from_str(&e).ok()) {
         res.headers_mut().insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
@@ -317,7 +331,7 @@ pub(crate) fn halves(upgraded: Upgraded) -> Halves {
 
 /// Splits the upgraded socket. A plain TCP socket is unwrapped: its flush shard writes
 /// to it directly, with vectored writes that reach the kernel as they are.
-fn start(hub: Arc<Hub>, upgraded: Upgraded, params: Box<WsParams>) -> impl std::future::Future<Output = ()> + Send {
+fn start(hub: Arc<Hub>, upgraded: Upgraded, params: WsParams) -> impl std::future::Future<Output = ()> + Send {
     match halves(upgraded) {
         Halves::Tcp(read, early, write) => {
             let write = Arc::new(write);
@@ -328,18 +342,26 @@ fn start(hub: Arc<Hub>, upgraded: Upgraded, params: Box<WsParams>) -> impl std::
     }
 }
 
+/// What a running connection keeps of its URL: how to read its frames.
+struct Route {
+    wire: Wire,
+    /// A raw socket's topic, which its frames are published to.
+    topic: Option<TopicName>,
+}
+
 /// Runs one WebSocket connection to its end, in one task: the reader, and the writing
 /// its flush shard leaves to it (or all of it, for a `Task` sink). `early` is what the
 /// client sent right after its handshake.
 ///
 /// Not an `async fn`: that would keep a second copy of every argument in the future,
-/// which lives as long as the connection.
+/// which lives as long as the connection. An idle connection's future holds only the
+/// session, the reader (no buffer) and the writer (no turn): see [`converse`].
 pub fn run<R, W>(
     hub: Arc<Hub>,
     read: R,
     early: Bytes,
     write: W,
-    params: Box<WsParams>,
+    params: WsParams,
     sink: Sink,
 ) -> impl std::future::Future<Output = ()> + Send
 where
@@ -355,83 +377,95 @@ where
         deflate: params.deflate,
     };
     let mut session = Session::with_sink(Arc::clone(&hub), framing, params.echo, peer, sink);
-    if let Some(grants) = params.grants.clone() {
+    let WsParams {
+        wire,
+        topic,
+        since,
+        grants,
+        deflate,
+        ..
+    } = params;
+    if let Some(grants) = grants {
         session.set_grants(grants);
     }
     // Read once per connection: a reload applies to connections that start after it.
     let settings = hub.settings();
     let mut reader =
-        MessageReader::with_early(read, early, settings.limits.max_message_bytes).inflating(params.deflate.is_some());
+        MessageReader::with_early(read, early, settings.limits.max_message_bytes).inflating(deflate.is_some());
+    let mut writer = Writer::new(Arc::clone(session.queue()), write, settings.queue.flush_interval);
+    session
+        .listed()
+        .keepalive
+        .start(settings.server.ping_interval, settings.server.idle_timeout);
+    drop(settings);
+    if hub.shutdown.is_triggered() {
+        // The drain closed the connections listed before this one.
+        session.queue().close(frame::going_away(), true);
+    }
+    let route = Route { wire, topic };
     async move {
         tracing::Span::current().record("session_id", session.id().0);
         debug!("connected");
-        let queue = Arc::clone(session.queue());
-        let listed = Arc::clone(session.listed());
-        listed
-            .keepalive
-            .start(settings.server.ping_interval, settings.server.idle_timeout);
-        if hub.shutdown.is_triggered() {
-            // The drain closed the connections listed before this one.
-            queue.close(frame::going_away(), true);
-        }
-        if let Some(topic) = &params.topic {
-            let resume = params.since.map(|since| Resume { since, epoch: None });
-            if let Err(e) = session.subscribe(topic.as_str(), resume, None).await {
-                queue.close(frame::close(1008, &e.message), false);
+        if let Some(topic) = &route.topic {
+            let resume = since.map(|since| Resume { since, epoch: None });
+            // Boxed, as every await that is not the idle one: it would size the future.
+            if let Err(e) = Box::pin(session.subscribe(topic.as_str(), resume, None)).await {
+                session.queue().close(frame::close(1008, &e.message), false);
             }
         }
-        let end = converse(
-            &hub,
-            &mut reader,
-            write,
-            &mut session,
-            &params,
-            settings.queue.flush_interval,
-        )
-        .await;
+        let end = converse(&hub, &mut reader, &mut writer, &mut session, &route).await;
         if matches!(end, Some(WriterEnd::Closed)) {
             // Read until the client's EOF so the close handshake completes and the kernel
             // does not answer unread data with a reset. Only after a clean close: a peer
             // cut for idleness or a failed write is presumed gone, and waiting for it
             // would only keep its session (and queue) alive.
             let mut read = reader.into_inner();
-            let _ = tokio::time::timeout(CLOSE_LINGER, discard_until_eof(&mut read)).await;
+            let _ = Box::pin(tokio::time::timeout(CLOSE_LINGER, discard_until_eof(&mut read))).await;
         }
         drop(session);
         debug!("disconnected");
     }
 }
 
+/// How a [`round`] of reading and writing ended.
+enum Round {
+    /// Both sides are waiting with nothing in hand: the round can go.
+    Idle,
+    /// The reader is done (the client closed, left, or broke the protocol).
+    Read(ReadEnd),
+    /// The writer is done.
+    Wrote(WriterEnd),
+}
+
 /// Reads and writes until both sides are done: the client's requests until it closes
 /// (or breaks the protocol, or its token expires), then the writer's close frame.
 /// Returns how the writer ended (`None`: not in time).
+///
+/// The work happens in boxed rounds; between them the connection waits for its
+/// client's next bytes or its queue's next wake-up and holds no round at all, so an
+/// idle connection costs only what it must keep.
 async fn converse<R, W>(
     hub: &Hub,
     reader: &mut MessageReader<R>,
-    write: W,
+    writer: &mut Writer<W>,
     session: &mut Session,
-    params: &WsParams,
-    flush_interval: Duration,
+    route: &Route,
 ) -> Option<WriterEnd>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let queue = Arc::clone(session.queue());
-    let listed = Arc::clone(session.listed());
-    let expiry = Arc::clone(session.expiry());
-    let mut writer = Writer::new(Arc::clone(&queue), write, flush_interval);
-    let writer = writer.run();
-    tokio::pin!(writer);
-    let received = hub.metrics.as_ref().map(|m| m.bytes_received.clone());
-    let mut writer_end = None;
-    let end = tokio::select! {
-        end = read_loop(reader, session, params, &listed.keepalive, received.as_ref()) => Some(end),
-        end = &mut writer => {
-            writer_end = Some(end);
-            None
+    let (end, writer_end) = loop {
+        match Box::pin(round(hub, reader, writer, session, route)).await {
+            Round::Idle => match idle(reader, &queue).await {
+                Woke::Read(Ok(())) => {}
+                Woke::Read(Err(end)) => break (Some(end), None),
+                Woke::Queue => writer.woken(),
+            },
+            Round::Read(end) => break (Some(end), None),
+            Round::Wrote(end) => break (None, Some(end)),
         }
-        _ = expiry.expired() => Some(ReadEnd::Violation(1008, "token expired".into())),
     };
     match end {
         Some(ReadEnd::Violation(code, reason)) => {
@@ -446,10 +480,72 @@ where
     }
     let ended = match writer_end {
         Some(end) => Some(end),
-        None => tokio::time::timeout(CLOSE_LINGER, &mut writer).await.ok(),
+        None => {
+            let parked = AtomicBool::new(false);
+            Box::pin(tokio::time::timeout(CLOSE_LINGER, writer.run(&parked)))
+                .await
+                .ok()
+        }
     };
     debug!(?ended, "writer ended");
     ended
+}
+
+/// What ended an idle wait.
+enum Woke {
+    /// The client sent something (now in the reader), or left.
+    Read(Result<(), ReadEnd>),
+    /// The queue has work for the connection's task.
+    Queue,
+}
+
+/// Waits, between rounds, for the client's next bytes or the queue's next wake-up:
+/// one `Notified` and two references, the whole of an idle connection's waiting.
+async fn idle<R: AsyncRead + Unpin>(reader: &mut MessageReader<R>, queue: &SendQueue) -> Woke {
+    let notified = queue.ready_notified();
+    tokio::pin!(notified);
+    poll_fn(|cx| {
+        if notified.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Woke::Queue);
+        }
+        reader.poll_wait_bytes(cx).map(Woke::Read)
+    })
+    .await
+}
+
+/// Reads and writes at once until one side ends, or until both wait with nothing in
+/// hand (`Idle`) and the connection has no expiring token to watch.
+async fn round<R, W>(
+    hub: &Hub,
+    reader: &mut MessageReader<R>,
+    writer: &mut Writer<W>,
+    session: &mut Session,
+    route: &Route,
+) -> Round
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let listed = Arc::clone(session.listed());
+    let expiry = Arc::clone(session.expiry());
+    let received = hub.metrics.as_ref().map(|m| &m.bytes_received);
+    let (read_parked, write_parked) = (AtomicBool::new(false), AtomicBool::new(false));
+    let both_parked = poll_fn(|_| {
+        // Polled after the others (`biased`): each has just said it is waiting.
+        let idle = read_parked.load(Ordering::Relaxed) && write_parked.load(Ordering::Relaxed);
+        if idle && expiry.at().is_none() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    });
+    tokio::select! {
+        biased;
+        end = read_loop(reader, session, route, &listed.keepalive, received, &read_parked) => Round::Read(end),
+        end = writer.run(&write_parked) => Round::Wrote(end),
+        _ = expiry.expired() => Round::Read(ReadEnd::Violation(1008, "token expired".into())),
+        _ = both_parked => Round::Idle,
+    }
 }
 
 /// The `kind` label of `fanout_protocol_errors_total` for a close code we send.
@@ -466,11 +562,12 @@ pub(crate) fn violation_kind(code: u16) -> &'static str {
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: &mut MessageReader<R>,
     session: &mut Session,
-    params: &WsParams,
+    route: &Route,
     keepalive: &Keepalive,
     received: Option<&prometheus::IntCounter>,
+    parked: &AtomicBool,
 ) -> ReadEnd {
-    match read_messages(reader, session, params, keepalive, received).await {
+    match read_messages(reader, session, route, keepalive, received, parked).await {
         Ok(never) => match never {},
         Err(end) => end,
     }
@@ -479,19 +576,26 @@ async fn read_loop<R: AsyncRead + Unpin>(
 async fn read_messages<R: AsyncRead + Unpin>(
     reader: &mut MessageReader<R>,
     session: &mut Session,
-    params: &WsParams,
+    route: &Route,
     keepalive: &Keepalive,
     received: Option<&prometheus::IntCounter>,
+    parked: &AtomicBool,
 ) -> Result<std::convert::Infallible, ReadEnd> {
     let queue = Arc::clone(session.queue());
     loop {
         queue.reply_room().await;
+        if reader.is_drained() {
+            // Between messages: the one wait a round may be dropped in.
+            parked.store(true, Ordering::Relaxed);
+            reader.wait_bytes().await?;
+            parked.store(false, Ordering::Relaxed);
+        }
         let incoming = reader.next().await?;
         keepalive.record_activity();
         if let (Some(c), Incoming::Text(b) | Incoming::Binary(b)) = (received, &incoming) {
             c.inc_by(b.len() as u64);
         }
-        match (incoming, params.wire) {
+        match (incoming, route.wire) {
             (Incoming::Ping(payload), _) => {
                 queue.push_control(frame::encode(OpCode::Pong, &payload));
             }
@@ -502,8 +606,8 @@ async fn read_messages<R: AsyncRead + Unpin>(
                 queue.close(frame::close(code, ""), true);
                 return Err(ReadEnd::Gone);
             }
-            (Incoming::Text(t), Wire::Raw) => raw_publish(session, params, Payload::Text(t)).await?,
-            (Incoming::Binary(b), Wire::Raw) => raw_publish(session, params, Payload::Binary(b)).await?,
+            (Incoming::Text(t), Wire::Raw) => raw_publish(session, route, Payload::Text(t)).await?,
+            (Incoming::Binary(b), Wire::Raw) => raw_publish(session, route, Payload::Binary(b)).await?,
             // Boxed: the handling future is large, and inline it would sit in every
             // connection's future for its whole life; requests are rare next to that.
             (Incoming::Text(t), Wire::Json) => Box::pin(handle(session, &t)).await?,
@@ -532,8 +636,8 @@ async fn handle(session: &mut Session, request: &[u8]) -> Result<(), ReadEnd> {
 }
 
 /// Publishes a raw socket's frame; a refusal can only be told with a close (1008).
-async fn raw_publish(session: &mut Session, params: &WsParams, payload: Payload) -> Result<(), ReadEnd> {
-    if let Some(topic) = &params.topic {
+async fn raw_publish(session: &mut Session, route: &Route, payload: Payload) -> Result<(), ReadEnd> {
+    if let Some(topic) = &route.topic {
         session
             .publish_raw(topic, payload)
             .await

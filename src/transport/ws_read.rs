@@ -9,7 +9,7 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::task::{ready, Poll};
+use std::task::{ready, Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
@@ -87,7 +87,8 @@ pub struct MessageReader<R> {
     read: R,
     buf: BytesMut,
     max_message_bytes: usize,
-    partial: Option<Partial>,
+    /// Boxed: most connections are between messages most of the time.
+    partial: Option<Box<Partial>>,
     /// permessage-deflate was agreed: RSV1 marks a compressed message.
     inflate: bool,
 }
@@ -121,6 +122,40 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// The reader it reads from, for what comes after the last message.
     pub fn into_inner(self) -> R {
         self.read
+    }
+
+    /// Whether nothing is buffered, not even part of a message: the connection is
+    /// between messages, and [`MessageReader::wait_bytes`] is the way to wait.
+    pub fn is_drained(&self) -> bool {
+        self.buf.is_empty() && self.partial.is_none()
+    }
+
+    /// Waits for the client's next bytes holding no buffer (the buffer is made for what
+    /// arrives). Cancel-safe: nothing is read until it is kept.
+    pub async fn wait_bytes(&mut self) -> Result<(), ReadEnd> {
+        poll_fn(|cx| self.poll_wait_bytes(cx)).await
+    }
+
+    /// [`MessageReader::wait_bytes`] as a poll, for a caller that waits on more than this.
+    pub fn poll_wait_bytes(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ReadEnd>> {
+        if !self.buf.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        self.buf = BytesMut::new();
+        match ready!(self.poll_read_stack(cx)) {
+            Ok(0) | Err(_) => Poll::Ready(Err(ReadEnd::Gone)),
+            Ok(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// One read into a chunk on the stack, appended to the buffer: a reader that waits
+    /// holds no buffer, and the buffer is made for what arrives.
+    fn poll_read_stack(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let mut chunk = [0u8; READ_BUF];
+        let mut chunk = ReadBuf::new(&mut chunk);
+        ready!(Pin::new(&mut self.read).poll_read(cx, &mut chunk))?;
+        self.buf.extend_from_slice(chunk.filled());
+        Poll::Ready(Ok(chunk.filled().len()))
     }
 
     /// The next complete message or control frame. Cancel-safe between frames only:
@@ -159,16 +194,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// The first read of a connection with nothing buffered: into the stack, so that one
     /// waiting for its client holds no buffer; the buffer is made for what arrives.
     async fn read_idle(&mut self) -> Result<(), ReadEnd> {
-        let (read, buf) = (&mut self.read, &mut self.buf);
-        let got = poll_fn(|cx| {
-            let mut chunk = [0u8; READ_BUF];
-            let mut chunk = ReadBuf::new(&mut chunk);
-            ready!(Pin::new(&mut *read).poll_read(cx, &mut chunk))?;
-            buf.extend_from_slice(chunk.filled());
-            Poll::Ready(Ok::<_, std::io::Error>(chunk.filled().len()))
-        })
-        .await;
-        match got {
+        match poll_fn(|cx| self.poll_read_stack(cx)).await {
             Ok(0) | Err(_) => Err(ReadEnd::Gone),
             Ok(_) => Ok(()),
         }
@@ -209,8 +235,9 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     }
 
     async fn frame(&mut self) -> Result<Frame, ReadEnd> {
-        if self.buf.is_empty() && self.buf.capacity() > 0 {
-            // Most connections sit idle between messages: hold no buffer while waiting.
+        if self.buf.is_empty() {
+            // Most connections sit idle between messages: hold no buffer while waiting
+            // (an empty view of a split buffer would still hold all of it).
             self.buf = BytesMut::new();
         }
         self.fill(2).await?;
@@ -319,13 +346,13 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                         Incoming::Binary(data)
                     }));
                 }
-                self.partial = Some(Partial {
+                self.partial = Some(Box::new(Partial {
                     text,
                     data: BytesMut::new(),
                     valid: 0,
                     inflater: frame.compressed.then(Box::default),
                     compressed: 0,
-                });
+                }));
                 self.extend(&frame.payload, frame.fin)
             }
             OpCode::Continuation => {
