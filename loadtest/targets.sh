@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The performance targets of BENCHMARKS.md, measured in one go: fan-out to
 # 1,000 subscribers (raw and JSON) beside the floor server and the Node `ws`
-# peer, the same four to 10,000 subscribers, idle connections, slow
-# consumers, and metrics and history on against off.
+# peer, the same four to 10,000 subscribers, idle connections (10,000 and
+# 19,000), slow consumers, and metrics and history on against off.
 # ROUNDS rounds (default 3), each server fresh per run; every report is kept
 # as JSON in OUT, and targets_summary.py prints the medians.
 #
@@ -99,6 +99,15 @@ wide() {
   fi
 }
 
+# idle name connections: idle connections, one subscription each.
+idle() {
+  local name=$1 connections=$2
+  "$LT" connect --url "ws://127.0.0.1:$PORT" --protocol json --connections "$connections" \
+    --subscribe lt.idle --workers 2 --local-addrs 4 --hold 5s --broker-pid "$SERVER" \
+    --json "$OUT/$name-$round.json" >"$OUT/$name-$round.txt" 2>&1
+  grep -E "^connections:|^broker RSS:" "$OUT/$name-$round.txt" | sed "s/^/  $name: /"
+}
+
 if { want node || want wide; } && [ ! -d loadtest/peers/node-ws/node_modules ]; then
   npm ci --prefix loadtest/peers/node-ws >/dev/null
 fi
@@ -138,12 +147,11 @@ for round in $(seq "$ROUNDS"); do
     fi
   fi
   if want connect; then
-    broker
-    "$LT" connect --url "ws://127.0.0.1:$PORT" --protocol json --connections 19000 --workers 2 \
-      --local-addrs 4 --hold 5s --broker-pid "$SERVER" --json "$OUT/connect-$round.json" \
-      >"$OUT/connect-$round.txt" 2>&1
-    grep -E "^connections:|RSS" "$OUT/connect-$round.txt" | sed 's/^/  connect: /'
-    stop
+    for n in 10k:10000 19k:19000; do
+      broker
+      idle "connect${n%%:*}" "${n#*:}"
+      stop
+    done
   fi
   if want slow; then
     broker

@@ -140,6 +140,20 @@ def wide_table(directory):
     print()
 
 
+def idle_table(directory):
+    """RSS per idle subscribed connection (connect --subscribe) at 10,000 and 19,000 connections."""
+    for name, what in (("connect10k", "10,000"), ("connect19k", "19,000")):
+        runs = load(directory, name)
+        if not runs:
+            continue
+        per = [r["connect"]["broker_rss_per_connection"] for r in runs]
+        rate = [r["connect"]["rate_per_s"] for r in runs]
+        ok = [f"{r['connect']['connected']}/{r['connect']['attempted']}" for r in runs]
+        print(f"- {what} idle subscribed connections: {ok} open; broker RSS per connection "
+              f"{med(per):,.0f} B = {med(per) / 1024:.2f} KiB median (runs {', '.join(f'{p:,.0f}' for p in per)} B; "
+              f"target <= 1.4 KB); connect rate /s {[round(x) for x in rate]} (median {med(rate):.0f})")
+
+
 def connect_table(directory):
     runs = load(directory, "connect")
     if not runs:
@@ -183,6 +197,7 @@ def main():
         fanout_table(directory, names)
     wide_table(directory)
     connect_table(directory)
+    idle_table(directory)
     slow_table(directory)
     costs_table(directory)
 
