@@ -28,7 +28,7 @@ fn per_delivery(v: Option<f64>) -> String {
 /// One line summarising a finished step.
 pub fn step_line(s: &StepResult) -> String {
     format!(
-        "step {} {}: offered {}/s, delivered {}/s, {}/{} received ({:.4}%), p99 {:.2} ms, {} wire B/delivery{}",
+        "step {} {}: offered {}/s, delivered {}/s, {}/{} received ({:.4}%), p99 {:.2} ms, {} wire B/delivery{}{}",
         s.index + 1,
         if s.passed { "PASS" } else { "FAIL" },
         si(s.offered_rate),
@@ -38,6 +38,9 @@ pub fn step_line(s: &StepResult) -> String {
         s.delivered_fraction * 100.0,
         s.latency_ms.p99,
         per_delivery(s.wire_bytes_per_delivery),
+        s.tls_records_per_delivery
+            .map(|r| format!(", {r:.2} TLS records/delivery"))
+            .unwrap_or_default(),
         s.broker
             .map(|b| format!(", broker {:.0}% CPU {}", b.cpu_percent, mib(b.rss_bytes)))
             .unwrap_or_default()
@@ -97,6 +100,17 @@ pub fn render(r: &RunReport) -> String {
                 per_delivery(s.wire_bytes_per_delivery), per_delivery(s.message_bytes_per_delivery), cpu, rss,
                 if s.passed { "yes" } else { "NO" }
             );
+        }
+        let records: Vec<String> = r
+            .steps
+            .iter()
+            .filter_map(|s| {
+                s.tls_records_per_delivery
+                    .map(|v| format!("step {} {v:.3}", s.index + 1))
+            })
+            .collect();
+        if !records.is_empty() {
+            let _ = writeln!(out, "TLS records per delivery: {}", records.join(", "));
         }
         let slow: u64 = r.steps.iter().map(|s| s.counters.expected_slow).sum();
         if slow > 0 {
@@ -185,6 +199,5 @@ mod tests {
             "deflate: agreed on 5 of 6 connections (permessage-deflate; server_no_context_takeover); publishes uncompressed"
         );
         assert_eq!(per_delivery(Some(412.345)), "412.3");
-        assert_eq!(per_delivery(None), "-");
     }
 }
