@@ -1,7 +1,7 @@
 //! The human-readable report: one line per step while running, and the
 //! final table.
 
-use crate::outcome::{DeflateSummary, RunReport};
+use crate::outcome::{DeflateSummary, RunReport, TlsSummary};
 use crate::steps::StepResult;
 use std::fmt::Write;
 
@@ -56,6 +56,7 @@ pub fn render(r: &RunReport) -> String {
         "\nscenario {} | {} {:?} | payload {} B {:?} | {} publishers, {} subscribers, {} worker(s)",
         r.scenario, r.url, r.protocol, r.payload_bytes, r.payload_shape, r.publishers, r.subscribers, r.workers
     );
+    let _ = writeln!(out, "{}", tls_line(r.tls.as_ref()));
     if let Some(d) = &r.deflate {
         let _ = writeln!(out, "{}", deflate_line(d));
     }
@@ -160,6 +161,19 @@ pub fn render(r: &RunReport) -> String {
     out
 }
 
+/// `tls: yes (version suite group on N connections; trusting FILE)`, or
+/// `tls: no`.
+pub fn tls_line(t: Option<&TlsSummary>) -> String {
+    let Some(t) = t else {
+        return "tls: no".into();
+    };
+    let session = t.session.as_deref().unwrap_or("not negotiated");
+    format!(
+        "tls: yes ({session} on {} connections; trusting {})",
+        t.connections, t.trust
+    )
+}
+
 /// `deflate: agreed on N of M connections (answer)`.
 pub fn deflate_line(d: &DeflateSummary) -> String {
     let mut line = format!("deflate: agreed on {} of {} connections", d.agreed, d.connections);
@@ -199,5 +213,16 @@ mod tests {
             "deflate: agreed on 5 of 6 connections (permessage-deflate; server_no_context_takeover); publishes uncompressed"
         );
         assert_eq!(per_delivery(Some(412.345)), "412.3");
+        assert_eq!(tls_line(None), "tls: no");
+        let t = TlsSummary {
+            connections: 3,
+            session: Some("TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519".into()),
+            trust: "ca.pem".into(),
+        };
+        assert_eq!(
+            tls_line(Some(&t)),
+            "tls: yes (TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519 on 3 connections; trusting ca.pem)"
+        );
+        assert_eq!(per_delivery(None), "-");
     }
 }

@@ -155,6 +155,8 @@ mod tests {
             storm_interval_ms: 0,
             storm_fraction: 0.0,
             receive_threads: 1,
+            tls: Default::default(),
+            tls_config: None,
         };
         Arc::new(Rejoin {
             opts: Arc::new(opts),
