@@ -141,15 +141,18 @@ def main():
             verdict = "met" if ratio >= GOAL else "NOT met"
             notes.append(f"TLS / plain, median highest passing step: {rate(tls)} / {rate(plain)} = {ratio:.0%} (target >= {GOAL:.0%}: {verdict})")
         if "plain" in stats and "tls" in stats:
-            common = [r for r in stats["plain"] if r in stats["tls"] and all(stats["plain"][r]["passed"]) and all(stats["tls"][r]["passed"])]
-            if common:
-                r = max(common)
-                cpu_p, cpu_t = med(stats["plain"][r]["cpu"]), med(stats["tls"][r]["cpu"])
-                if cpu_p and cpu_t:
-                    notes.append(
-                        f"broker CPU at {rate(r)} msg/s ({deliveries(r * 1000)}), the highest step both passed in every round: "
-                        f"plain {cpu_p:.0f}%, TLS {cpu_t:.0f}% ({cpu_t / cpu_p:.2f}x)"
-                    )
+            both = [r for r in stats["plain"] if r in stats["tls"]]
+            passed = [r for r in both if all(stats["plain"][r]["passed"]) and all(stats["tls"][r]["passed"])]
+            # The highest step both passed in every round, else the lowest both ran.
+            r, why = (max(passed), "the highest step both passed in every round") if passed else (
+                (min(both), "the lowest step (no step passed by both in every round)") if both else (None, ""))
+            cpu_p, cpu_t = (med(stats["plain"][r]["cpu"]), med(stats["tls"][r]["cpu"])) if r else (None, None)
+            subs = next((rep["subscribers"] for rep in fanouts["tls"].values() if rep), 0)
+            if cpu_p and cpu_t:
+                notes.append(
+                    f"broker CPU at {rate(r)} msg/s ({deliveries(r * subs)}), {why}: "
+                    f"plain {cpu_p:.0f}%, TLS {cpu_t:.0f}% ({cpu_t / cpu_p:.2f}x)"
+                )
     if idles:
         kib = idle(idles)
         p, t = kib.get("idle-plain"), kib.get("idle-tls")
