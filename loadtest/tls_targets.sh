@@ -11,7 +11,7 @@
 # delivery, and broker RSS per idle connection.
 #
 #   cargo build --release -p fanout -p fanout-loadtest
-#   bash loadtest/tls_targets.sh              # about 3 minutes a round
+#   bash loadtest/tls_targets.sh              # about 2 minutes a round
 #   ROUNDS=1 ONLY=tls,idle-tls RATES=500,1k bash loadtest/tls_targets.sh
 #
 # ONLY: a comma-separated subset of plain,tls,idle-plain,idle-tls. RATES: the
