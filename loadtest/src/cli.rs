@@ -24,6 +24,9 @@ Protocols: raw (frames on {url}{--raw-path-template}, works against any broadcas
 json ({url}/ws?format=json), msgpack ({url}/ws?format=msgpack) and socketio (Socket.IO v4 over \
 its WebSocket transport on {url}/socket.io/, a topic per namespace, `message` events; fanout, \
 fanin, rooms, slow and connect only).\n\n\
+TLS: wss:// URLs speak TLS 1.3/1.2 (rustls, ring) with --ca-file PATH or --insecure; the report \
+says `tls: yes` with the negotiated version and cipher suite, and each step the TLS records per \
+delivery.\n\n\
 Compression: --deflate offers permessage-deflate as browsers do, on every protocol; each step \
 reports the wire bytes per delivery (what measured subscribers read from their sockets, frame \
 headers included, divided by deliveries). --payload-shape quote|scoreboard makes payloads JSON \
@@ -217,8 +220,20 @@ pub enum Scenario {
 pub struct Common {
     /// Base URL of the server (loopback only unless --allow-remote). Several,
     /// comma-separated (a cluster's nodes): connections take them in turn.
+    /// `wss://` speaks TLS (rustls): trust the server with --ca-file or
+    /// --insecure.
     #[arg(long, default_value = "ws://127.0.0.1:8080")]
     pub url: String,
+    /// wss://: trust the certificates in this PEM file (the CA that signed
+    /// the server's certificate, or a self-signed server certificate
+    /// itself). The certificate must name the URL's host.
+    #[arg(long, value_name = "PATH", conflicts_with = "insecure")]
+    pub ca_file: Option<PathBuf>,
+    /// wss://: accept any server certificate, whoever signed it and
+    /// whatever it names (test certificates); the handshake signature is
+    /// still verified.
+    #[arg(long)]
+    pub insecure: bool,
     /// Wire format: raw frames, the broker's json / msgpack envelopes, or
     /// Socket.IO (a topic per namespace).
     #[arg(long, value_enum, default_value = "json")]
@@ -387,5 +402,20 @@ mod tests {
             "needs --deflate"
         );
         assert!(Cli::try_parse_from(["x", "fanout", "--deflate", "--deflate-publish", "10"]).is_err());
+        let cli =
+            Cli::try_parse_from(["x", "connect", "--url", "wss://127.0.0.1:8443", "--ca-file", "ca.pem"]).unwrap();
+        let Scenario::Connect { common, .. } = cli.command else {
+            panic!()
+        };
+        assert_eq!((common.ca_file, common.insecure), (Some("ca.pem".into()), false));
+        let cli = Cli::try_parse_from(["x", "fanout", "--insecure"]).unwrap();
+        let Scenario::Fanout { common, .. } = cli.command else {
+            panic!()
+        };
+        assert!(common.insecure && common.ca_file.is_none());
+        assert!(
+            Cli::try_parse_from(["x", "fanout", "--insecure", "--ca-file", "ca.pem"]).is_err(),
+            "one or the other"
+        );
     }
 }

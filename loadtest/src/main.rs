@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use fanout_loadtest::cli::{Cli, Common, Scenario};
+use fanout_loadtest::client::tls::TlsTrust;
 use fanout_loadtest::engine::messages::RunOpts;
 use fanout_loadtest::floor::FloorServer;
 use fanout_loadtest::plan::Plan;
@@ -229,6 +230,11 @@ fn config(c: &Common, plan: Plan, hold: Option<Duration>, storm: Option<(Duratio
             storm_interval_ms: storm_interval.as_millis() as u64,
             storm_fraction,
             receive_threads: c.receive_threads,
+            tls: TlsTrust {
+                insecure: c.insecure,
+                ca_file: c.ca_file.clone(),
+            },
+            tls_config: None,
         },
         rates,
         step_duration: c.step_duration,

@@ -43,6 +43,18 @@ pub struct DeflateSummary {
     pub publish_level: Option<u32>,
 }
 
+/// How TLS went (`wss://` URLs).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TlsSummary {
+    /// Connections open over TLS.
+    pub connections: u64,
+    /// The first one's protocol version, cipher suite and key exchange
+    /// (e.g. `TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519`).
+    pub session: Option<String>,
+    /// What was trusted: the `--ca-file`, or `any certificate (--insecure)`.
+    pub trust: String,
+}
+
 /// The outcome of a run (also the `--json` document).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -58,6 +70,8 @@ pub struct RunReport {
     pub payload_shape: PayloadShape,
     /// permessage-deflate, when offered (`--deflate`).
     pub deflate: Option<DeflateSummary>,
+    /// TLS, for `wss://` URLs (`None`: plain `ws://`).
+    pub tls: Option<TlsSummary>,
     /// Worker processes.
     pub workers: usize,
     /// Publishing connections.

@@ -7,7 +7,7 @@ use crate::clock::{instant_at, now_ns};
 use crate::engine::messages::{Command, Event, ReadyReport, RunOpts, Setup, StepCmd};
 use crate::ipc::WorkerHandle;
 use crate::limits::{self, LimitError};
-use crate::outcome::{ConnectSummary, DeflateSummary, RunReport};
+use crate::outcome::{ConnectSummary, DeflateSummary, RunReport, TlsSummary};
 use crate::plan::Plan;
 use crate::procstat::{self, ProcUsage};
 use crate::report::table::step_line;
@@ -39,6 +39,9 @@ pub enum RunError {
     /// Nothing could connect.
     #[error("no connection could be opened: {0}")]
     NoConnections(String),
+    /// `wss://` without anything to trust, or an unreadable `--ca-file`.
+    #[error(transparent)]
+    Tls(#[from] crate::client::tls::TlsError),
 }
 
 /// Everything the coordinator needs.
@@ -80,6 +83,10 @@ pub struct RunConfig {
 pub async fn run(cfg: RunConfig) -> Result<RunReport, RunError> {
     for url in cfg.opts.url.split(',') {
         limits::check_loopback(url.trim(), cfg.allow_remote)?;
+    }
+    if cfg.opts.uses_tls() {
+        // Fails here, before any worker starts, when there is nothing to trust.
+        crate::client::tls::client_config(&cfg.opts.tls)?;
     }
     let conns = cfg.plan.conns.len();
     limits::check_fds(conns, cfg.workers, limits::nofile_limit())?;
@@ -201,6 +208,14 @@ impl Coordinator<'_> {
                 connections: connect.connected,
                 answer: readies.iter().find_map(|r| r.deflate_answer.clone()),
                 publish_level: (cfg.opts.deflate_publish_level > 0).then_some(cfg.opts.deflate_publish_level),
+            }),
+            tls: cfg.opts.uses_tls().then(|| TlsSummary {
+                connections: readies.iter().map(|r| r.tls_connections).sum(),
+                session: readies.iter().find_map(|r| r.tls_session.clone()),
+                trust: match &cfg.opts.tls.ca_file {
+                    Some(path) => path.display().to_string(),
+                    None => "any certificate (--insecure)".into(),
+                },
             }),
             workers,
             publishers: cfg.plan.publishers(),

@@ -180,6 +180,10 @@ pub struct StepCounters {
     /// application sees (frame headers excluded).
     #[serde(default)]
     pub message_bytes: u64,
+    /// TLS records measured subscribers read (`wss://`): how many frames
+    /// the server puts in one record.
+    #[serde(default)]
+    pub tls_records: u64,
     /// End-to-end latency (receive time - intended send time), ns.
     #[serde(with = "hist_serde")]
     pub latency: Histogram<u64>,
@@ -203,6 +207,7 @@ impl Default for StepCounters {
             reconnects: 0,
             wire_bytes: 0,
             message_bytes: 0,
+            tls_records: 0,
             latency: new_histogram(),
         }
     }
@@ -226,6 +231,7 @@ impl StepCounters {
         self.reconnects += other.reconnects;
         self.wire_bytes += other.wire_bytes;
         self.message_bytes += other.message_bytes;
+        self.tls_records += other.tls_records;
         self.latency.add(&other.latency).expect("same histogram bounds");
     }
 
@@ -258,6 +264,11 @@ impl StepCounters {
         (self.received > 0).then(|| self.message_bytes as f64 / self.received as f64)
     }
 
+    /// TLS records per distinct delivery (`None` without records or deliveries).
+    pub fn tls_records_per_delivery(&self) -> Option<f64> {
+        (self.received > 0 && self.tls_records > 0).then(|| self.tls_records as f64 / self.received as f64)
+    }
+
     /// Fraction of expected deliveries that arrived (1.0 when none expected).
     pub fn delivered_fraction(&self) -> f64 {
         if self.expected == 0 {
@@ -281,6 +292,8 @@ pub struct Tally {
     pub wire_bytes: u64,
     /// Message bytes of the current step, likewise (an add per message).
     pub message_bytes: u64,
+    /// TLS records of the current step, likewise (an add per read).
+    pub tls_records: u64,
 }
 
 impl Tally {
@@ -288,13 +301,15 @@ impl Tally {
     /// The bytes counted so far go to the step that was current (before
     /// the first step: nowhere).
     pub fn begin(&mut self, index: u32) {
-        let (wire, message) = (
+        let (wire, message, records) = (
             std::mem::take(&mut self.wire_bytes),
             std::mem::take(&mut self.message_bytes),
+            std::mem::take(&mut self.tls_records),
         );
         if let Some(c) = self.steps.get_mut(self.current) {
             c.wire_bytes += wire;
             c.message_bytes += message;
+            c.tls_records += records;
         }
         let index = index as usize;
         while self.steps.len() <= index {
@@ -329,6 +344,7 @@ impl Tally {
         if index as usize == self.current && !self.steps.is_empty() {
             c.wire_bytes += self.wire_bytes;
             c.message_bytes += self.message_bytes;
+            c.tls_records += self.tls_records;
         }
         c
     }

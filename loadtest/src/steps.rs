@@ -66,6 +66,10 @@ pub struct StepResult {
     /// The same for the messages as the application sees them, inflated:
     /// `message_bytes / received`.
     pub message_bytes_per_delivery: Option<f64>,
+    /// TLS records measured subscribers read per delivery (`wss://`):
+    /// 1.0 when the server sends one record per message, less when it
+    /// batches several into a record.
+    pub tls_records_per_delivery: Option<f64>,
     /// Raw counters (merged over workers).
     #[serde(flatten)]
     pub counters: StepCounters,
@@ -117,6 +121,7 @@ impl StepResult {
             latency_ms,
             wire_bytes_per_delivery: counters.wire_bytes_per_delivery(),
             message_bytes_per_delivery: counters.message_bytes_per_delivery(),
+            tls_records_per_delivery: counters.tls_records_per_delivery(),
             lost: counters.lost(),
             delivered_fraction,
             broker,

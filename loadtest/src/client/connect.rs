@@ -1,13 +1,17 @@
-//! [`WsClient`]: connecting (TCP + upgrade handshake) and the unsplit API.
+//! [`WsClient`]: connecting (TCP, TLS for `wss://`, the upgrade handshake)
+//! and the unsplit API.
 
 use super::deflate::{self, DeflateParams, Inflater};
 use super::frame::invalid;
 use super::handshake::{self, WsUrl};
+use super::stream::{CountedTcp, ReadSock, WriteSock};
+use super::tls::{self, RecordCounter, TlsError};
 use super::{ClientConfig, Message, WsReader, WsWriter};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
 
 /// A connected WebSocket client. Use it directly, or [`WsClient::into_split`]
 /// it for one reading task and one (or more) writing tasks.
@@ -16,6 +20,8 @@ pub struct WsClient {
     writer: WsWriter,
     /// permessage-deflate as agreed (`None`: not offered, or declined).
     deflate: Option<DeflateParams>,
+    /// `wss://`: what was negotiated ([`tls::describe`]).
+    tls: Option<String>,
 }
 
 impl WsClient {
@@ -32,57 +38,91 @@ impl WsClient {
         .await
     }
 
-    /// Connects with explicit [`ClientConfig`] options.
+    /// Connects with explicit [`ClientConfig`] options. A `wss://` URL
+    /// needs [`ClientConfig::tls`].
     pub async fn connect_with(url: &str, config: ClientConfig) -> io::Result<WsClient> {
         let parsed = WsUrl::parse(url)?;
+        let tls_config = match (&config.tls, parsed.tls) {
+            (Some(c), true) => Some(c.clone()),
+            (None, true) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    TlsError::NoTrust.to_string(),
+                ))
+            }
+            (_, false) => None,
+        };
         let addr = tokio::net::lookup_host((parsed.host.as_str(), parsed.port))
             .await?
             .next()
             .ok_or_else(|| invalid(format!("cannot resolve {}", parsed.host)))?;
-        let mut stream = tcp_connect(addr, config.local_addr).await?;
+        let stream = tcp_connect(addr, config.local_addr).await?;
         stream.set_nodelay(true)?;
-        let key = handshake::new_key();
-        let mut headers = config.headers.clone();
-        if config.deflate {
-            headers.push(("Sec-WebSocket-Extensions".into(), deflate::OFFER.into()));
-        }
-        stream
-            .write_all(handshake::request(&parsed, &key, &headers).as_bytes())
-            .await?;
-        let mut buf = Vec::with_capacity(1024);
-        let head = loop {
-            if let Some(n) = handshake::head_len(&buf) {
-                break n;
-            }
-            if buf.len() > 16 * 1024 {
-                return Err(invalid("handshake response head too large"));
-            }
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed during handshake",
-                ));
-            }
+        let Some(tls_config) = tls_config else {
+            let mut stream = stream;
+            let (leftover, deflate) = upgrade(&mut stream, &parsed, &config).await?;
+            let (rd, wr) = stream.into_split();
+            return Ok(WsClient::new(
+                ReadSock::Tcp(rd),
+                WriteSock::Tcp(wr),
+                leftover,
+                deflate,
+                None,
+                &config,
+            ));
         };
-        handshake::check_response(&buf[..head], &key)?;
-        let deflate = deflate::parse_answer(&handshake::extension_answers(&buf[..head]), config.deflate)
-            .map_err(|e| invalid(e.to_string()))?;
-        let (rd, wr) = stream.into_split();
+        let name = tls::server_name(&parsed.host)?;
+        let counted = CountedTcp {
+            tcp: stream,
+            records: RecordCounter::default(),
+        };
+        let mut stream = TlsConnector::from(tls_config)
+            .connect(name, counted)
+            .await
+            .map_err(|e| tls::handshake_error(&parsed.host, parsed.port, e))?;
+        let (leftover, deflate) = upgrade(&mut stream, &parsed, &config).await?;
+        let session = tls::describe(stream.get_ref().1);
+        let (rd, wr) = tokio::io::split(stream);
+        Ok(WsClient::new(
+            ReadSock::Tls(rd),
+            WriteSock::Tls(wr),
+            leftover,
+            deflate,
+            Some(session),
+            &config,
+        ))
+    }
+
+    fn new(
+        rd: ReadSock,
+        wr: WriteSock,
+        leftover: Vec<u8>,
+        deflate: Option<DeflateParams>,
+        tls: Option<String>,
+        config: &ClientConfig,
+    ) -> WsClient {
         let writer = WsWriter::new(wr);
         let pong_to = config.auto_pong.then(|| writer.clone());
         let reader = WsReader::new(
             rd,
-            buf.split_off(head),
+            leftover,
             pong_to,
             config.max_message_bytes,
             config.read_buffer,
             deflate.as_ref().map(Inflater::new),
         );
-        Ok(WsClient {
+        WsClient {
             reader,
             writer,
             deflate,
-        })
+            tls,
+        }
+    }
+
+    /// `wss://`: the protocol version, cipher suite and key exchange
+    /// negotiated (e.g. `TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519`); `None` on `ws://`.
+    pub fn tls(&self) -> Option<&str> {
+        self.tls.as_deref()
     }
 
     /// permessage-deflate as the server agreed to it; `None` when not
@@ -130,6 +170,44 @@ impl WsClient {
     pub fn into_split(self) -> (WsReader, WsWriter) {
         (self.reader, self.writer)
     }
+}
+
+/// The HTTP upgrade on `stream` (TCP, or TLS over it): sends the request,
+/// reads and checks the answer's head; returns the bytes read past it and
+/// permessage-deflate as agreed.
+async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    url: &WsUrl,
+    config: &ClientConfig,
+) -> io::Result<(Vec<u8>, Option<DeflateParams>)> {
+    let key = handshake::new_key();
+    let mut headers = config.headers.clone();
+    if config.deflate {
+        headers.push(("Sec-WebSocket-Extensions".into(), deflate::OFFER.into()));
+    }
+    stream
+        .write_all(handshake::request(url, &key, &headers).as_bytes())
+        .await?;
+    stream.flush().await?;
+    let mut buf = Vec::with_capacity(1024);
+    let head = loop {
+        if let Some(n) = handshake::head_len(&buf) {
+            break n;
+        }
+        if buf.len() > 16 * 1024 {
+            return Err(invalid("handshake response head too large"));
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed during handshake",
+            ));
+        }
+    };
+    handshake::check_response(&buf[..head], &key)?;
+    let deflate = deflate::parse_answer(&handshake::extension_answers(&buf[..head]), config.deflate)
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok((buf.split_off(head), deflate))
 }
 
 /// Opens the TCP connection, binding to `local` first when given. Binding

@@ -9,23 +9,29 @@ use std::io;
 /// The GUID every WebSocket accept key is derived with.
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// A parsed `ws://host:port/path?query` URL.
+/// A parsed `ws://host:port/path?query` or `wss://...` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsUrl {
     /// Host name or IP literal (IPv6 without brackets).
     pub host: String,
-    /// TCP port (80 when absent).
+    /// TCP port (80 when absent, 443 for `wss://`).
     pub port: u16,
     /// Path and query, starting with `/`.
     pub resource: String,
+    /// `wss://`: WebSocket over TLS.
+    pub tls: bool,
 }
 
 impl WsUrl {
-    /// Parses a `ws://` URL (`wss://` is not supported by this client).
+    /// Parses a `ws://` or `wss://` URL.
     pub fn parse(url: &str) -> io::Result<WsUrl> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| invalid(format!("unsupported URL (only ws:// is supported): {url}")))?;
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("wss://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("ws://") {
+            (false, rest)
+        } else {
+            return Err(invalid(format!("unsupported URL (ws:// or wss://): {url}")));
+        };
         let (authority, resource) = match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
             Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
@@ -43,12 +49,23 @@ impl WsUrl {
         };
         let port = match port {
             Some(p) => p.parse().map_err(|_| invalid(format!("bad port in URL: {url}")))?,
+            None if tls => 443,
             None => 80,
         };
         if host.is_empty() {
             return Err(invalid(format!("no host in URL: {url}")));
         }
-        Ok(WsUrl { host, port, resource })
+        Ok(WsUrl {
+            host,
+            port,
+            resource,
+            tls,
+        })
+    }
+
+    /// Whether `url` (one of `--url`'s, say) is `wss://`.
+    pub fn is_tls(url: &str) -> bool {
+        url.trim_start().starts_with("wss://")
     }
 
     /// The `Host` header value.
@@ -166,6 +183,28 @@ mod tests {
         let u = WsUrl::parse("ws://h:1?format=json").unwrap();
         assert_eq!(u.resource, "/?format=json");
         assert!(WsUrl::parse("http://h").is_err());
+        assert!(!u.tls && !WsUrl::is_tls("ws://h"));
+    }
+
+    #[test]
+    fn parses_wss_urls() {
+        let u = WsUrl::parse("wss://127.0.0.1:8443/ws?format=json").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.resource.as_str(), u.tls),
+            ("127.0.0.1", 8443, "/ws?format=json", true)
+        );
+        let u = WsUrl::parse("wss://localhost").unwrap();
+        assert_eq!((u.port, u.resource.as_str(), u.tls), (443, "/", true));
+        assert_eq!(u.host_header(), "localhost:443");
+        let u = WsUrl::parse("wss://[::1]/x").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.host_header()),
+            ("::1", 443, "[::1]:443".to_string())
+        );
+        assert!(WsUrl::is_tls("wss://h:1") && WsUrl::is_tls(" wss://h"));
+        let e = WsUrl::parse("https://h").unwrap_err().to_string();
+        assert!(e.contains("ws:// or wss://"), "{e}");
+        assert!(WsUrl::parse("wss://:443/").is_err(), "no host");
     }
 
     #[test]

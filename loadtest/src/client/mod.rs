@@ -1,5 +1,5 @@
-//! A small, fast WebSocket client (RFC 6455, `ws://` only) written for load
-//! testing and for the broker's integration tests.
+//! A small, fast WebSocket client (RFC 6455, `ws://` and `wss://`) written
+//! for load testing and for the broker's integration tests.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -28,6 +28,10 @@
 //!   browsers do ([`deflate`]); compressed messages are inflated, and what
 //!   the server agreed to is [`WsClient::deflate`]. Our own frames go
 //!   uncompressed (RSV1 clear), which the RFC allows.
+//! * `wss://` runs over rustls with the [`ClientConfig::tls`] configuration
+//!   ([`tls::client_config`]: a CA file, or any certificate); a detached
+//!   TLS connection's receive thread decrypts and its tokio writer
+//!   encrypts under one shared rustls state ([`tls`]).
 
 mod connect;
 pub mod deflate;
@@ -35,14 +39,17 @@ mod detach;
 pub mod frame;
 pub mod handshake;
 mod reader;
+mod stream;
+pub mod tls;
 mod writer;
 
 pub use connect::WsClient;
-pub use detach::Detached;
+pub use detach::{Detached, DetachedTls};
 pub use reader::WsReader;
 pub use writer::WsWriter;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A complete message received from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +85,9 @@ pub struct ClientConfig {
     /// server's answer is checked; an extension or parameter it must not
     /// answer fails the connection.
     pub deflate: bool,
+    /// The TLS configuration `wss://` URLs need (see [`tls::client_config`]);
+    /// without it they fail, saying what to trust.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientConfig {
@@ -89,6 +99,7 @@ impl Default for ClientConfig {
             headers: Vec::new(),
             read_buffer: 16 * 1024,
             deflate: false,
+            tls: None,
         }
     }
 }

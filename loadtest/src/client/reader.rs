@@ -3,15 +3,15 @@
 
 use super::deflate::Inflater;
 use super::frame::{self, invalid, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RSV1};
+use super::stream::ReadSock;
 use super::{Message, WsWriter};
 use std::io;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 
 /// The reading half. One `read` syscall fills a buffer holding many frames;
 /// [`WsReader::next_message`] then returns them one by one.
 pub struct WsReader {
-    sock: OwnedReadHalf,
+    sock: ReadSock,
     buf: Vec<u8>,
     start: usize,
     /// Opcode, compressed flag and collected bytes of a fragmented message in progress.
@@ -21,13 +21,14 @@ pub struct WsReader {
     max_message: usize,
     /// permessage-deflate's inflater, when agreed.
     inflater: Option<Inflater>,
-    /// Bytes read from the socket after the upgrade response (wire bytes).
+    /// Bytes read from the socket after the upgrade response (wire bytes;
+    /// on TLS, the plaintext).
     read_bytes: u64,
 }
 
 /// What [`WsReader::into_parts`] gives back for [`WsReader::detach`].
 pub(crate) struct ReaderParts {
-    pub(crate) sock: OwnedReadHalf,
+    pub(crate) sock: ReadSock,
     /// Bytes read past the last message returned.
     pub(crate) buffered: Vec<u8>,
     /// A fragmented message was in progress.
@@ -38,7 +39,7 @@ pub(crate) struct ReaderParts {
 
 impl WsReader {
     pub(crate) fn new(
-        sock: OwnedReadHalf,
+        sock: ReadSock,
         leftover: Vec<u8>,
         pong_to: Option<WsWriter>,
         max_message: usize,

@@ -1,13 +1,10 @@
 //! The writing half of a connection: masks and batches outgoing frames.
 
-use super::detach::FdWriter;
 use super::frame::{self, invalid, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use super::stream::WriteSock;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 /// The writing half. Cheap to clone (clones share the socket); frames are
@@ -23,24 +20,8 @@ struct WriteState {
     buf: Vec<u8>,
 }
 
-/// Where the bytes go: tokio's write half of the stream, or the write-only
-/// registration of a connection whose reading moved elsewhere (see
-/// [`super::WsReader::detach`]).
-enum WriteSock {
-    Tokio(OwnedWriteHalf),
-    Detached(FdWriter),
-}
-
 impl WsWriter {
-    pub(crate) fn new(sock: OwnedWriteHalf) -> WsWriter {
-        WsWriter::with_sock(WriteSock::Tokio(sock))
-    }
-
-    pub(crate) fn detached(sock: FdWriter) -> WsWriter {
-        WsWriter::with_sock(WriteSock::Detached(sock))
-    }
-
-    fn with_sock(sock: WriteSock) -> WsWriter {
+    pub(crate) fn new(sock: WriteSock) -> WsWriter {
         WsWriter {
             inner: Arc::new(Mutex::new(WriteState {
                 sock,
@@ -49,16 +30,17 @@ impl WsWriter {
         }
     }
 
-    /// Takes tokio's write half back, to reunite it with the read half.
-    /// Fails when other clones are alive or frames are still queued.
-    pub(crate) fn into_tokio_half(self) -> io::Result<OwnedWriteHalf> {
+    /// Takes the stream's write half back, to reunite it with the read
+    /// half. Fails when other clones are alive, frames are still queued or
+    /// the writer is already detached.
+    pub(crate) fn into_stream_half(self) -> io::Result<WriteSock> {
         let state = Arc::try_unwrap(self.inner)
             .map_err(|_| invalid("the writer is still shared"))?
             .into_inner();
         match state.sock {
-            WriteSock::Tokio(half) if state.buf.is_empty() => Ok(half),
-            WriteSock::Tokio(_) => Err(invalid("the writer has unflushed frames")),
-            WriteSock::Detached(_) => Err(invalid("the writer is already detached")),
+            WriteSock::Detached(_) | WriteSock::DetachedTls(_) => Err(invalid("the writer is already detached")),
+            _ if !state.buf.is_empty() => Err(invalid("the writer has unflushed frames")),
+            half => Ok(half),
         }
     }
 
@@ -88,6 +70,11 @@ impl WsWriter {
             let res = sock.write_all(buf).await;
             buf.clear();
             res?;
+        }
+        if sock.keeps_records() {
+            // Written is not sent on TLS: the records that did not fit the
+            // socket wait in rustls (also those a receive thread owes).
+            sock.flush().await?;
         }
         Ok(())
     }
@@ -132,7 +119,11 @@ impl WsWriter {
     pub async fn send_raw_bytes(&self, bytes: &[u8]) -> io::Result<()> {
         self.flush().await?;
         let mut st = self.inner.lock().await;
-        st.sock.write_all(bytes).await
+        st.sock.write_all(bytes).await?;
+        if st.sock.keeps_records() {
+            st.sock.flush().await?;
+        }
+        Ok(())
     }
 
     /// Shuts the TCP write side down (FIN) after flushing.
@@ -140,28 +131,5 @@ impl WsWriter {
         self.flush().await?;
         let mut st = self.inner.lock().await;
         st.sock.shutdown().await
-    }
-}
-
-impl AsyncWrite for WriteSock {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            WriteSock::Tokio(s) => Pin::new(s).poll_write(cx, buf),
-            WriteSock::Detached(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WriteSock::Tokio(s) => Pin::new(s).poll_flush(cx),
-            WriteSock::Detached(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WriteSock::Tokio(s) => Pin::new(s).poll_shutdown(cx),
-            WriteSock::Detached(s) => Pin::new(s).poll_shutdown(cx),
-        }
     }
 }

@@ -1,12 +1,14 @@
 //! What the coordinator and a worker say to each other (in process over
 //! channels, or between processes as JSON lines on stdin/stdout).
 
+use crate::client::tls::TlsTrust;
 use crate::plan::Plan;
 use crate::protocol::Protocol;
 use crate::shape::PayloadShape;
 use crate::stats::{new_histogram, StepCounters};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Connection and traffic options shared by all workers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +39,29 @@ pub struct RunOpts {
     pub storm_fraction: f64,
     /// Blocking epoll threads reading this worker's connections.
     pub receive_threads: usize,
+    /// What `wss://` URLs trust (`--ca-file`, `--insecure`).
+    #[serde(default)]
+    pub tls: TlsTrust,
+    /// The rustls configuration built from `tls`, once per worker (by
+    /// [`RunOpts::with_tls_config`]) for every connection it opens; not
+    /// sent to worker processes, which build their own.
+    #[serde(skip)]
+    pub tls_config: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl RunOpts {
+    /// Whether any of the URLs is `wss://`.
+    pub fn uses_tls(&self) -> bool {
+        self.url.split(',').any(crate::client::handshake::WsUrl::is_tls)
+    }
+
+    /// These options with [`RunOpts::tls_config`] built, when a URL needs it.
+    pub fn with_tls_config(mut self) -> Result<RunOpts, crate::client::tls::TlsError> {
+        if self.uses_tls() && self.tls_config.is_none() {
+            self.tls_config = Some(crate::client::tls::client_config(&self.tls)?);
+        }
+        Ok(self)
+    }
 }
 
 /// A worker's first instruction.
@@ -97,6 +122,12 @@ pub struct ReadyReport {
     pub deflate_agreed: u64,
     /// The first such answer, as agreed (e.g. `permessage-deflate; server_no_context_takeover`).
     pub deflate_answer: Option<String>,
+    /// Connections over TLS (`wss://`).
+    #[serde(default)]
+    pub tls_connections: u64,
+    /// The first one's protocol version, cipher suite and key exchange.
+    #[serde(default)]
+    pub tls_session: Option<String>,
 }
 
 impl Default for ReadyReport {
@@ -109,6 +140,8 @@ impl Default for ReadyReport {
             connect_latency: new_histogram(),
             deflate_agreed: 0,
             deflate_answer: None,
+            tls_connections: 0,
+            tls_session: None,
         }
     }
 }

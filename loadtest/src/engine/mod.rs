@@ -59,6 +59,8 @@ struct Ready {
     pending: Vec<Message>,
     /// permessage-deflate as agreed (for the report, and publishers that compress).
     deflate: Option<DeflateParams>,
+    /// `wss://`: what was negotiated (for the report).
+    tls: Option<String>,
 }
 
 /// Runs one worker: waits for `Setup`, connects, then obeys `Step` commands
@@ -78,6 +80,13 @@ pub async fn run_worker(mut cmds: mpsc::Receiver<Command>, events: mpsc::Sender<
         workers,
         opts,
     } = *setup;
+    let opts = match opts.with_tls_config() {
+        Ok(opts) => opts,
+        Err(e) => {
+            let _ = events.send(Event::Failed { error: e.to_string() }).await;
+            return;
+        }
+    };
     let (plan, opts) = (Arc::new(plan), Arc::new(opts));
     let shared = Arc::new(Shared::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -102,7 +111,10 @@ pub async fn run_worker(mut cmds: mpsc::Receiver<Command>, events: mpsc::Sender<
     let mut storm_targets = Vec::new();
     // Slow subscribers never read: they stay here, unread, until the end.
     let mut slow = Vec::new();
-    for Ready { conn, pending, deflate } in conns {
+    for Ready {
+        conn, pending, deflate, ..
+    } in conns
+    {
         let i = conn.sub.index;
         if let Some(p) = &plan.conns[i].publish {
             let fanout = p.topics.iter().map(|t| plan.deliveries(i, t)).collect();
@@ -207,6 +219,10 @@ async fn connect_all(plan: &Arc<Plan>, opts: &Arc<RunOpts>, mine: Vec<usize>) ->
                     report.deflate_agreed += 1;
                     report.deflate_answer.get_or_insert_with(|| d.to_string());
                 }
+                if let Some(t) = &conn.tls {
+                    report.tls_connections += 1;
+                    report.tls_session.get_or_insert_with(|| t.clone());
+                }
                 report.connect_latency.saturating_record(took.as_nanos() as u64);
                 conns.push(conn);
             }
@@ -241,6 +257,7 @@ async fn open_one(plan: &Plan, opts: &RunOpts, i: usize) -> Result<(Ready, Durat
         conn: Box::new(Conn::new(detached, sub)),
         pending: opened.pending,
         deflate: opened.deflate,
+        tls: opened.tls,
     };
     Ok((ready, opened.connect_time))
 }

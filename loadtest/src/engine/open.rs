@@ -16,7 +16,7 @@ use thiserror::Error;
 /// Why a connection could not be opened.
 #[derive(Debug, Error)]
 pub enum OpenError {
-    /// TCP connect or handshake failed.
+    /// TCP connect, TLS or the upgrade handshake failed.
     #[error("connect: {0}")]
     Connect(#[from] std::io::Error),
     /// The server refused a subscription.
@@ -51,6 +51,8 @@ pub struct Opened {
     pub connect_time: Duration,
     /// permessage-deflate as the server agreed to it (`None`: not offered or declined).
     pub deflate: Option<DeflateParams>,
+    /// `wss://`: what was negotiated (see [`WsClient::tls`]).
+    pub tls: Option<String>,
 }
 
 /// Where a subscriber stands in one topic: the last seq, and the epoch it counts in.
@@ -110,11 +112,13 @@ async fn open_inner(
     let config = ClientConfig {
         local_addr: local,
         deflate: opts.deflate,
+        tls: opts.tls_config.clone(),
         ..ClientConfig::default()
     };
     let client = WsClient::connect_with(&url, config).await?;
     let connect_time = started.elapsed();
     let deflate = client.deflate().copied();
+    let tls = client.tls().map(str::to_owned);
     let (mut reader, writer) = client.into_split();
     let mut pending = Vec::new();
     let mut positions = HashMap::new();
@@ -174,6 +178,7 @@ async fn open_inner(
         unrecovered,
         connect_time,
         deflate,
+        tls,
     })
 }
 

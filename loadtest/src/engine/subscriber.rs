@@ -84,6 +84,14 @@ impl Subscriber {
         }
     }
 
+    /// Counts `n` TLS records read from its socket, when it is measured.
+    #[inline]
+    pub fn count_tls_records(&self, tally: &mut Tally, n: u64) {
+        if self.measured {
+            tally.tls_records += n;
+        }
+    }
+
     /// Counts one whole message of `len` bytes as the application sees it
     /// (inflated), when it is measured.
     #[inline]

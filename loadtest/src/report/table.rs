@@ -1,7 +1,7 @@
 //! The human-readable report: one line per step while running, and the
 //! final table.
 
-use crate::outcome::{DeflateSummary, RunReport};
+use crate::outcome::{DeflateSummary, RunReport, TlsSummary};
 use crate::steps::StepResult;
 use std::fmt::Write;
 
@@ -28,7 +28,7 @@ fn per_delivery(v: Option<f64>) -> String {
 /// One line summarising a finished step.
 pub fn step_line(s: &StepResult) -> String {
     format!(
-        "step {} {}: offered {}/s, delivered {}/s, {}/{} received ({:.4}%), p99 {:.2} ms, {} wire B/delivery{}",
+        "step {} {}: offered {}/s, delivered {}/s, {}/{} received ({:.4}%), p99 {:.2} ms, {} wire B/delivery{}{}",
         s.index + 1,
         if s.passed { "PASS" } else { "FAIL" },
         si(s.offered_rate),
@@ -38,6 +38,9 @@ pub fn step_line(s: &StepResult) -> String {
         s.delivered_fraction * 100.0,
         s.latency_ms.p99,
         per_delivery(s.wire_bytes_per_delivery),
+        s.tls_records_per_delivery
+            .map(|r| format!(", {r:.2} TLS records/delivery"))
+            .unwrap_or_default(),
         s.broker
             .map(|b| format!(", broker {:.0}% CPU {}", b.cpu_percent, mib(b.rss_bytes)))
             .unwrap_or_default()
@@ -53,6 +56,7 @@ pub fn render(r: &RunReport) -> String {
         "\nscenario {} | {} {:?} | payload {} B {:?} | {} publishers, {} subscribers, {} worker(s)",
         r.scenario, r.url, r.protocol, r.payload_bytes, r.payload_shape, r.publishers, r.subscribers, r.workers
     );
+    let _ = writeln!(out, "{}", tls_line(r.tls.as_ref()));
     if let Some(d) = &r.deflate {
         let _ = writeln!(out, "{}", deflate_line(d));
     }
@@ -97,6 +101,17 @@ pub fn render(r: &RunReport) -> String {
                 per_delivery(s.wire_bytes_per_delivery), per_delivery(s.message_bytes_per_delivery), cpu, rss,
                 if s.passed { "yes" } else { "NO" }
             );
+        }
+        let records: Vec<String> = r
+            .steps
+            .iter()
+            .filter_map(|s| {
+                s.tls_records_per_delivery
+                    .map(|v| format!("step {} {v:.3}", s.index + 1))
+            })
+            .collect();
+        if !records.is_empty() {
+            let _ = writeln!(out, "TLS records per delivery: {}", records.join(", "));
         }
         let slow: u64 = r.steps.iter().map(|s| s.counters.expected_slow).sum();
         if slow > 0 {
@@ -146,6 +161,19 @@ pub fn render(r: &RunReport) -> String {
     out
 }
 
+/// `tls: yes (version suite group on N connections; trusting FILE)`, or
+/// `tls: no`.
+pub fn tls_line(t: Option<&TlsSummary>) -> String {
+    let Some(t) = t else {
+        return "tls: no".into();
+    };
+    let session = t.session.as_deref().unwrap_or("not negotiated");
+    format!(
+        "tls: yes ({session} on {} connections; trusting {})",
+        t.connections, t.trust
+    )
+}
+
 /// `deflate: agreed on N of M connections (answer)`.
 pub fn deflate_line(d: &DeflateSummary) -> String {
     let mut line = format!("deflate: agreed on {} of {} connections", d.agreed, d.connections);
@@ -185,6 +213,16 @@ mod tests {
             "deflate: agreed on 5 of 6 connections (permessage-deflate; server_no_context_takeover); publishes uncompressed"
         );
         assert_eq!(per_delivery(Some(412.345)), "412.3");
+        assert_eq!(tls_line(None), "tls: no");
+        let t = TlsSummary {
+            connections: 3,
+            session: Some("TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519".into()),
+            trust: "ca.pem".into(),
+        };
+        assert_eq!(
+            tls_line(Some(&t)),
+            "tls: yes (TLSv1_3 TLS13_AES_256_GCM_SHA384 X25519 on 3 connections; trusting ca.pem)"
+        );
         assert_eq!(per_delivery(None), "-");
     }
 }

@@ -36,6 +36,8 @@ pub fn raw_fanout(
             storm_interval_ms: 0,
             storm_fraction: 0.0,
             receive_threads,
+            tls: Default::default(),
+            tls_config: None,
         },
         rates: vec![rate],
         step_duration: Duration::from_secs(2),

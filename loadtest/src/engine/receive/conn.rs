@@ -5,8 +5,12 @@
 //! as permessage-deflate allows, fragment order, UTF-8 of text, control
 //! frame rules), inflates compressed messages and hands each message to its
 //! [`Subscriber`]. It counts the bytes it reads (wire bytes) and the
-//! messages' inflated bytes for measured subscribers.
+//! messages' inflated bytes for measured subscribers. A TLS connection's
+//! reads are decrypted first ([`TlsRead`]) into a second buffer of the
+//! thread's, then decoded the same way; the thread tells the two kinds
+//! apart by their epoll token, so a plain read touches nothing more.
 
+use super::tls::TlsRead;
 use crate::client::deflate::{DeflateParams, Inflater};
 use crate::client::frame::{self, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RSV1};
 use crate::client::{Detached, Message, WsWriter};
@@ -44,6 +48,9 @@ pub enum Ended {
 pub struct Lent {
     /// The buffer every read goes into.
     pub read: Vec<u8>,
+    /// The buffer a TLS connection's plaintext is decrypted into, after
+    /// its tail.
+    pub plain: Vec<u8>,
     /// Created at the first compressed message of such a connection.
     pub inflater: Option<Inflater>,
 }
@@ -90,6 +97,9 @@ pub struct Conn {
     deflate: Deflate,
     /// Bytes read before the connection came here, not yet counted.
     read_before: u64,
+    /// `wss://`: the rustls state it decrypts with (cold: the thread knows
+    /// a TLS connection by its token, and plain reads never look here).
+    tls: Option<TlsRead>,
 }
 
 impl Conn {
@@ -111,7 +121,13 @@ impl Conn {
             writer: d.writer,
             deflate,
             read_before: d.read_bytes,
+            tls: d.tls.map(TlsRead::new),
         }
+    }
+
+    /// Whether it is a TLS connection (read with [`Conn::read_ready_tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The socket's descriptor (for epoll).
@@ -167,6 +183,7 @@ impl Conn {
         let Lent {
             read: scratch,
             inflater,
+            ..
         } = lent;
         loop {
             let kept = self.tail.len();
@@ -187,6 +204,59 @@ impl Conn {
             // One clock read per read: every message in it arrived by now.
             self.decode(&scratch[..kept + n], now_ns(), inflater, tally, rt)?;
             if n < space {
+                return Ok(());
+            }
+        }
+    }
+
+    /// [`Conn::read_ready`] for a TLS connection: every `recv()` is
+    /// decrypted into the thread's plaintext buffer, after the tail, and
+    /// decoded there. What rustls held from before (records read while the
+    /// connection was in tokio) is decrypted even when the socket has
+    /// nothing new.
+    pub fn read_ready_tls(&mut self, lent: &mut Lent, tally: &mut Tally, rt: &Handle) -> Result<(), Ended> {
+        let Lent {
+            read: scratch,
+            plain,
+            inflater,
+        } = lent;
+        if scratch.len() < READ_CHUNK {
+            scratch.resize(READ_CHUNK, 0);
+        }
+        loop {
+            let n = match read(self.fd, &mut scratch[..READ_CHUNK]) {
+                Ok(0) => return Err(Ended::Io(io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Ended::Io(e)),
+            };
+            self.sub.count_wire(tally, n as u64);
+            let kept = self.tail.len();
+            if plain.len() < kept {
+                plain.resize(kept, 0);
+            }
+            plain[..kept].copy_from_slice(&self.tail);
+            let Some(tls) = &mut self.tls else {
+                return Err(protocol("a plain connection read as TLS"));
+            };
+            let out = tls
+                .decrypt(&scratch[..n], plain, kept, &self.socket)
+                .map_err(Ended::Protocol)?;
+            self.sub.count_tls_records(tally, out.records);
+            if out.owes_write {
+                let w = self.writer.clone();
+                rt.spawn(async move { w.flush().await });
+            }
+            if out.filled > kept {
+                // One clock read per read, as on plain sockets.
+                self.decode(&plain[..out.filled], now_ns(), inflater, tally, rt)?;
+            }
+            if out.peer_closed {
+                let why = "TLS close_notify without a close frame";
+                return Err(Ended::Io(io::Error::new(io::ErrorKind::UnexpectedEof, why)));
+            }
+            if n < READ_CHUNK {
                 return Ok(());
             }
         }

@@ -11,8 +11,8 @@
 //! reconnects ([`Rejoin`]), which hand the connection back when done.
 //! Commands reach a thread over a channel plus an eventfd that wakes its epoll.
 //!
-//! The files, from the bottom up: `conn.rs`, one connection read and
-//! decoded in place; `remote.rs`, how a thread is told things;
+//! The files, from the bottom up: `tls.rs`, decrypting a TLS connection's
+//! reads; `conn.rs`, one connection read and decoded in place; `remote.rs`, how a thread is told things;
 //! `reconnect.rs`, reopening a connection in tokio and sending it back
 //! through its thread's `Remote`; `thread.rs`, one thread's loop; and this
 //! one, the worker's handle on them all ([`Receivers`]).
@@ -21,6 +21,7 @@ mod conn;
 mod reconnect;
 mod remote;
 mod thread;
+mod tls;
 
 pub use conn::Conn;
 pub use reconnect::Rejoin;
@@ -154,6 +155,8 @@ mod tests {
             storm_interval_ms: 0,
             storm_fraction: 0.0,
             receive_threads: 1,
+            tls: Default::default(),
+            tls_config: None,
         };
         Arc::new(Rejoin {
             opts: Arc::new(opts),

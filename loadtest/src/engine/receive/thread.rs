@@ -16,6 +16,9 @@ use tokio::runtime::Handle;
 
 /// The eventfd's token; connections use their slot number.
 const WAKE: u64 = u64::MAX;
+/// Set in a TLS connection's token (with its slot number), so a plain
+/// read costs no look at the connection to know how to read it.
+const TLS: u64 = 1 << 32;
 /// Events taken per wait.
 const EVENTS: usize = 1024;
 
@@ -80,7 +83,7 @@ impl Thread {
             for i in 0..n {
                 if i + 1 < n {
                     // Its state is cold: fetch it while this one's read runs.
-                    let next = self.events.get(i + 1).0 as usize;
+                    let next = (self.events.get(i + 1).0 & !TLS) as usize;
                     if let Some(Some(c)) = self.slots.get(next) {
                         c.prefetch();
                     }
@@ -91,18 +94,24 @@ impl Thread {
                         return;
                     }
                 } else {
-                    self.readable(token as usize);
+                    self.readable(token);
                 }
             }
             self.progress.store(self.tally.received, Ordering::Relaxed);
         }
     }
 
-    fn readable(&mut self, slot: usize) {
+    fn readable(&mut self, token: u64) {
+        let slot = (token & !TLS) as usize;
         let Some(Some(conn)) = self.slots.get_mut(slot) else {
             return;
         };
-        if let Err(ended) = conn.read_ready(&mut self.lent, &mut self.tally, &self.rt) {
+        let read = if token & TLS == 0 {
+            conn.read_ready(&mut self.lent, &mut self.tally, &self.rt)
+        } else {
+            conn.read_ready_tls(&mut self.lent, &mut self.tally, &self.rt)
+        };
+        if let Err(ended) = read {
             self.ended(slot, ended);
         }
     }
@@ -140,16 +149,18 @@ impl Thread {
             self.slots.push(None);
             self.slots.len() - 1
         });
-        if let Err(e) = self
-            .epoll
-            .add(conn.fd(), epoll::IN | epoll::RDHUP | epoll::ET, slot as u64)
-        {
+        let token = if conn.is_tls() { slot as u64 | TLS } else { slot as u64 };
+        if let Err(e) = self.epoll.add(conn.fd(), epoll::IN | epoll::RDHUP | epoll::ET, token) {
             self.free.push(slot);
             self.ended_conn(conn, Ended::Io(e));
             return;
         }
         self.by_index.insert(conn.sub.index, slot);
-        let first = conn.decode_buffered(&mut self.lent, &mut self.tally, &self.rt);
+        let mut first = conn.decode_buffered(&mut self.lent, &mut self.tally, &self.rt);
+        if first.is_ok() && conn.is_tls() {
+            // What rustls read in tokio is past the tail: decrypt it now.
+            first = conn.read_ready_tls(&mut self.lent, &mut self.tally, &self.rt);
+        }
         self.slots[slot] = Some(conn);
         match first {
             // Registration reports data that arrived before it, so the
