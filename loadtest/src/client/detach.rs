@@ -7,16 +7,14 @@
 
 use super::deflate::Inflater;
 use super::frame::invalid;
-use super::stream::{ReadSock, WriteSock};
+use super::stream::{FdWriter, ReadSock, WriteSock};
 use super::tls::{RecordCounter, TlsFdWriter, TlsSession};
 use super::{WsReader, WsWriter};
-use std::io::{self, Write};
-use std::net::{Shutdown, TcpStream};
-use std::pin::Pin;
+use std::io;
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncWrite, Interest};
+use tokio::io::Interest;
 
 /// A connection whose reading left tokio.
 pub struct Detached {
@@ -95,30 +93,5 @@ impl WsReader {
             read_bytes: parts.read_bytes,
             tls,
         })
-    }
-}
-
-/// The write side of a detached connection: a duplicate descriptor that
-/// tokio watches for writability only.
-pub(crate) struct FdWriter(AsyncFd<TcpStream>);
-
-impl AsyncWrite for FdWriter {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        loop {
-            let mut guard = ready!(self.0.poll_write_ready(cx))?;
-            // `Write for &TcpStream`: a plain send(2) (with MSG_NOSIGNAL).
-            match guard.try_io(|s| s.get_ref().write(buf)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
-            }
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.0.get_ref().shutdown(Shutdown::Write))
     }
 }

@@ -2,11 +2,12 @@
 //! (tokio-rustls), split into a read half ([`ReadSock`]) and a write half
 //! ([`WriteSock`]), and the write halves a detached connection keeps.
 
-use super::detach::FdWriter;
 use super::tls::{RecordCounter, TlsFdWriter};
-use std::io;
+use std::io::{self, Write};
+use std::net::Shutdown;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -117,5 +118,30 @@ impl AsyncWrite for WriteSock {
             WriteSock::Detached(s) => Pin::new(s).poll_shutdown(cx),
             WriteSock::DetachedTls(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+/// The write side of a detached connection: a duplicate descriptor that
+/// tokio watches for writability only.
+pub(crate) struct FdWriter(pub(crate) AsyncFd<std::net::TcpStream>);
+
+impl AsyncWrite for FdWriter {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.0.poll_write_ready(cx))?;
+            // `Write for &TcpStream`: a plain send(2) (with MSG_NOSIGNAL).
+            match guard.try_io(|s| s.get_ref().write(buf)) {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.0.get_ref().shutdown(Shutdown::Write))
     }
 }
