@@ -31,21 +31,8 @@ SUBSCRIBERS=${SUBSCRIBERS:-1000}
 STEP=${STEP:-5s}
 read -r -a BROKER_ENV <<<"${BROKER_ENV:-}"
 mkdir -p "$OUT"
-want() { [[ ",$ONLY," == *",$1,"* ]]; }
-
-open_port() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { for _ in $(seq 400); do open_port "$1" && return 0; sleep 0.05; done; echo "nothing listens on $1" >&2; return 1; }
-wait_free() { for _ in $(seq 400); do open_port "$1" || return 0; sleep 0.05; done; echo "port $1 still busy" >&2; return 1; }
-
-SERVER=
-stop() {
-  [ -n "$SERVER" ] || return 0
-  kill -INT "$SERVER" 2>/dev/null
-  wait "$SERVER" 2>/dev/null
-  SERVER=
-  wait_free "$PORT"
-}
-trap stop EXIT
+# shellcheck source=loadtest/lib.sh
+source loadtest/lib.sh
 
 broker() {
   env FANOUT__SERVER__DRAIN_DELAY=0s "${BROKER_ENV[@]}" "$FANOUT" --listen "127.0.0.1:$PORT" \
