@@ -29,7 +29,8 @@
 //! - [`server`]: accept loop, routing, limits, drain. [`stats`]: the
 //!   `$sys.stats` snapshot published every second. Operations: [`reload`]
 //!   (SIGHUP), [`signals`] (stop, second stop, reload), [`notify`] (systemd),
-//!   [`logging`] (redacting log output).
+//!   [`logging`] (redacting log output), [`memory`] (freed heap returned to
+//!   the system).
 //! - Leaves anyone may use: [`config`], [`error`], [`metrics`], [`auth`]
 //!   (tokens, API keys, topic grants), [`tls`] (certificates), [`clock`]
 //!   (wall and monotonic time), [`shutdown`] (the stop signal and the task
@@ -47,6 +48,7 @@ pub mod flush;
 pub mod history;
 pub mod hub;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod protocol;

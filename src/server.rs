@@ -66,6 +66,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     let keepalive = tokio::spawn(crate::session::keepalive::run(Arc::clone(&broker.hub)));
     let flushers = broker.hub.flushers.spawn(broker.hub.metrics.clone());
     let stats = tokio::spawn(crate::stats::publish_every_interval(Arc::clone(&broker)));
+    let memory = tokio::spawn(crate::memory::run());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -109,6 +110,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Fu
     sweeper.abort();
     keepalive.abort();
     stats.abort();
+    memory.abort();
     for f in flushers {
         f.abort();
     }
