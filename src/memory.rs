@@ -51,6 +51,7 @@ pub async fn run() {
         since = since.min(now.free);
         if now.free - since >= return_at(now) {
             let _ = tokio::task::spawn_blocking(give_back).await;
+            tracing::debug!(free = now.free, used = now.used, "freed heap returned to the system");
             // Trimmed chunks stay free in malloc's lists (their pages are gone): the mark
             // moves up to them, and what was freed while the trim ran counts for the next.
             since = now.free;
