@@ -29,17 +29,9 @@ fn open_fds() -> usize {
 /// Resident memory of this process (broker and clients), in KiB, after handing
 /// freed heap back to the OS: what is left is what is still held (plus the
 /// allocator's fragmentation), so a leak shows and the allocator's caching does not.
-fn rss_kib() -> u64 {
-    // SAFETY: malloc_trim only releases free memory; it takes no pointers.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+fn held_kib() -> u64 {
+    fanout::memory::give_back();
+    rss_kib()
 }
 
 /// Runs cycles `range` with [`CONCURRENCY`] alive at once.
@@ -94,13 +86,13 @@ async fn twenty_thousand_connections_come_and_go_without_leaks() {
     let b = spawn_broker_with(|c| c.history.size = 0).await;
     churn(&b, 0..WARM_UP).await;
     settled(&b).await;
-    let (fds_before, rss_before) = (open_fds(), rss_kib());
+    let (fds_before, rss_before) = (open_fds(), held_kib());
     let start = Instant::now();
     churn(&b, WARM_UP..cycles.max(WARM_UP)).await;
     let took = start.elapsed();
     settled(&b).await;
     assert!(b.broker.hub.connections.is_empty(), "the connection table is empty");
-    let (fds_after, rss_after) = (open_fds(), rss_kib());
+    let (fds_after, rss_after) = (open_fds(), held_kib());
     assert!(
         fds_after <= fds_before + 4,
         "file descriptors: {fds_before} before, {fds_after} after"

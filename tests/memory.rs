@@ -5,21 +5,15 @@
 //! does (many small blocks, a few of them kept all over the heap) and waits
 //! for the resident size to come down.
 
-use std::time::Duration;
+mod common;
 
+use common::{holds_by, rss_kib, WAIT};
 use tokio::time::Instant;
 
 /// Blocks allocated, their size, and one kept in so many.
 const BLOCKS: usize = 64 * 1024;
 const BLOCK: usize = 1024;
 const KEPT_EVERY: usize = 16;
-
-/// Resident memory of this process, in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
 
 #[tokio::test]
 async fn memory_freed_between_blocks_still_in_use_goes_back() {
@@ -44,18 +38,18 @@ async fn memory_freed_between_blocks_still_in_use_goes_back() {
     });
     // A sixteenth is still in use, one block in every four pages: nothing is at the top.
     let goal = before + grown / 2;
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut now = rss_kib();
-    while now > goal {
-        assert!(
-            Instant::now() < deadline,
-            "{now} KiB resident 10 s after freeing {} of {BLOCKS} blocks \
-             ({before} KiB before them, {peak} KiB with all of them)",
-            BLOCKS - blocks.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let back = holds_by(Instant::now() + WAIT, async || {
         now = rss_kib();
-    }
+        now <= goal
+    })
+    .await;
+    assert!(
+        back,
+        "{now} KiB resident {WAIT:?} after freeing {} of {BLOCKS} blocks \
+         ({before} KiB before them, {peak} KiB with all of them)",
+        BLOCKS - blocks.len()
+    );
     println!(
         "RSS {before} KiB -> {peak} KiB with {BLOCKS} blocks -> {now} KiB with {}",
         blocks.len()

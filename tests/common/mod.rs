@@ -28,6 +28,16 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for something it expects before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Resident memory of this test process (broker and clients), in KiB.
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// How often [`holds_by`] looks again.
 const RECHECK: Duration = Duration::from_millis(10);
 
