@@ -1,4 +1,6 @@
-//! Flush shards: the tasks that write queued frames to plain TCP WebSockets.
+//! Flush shards: the tasks that write queued frames to WebSockets, plain TCP
+//! and TLS alike (a TLS socket's frames are encrypted on the way, see
+//! `crate::tls`).
 //!
 //! Every such connection belongs to one shard (one per core, assigned in
 //! turn), and each shard serves one ready list (`queue::ReadyList`): work
@@ -31,7 +33,7 @@ use tokio::time::Instant;
 use crate::clock::now_ms;
 use crate::metrics::{Metrics, WriterStats};
 use crate::protocol::Framing;
-use crate::queue::{Direct, FlushTake, Outgoing, ReadyList, SendQueue, Written, MAX_IOVECS};
+use crate::queue::{Direct, DirectSocket, FlushTake, Outgoing, ReadyList, SendQueue, Written, MAX_IOVECS};
 
 /// Queues written between two yields to the runtime, so a long round does not hold a
 /// worker thread away from the connections' readers.
@@ -78,7 +80,7 @@ impl Flushers {
     }
 
     /// The sink of a new connection writing to `socket`, on the next shard in turn.
-    pub fn direct(&self, socket: Arc<OwnedWriteHalf>) -> Direct {
+    pub fn direct(&self, socket: DirectSocket) -> Direct {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.lists.len();
         Direct::new(Arc::clone(&self.lists[i]), socket)
     }
@@ -226,16 +228,21 @@ fn flush_one(queue: &SendQueue, out: &mut Outgoing, stats: Option<&mut WriterSta
     queue.flushed(out, written)
 }
 
-/// Writes `out` until it is done or the socket is full, never waiting.
-pub fn write_now(socket: &TcpStream, out: &mut Outgoing, framing: Framing) -> Written {
+/// Writes `out` until it is done or the socket is full, never waiting: with one
+/// vectored write per up to `MAX_IOVECS` frames on plain TCP, and over TLS with those
+/// frames encrypted together into as few records as fit them.
+pub fn write_now(socket: &DirectSocket, out: &mut Outgoing, framing: Framing) -> Written {
     loop {
         let result = {
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
             let n = out.slices(framing, &mut iov);
             if n == 0 {
-                return Written::All;
+                return all_sent(socket);
             }
-            socket.try_write_vectored(&iov[..n])
+            match socket {
+                DirectSocket::Tcp(w) => (**w).as_ref().try_write_vectored(&iov[..n]),
+                DirectSocket::Tls(t) => t.write_now(&iov[..n]),
+            }
         };
         match result {
             Ok(0) => return Written::Failed(io::ErrorKind::WriteZero.into()),
@@ -244,6 +251,19 @@ pub fn write_now(socket: &TcpStream, out: &mut Outgoing, framing: Framing) -> Wr
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Written::Failed(e),
         }
+    }
+}
+
+/// `All` once the frames are written, if the socket holds nothing back: TLS records
+/// the socket did not take make it `Blocked`, for the connection's task to send.
+fn all_sent(socket: &DirectSocket) -> Written {
+    match socket {
+        DirectSocket::Tcp(_) => Written::All,
+        DirectSocket::Tls(t) => match t.flush_now() {
+            Ok(true) => Written::All,
+            Ok(false) => Written::Blocked,
+            Err(e) => Written::Failed(e),
+        },
     }
 }
 
@@ -268,9 +288,55 @@ pub(crate) mod testing {
         let (server, _) = listener.accept().await.unwrap();
         let (_read, write) = server.into_split();
         let write = Arc::new(write);
-        let sink = Sink::Direct(flushers.direct(Arc::clone(&write)));
+        let sink = Sink::Direct(flushers.direct(DirectSocket::Tcp(Arc::clone(&write))));
         let q = Arc::new(SendQueue::new(SessionId(1), Wire::Raw, true, limits).with_sink(sink));
         (q, write, client)
+    }
+
+    /// A direct queue on the server end of a loopback TLS connection (a fresh
+    /// self-signed certificate), and the client end.
+    pub async fn tls_queue(
+        flushers: &Flushers,
+        limits: QueueLimits,
+    ) -> (
+        Arc<SendQueue>,
+        Arc<crate::tls::TlsSocket>,
+        tokio_rustls::client::TlsStream<TcpStream>,
+    ) {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+        let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ck.cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let connecting =
+            tokio_rustls::TlsConnector::from(Arc::new(client)).connect(ServerName::try_from("localhost").unwrap(), tcp);
+        let accepting = async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio_rustls::TlsAcceptor::from(Arc::new(server))
+                .accept(tcp)
+                .await
+                .unwrap()
+        };
+        let (client, server) = tokio::join!(connecting, accepting);
+        let (tcp, conn) = server.into_inner();
+        let socket = crate::tls::TlsSocket::new(tcp, conn);
+        let sink = Sink::Direct(flushers.direct(DirectSocket::Tls(Arc::clone(&socket))));
+        let q = Arc::new(SendQueue::new(SessionId(1), Wire::Raw, true, limits).with_sink(sink));
+        (q, socket, client.unwrap())
     }
 
     /// Limits no test reaches.
@@ -311,7 +377,7 @@ pub(crate) mod testing {
     }
 
     /// The raw frames' payloads as the client reads them, until `n` have arrived.
-    pub async fn read_payloads(client: &mut TcpStream, n: usize) -> Vec<String> {
+    pub async fn read_payloads<R: tokio::io::AsyncRead + Unpin>(client: &mut R, n: usize) -> Vec<String> {
         let mut buf = Vec::new();
         let mut out = Vec::new();
         while out.len() < n {

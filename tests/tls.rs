@@ -181,3 +181,94 @@ async fn a_reload_picks_up_a_renewed_certificate() {
     assert!(tls_connect(b.addr, &old.der).await.is_err(), "the old one is not");
     b.stop().await;
 }
+
+/// A `wss://` subscriber's frames are written by its flush shard, and by its task once
+/// its socket is full: one that reads nothing while thousands of messages are
+/// published still gets every one, whole and in order, then a clean close.
+#[tokio::test]
+async fn a_wss_subscriber_that_falls_behind_gets_every_message_in_order() {
+    let cert = make_cert("behind");
+    let (c, k) = (cert.cert_file.clone(), cert.key_file.clone());
+    let b = spawn_broker_with(|cfg| {
+        cfg.tls.cert_file = c.display().to_string();
+        cfg.tls.key_file = k.display().to_string();
+        cfg.queue.max_messages = 100_000;
+        cfg.queue.max_bytes = 1 << 30;
+    })
+    .await;
+    let mut sub = wss(b.addr, &cert.der).await;
+    sub.send(Message::Text(
+        json!({"op": "subscribe", "topic": "bulk", "id": 1}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(recv(&mut sub).await["type"], "ack");
+    // Far more than the socket buffers hold: the shard's writes block, the task takes over.
+    let (n, pad) = (3_000u64, "x".repeat(4_000));
+    let mut publisher = wss(b.addr, &cert.der).await;
+    let frames = (1..=n).map(|i| {
+        Ok(Message::Text(
+            json!({"op": "publish", "topic": "bulk", "data": format!("{i}:{pad}"), "id": i})
+                .to_string()
+                .into(),
+        ))
+    });
+    publisher
+        .send_all(&mut futures_util::stream::iter(frames))
+        .await
+        .unwrap();
+    for _ in 0..n {
+        assert_eq!(recv(&mut publisher).await["type"], "ack", "every publish queued");
+    }
+    for i in 1..=n {
+        let m = recv(&mut sub).await;
+        assert_eq!(m["seq"], i, "in order");
+        assert_eq!(m["data"], format!("{i}:{pad}"), "whole");
+    }
+    sub.send(Message::Close(None)).await.unwrap();
+    let closed = tokio::time::timeout(WAIT, async {
+        while let Some(m) = sub.next().await {
+            if let Message::Close(_) = m.expect("a clean close, TLS close_notify included") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(closed, "the broker answered the close");
+    b.stop().await;
+}
+
+/// A `wss://` subscriber is told the broker is going away when it shuts down.
+#[tokio::test]
+async fn a_wss_subscriber_hears_the_shutdown() {
+    let cert = make_cert("drain");
+    let (c, k) = (cert.cert_file.clone(), cert.key_file.clone());
+    let b = spawn_broker_with(|cfg| {
+        cfg.tls.cert_file = c.display().to_string();
+        cfg.tls.key_file = k.display().to_string();
+    })
+    .await;
+    let mut sub = wss(b.addr, &cert.der).await;
+    sub.send(Message::Text(
+        json!({"op": "subscribe", "topic": "t", "id": 1}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(recv(&mut sub).await["type"], "ack");
+    let stopping = tokio::spawn(b.stop());
+    let code = tokio::time::timeout(WAIT, async {
+        loop {
+            match sub.next().await {
+                Some(Ok(Message::Close(Some(f)))) => return Some(u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1001), "going away");
+    stopping.await.unwrap();
+}

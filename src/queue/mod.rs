@@ -8,8 +8,8 @@
 //! `gap` notice before that topic's next message.
 //!
 //! Who writes depends on the queue's [`Sink`]. A `Task` queue wakes one task
-//! (an SSE stream, a long poll, a TLS WebSocket), which drains and writes. A
-//! `Direct` queue is a plain TCP WebSocket: work queued on an idle queue puts
+//! (an SSE stream, a long poll), which drains and writes. A `Direct` queue is
+//! a WebSocket, plain TCP or TLS: work queued on an idle queue puts
 //! it on its ready list (`ready.rs`), whose writer — a flush shard,
 //! `crate::flush` — writes it to the socket without blocking, many queues per
 //! wake-up and no task woken per subscriber. When the socket is full, or the queue closes, the writing is
@@ -29,7 +29,7 @@ mod tests;
 
 pub use handoff::{FlushTake, Sink, TaskTurn, Written};
 pub use outgoing::{place_gaps, Outgoing, MAX_IOVECS};
-pub use ready::{Direct, ReadyBatch, ReadyList};
+pub use ready::{Direct, DirectSocket, ReadyBatch, ReadyList};
 
 use std::collections::{HashMap, VecDeque};
 use std::io;

@@ -1,4 +1,4 @@
-//! Ready lists: where a plain TCP WebSocket's queue waits for its writer.
+//! Ready lists: where a WebSocket's queue (plain TCP or TLS) waits for its writer.
 //!
 //! A `Direct` queue belongs to one [`ReadyList`]. Work queued on an idle
 //! queue puts the queue on its list once (the queue's owner says whether it
@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::SendQueue;
+use crate::tls::TlsSocket;
 
 /// The queues one writer has to write, and its wake-up.
 #[derive(Debug)]
@@ -74,23 +75,42 @@ impl ReadyList {
     }
 }
 
-/// Where a plain TCP WebSocket's queue is written: its socket, and the ready list of
-/// the writer that writes it.
+/// Where a WebSocket's queue is written: its socket, and the ready list of the writer
+/// that writes it.
 #[derive(Debug)]
 pub struct Direct {
     list: Arc<ReadyList>,
-    socket: Arc<OwnedWriteHalf>,
+    socket: DirectSocket,
+}
+
+/// The socket of a `Direct` queue.
+#[derive(Debug)]
+pub enum DirectSocket {
+    /// Plain TCP, its frames written as they are.
+    Tcp(Arc<OwnedWriteHalf>),
+    /// TLS, its frames encrypted into records on the way.
+    Tls(Arc<TlsSocket>),
+}
+
+impl DirectSocket {
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            DirectSocket::Tcp(w) => (**w).as_ref(),
+            DirectSocket::Tls(t) => t.tcp(),
+        }
+    }
 }
 
 impl Direct {
     /// A queue written to `socket` by whoever serves `list`.
-    pub fn new(list: Arc<ReadyList>, socket: Arc<OwnedWriteHalf>) -> Self {
+    pub fn new(list: Arc<ReadyList>, socket: DirectSocket) -> Self {
         Direct { list, socket }
     }
 
     /// The socket the queue is written to.
-    pub fn socket(&self) -> &TcpStream {
-        (*self.socket).as_ref()
+    pub fn socket(&self) -> &DirectSocket {
+        &self.socket
     }
 
     /// Puts `queue` (whose sink this is) on its list.

@@ -1,5 +1,5 @@
-//! The writing a connection's own task does: all of it for a `Task` queue
-//! (TLS), and for a plain TCP socket only what its flush shard handed over —
+//! The writing a connection's own task does: all of it for a `Task` queue,
+//! and for a WebSocket (plain TCP or TLS) only what its flush shard handed over —
 //! a socket that filled up, a failed write, the close. It waits for the
 //! socket, writes with vectored writes (many frames per system call), and
 //! sends the close frame last.
@@ -167,7 +167,13 @@ async fn write_out<W: AsyncWrite + Unpin>(io: &mut W, queue: &SendQueue, out: &m
             Err(e) => return Err(WriterEnd::Dropped(e)),
         }
     }
-    Ok(())
+    // What the socket layer still holds (TLS records) goes out before the turn ends:
+    // nobody else may be about to write to this socket.
+    tokio::select! {
+        biased;
+        _ = queue.aborted() => Ok(()),
+        r = io.flush() => r.map_err(WriterEnd::Dropped),
+    }
 }
 
 /// Tries the close frame once, without waiting: a peer that stopped reading would only
@@ -236,5 +242,42 @@ mod tests {
             read_payloads(&mut client, 2).await,
             [format!("{}:x", n + 1), String::new()]
         );
+    }
+
+    #[tokio::test]
+    async fn over_tls_a_full_socket_goes_to_the_task_and_every_record_gets_out() {
+        let flushers = Flushers::new(1, Duration::ZERO);
+        let (q, socket, mut client) = crate::flush::testing::tls_queue(&flushers, limits()).await;
+        // Far more than the socket buffers hold, while the client reads nothing.
+        let n = 400;
+        for s in 1..=n {
+            q.push_message(&msg(s, 20_000), Policy::DropOldest);
+        }
+        let listed = take_listed(&flushers, 0);
+        let mut out = Outgoing::default();
+        assert!(!flush(&listed[0], &mut out), "nothing more arrived");
+        let mut writer = Writer::new(Arc::clone(&q), crate::tls::TlsWrite(socket), Duration::ZERO);
+        let reader = tokio::spawn(async move { (read_payloads(&mut client, n as usize).await, client) });
+        let run = tokio::spawn(async move { writer.run(&AtomicBool::new(false)).await });
+        let (got, mut client) = reader.await.unwrap();
+        for (i, p) in got.iter().enumerate() {
+            assert!(p.starts_with(&format!("{}:", i + 1)), "frame {i} intact and in order");
+            assert_eq!(p.len(), format!("{}:", i + 1).len() + 20_000);
+        }
+        // Written through, the queue is the shard's again; the close goes out after it.
+        q.push_message(&msg(n + 1, 1), Policy::DropOldest);
+        let listed = take_listed(&flushers, 0);
+        assert_eq!(listed.len(), 1, "back on the shard once the task was done");
+        assert!(!flush(&listed[0], &mut out));
+        q.close(Bytes::from_static(b"\x88\x00"), true);
+        assert_eq!(listed[0].take_scheduled(&mut out), FlushTake::HandedOver);
+        assert!(matches!(run.await.unwrap(), WriterEnd::Closed));
+        assert_eq!(
+            read_payloads(&mut client, 2).await,
+            [format!("{}:x", n + 1), String::new()]
+        );
+        let mut rest = Vec::new();
+        let eof = tokio::io::AsyncReadExt::read_to_end(&mut client, &mut rest).await;
+        assert!(eof.is_ok() && rest.is_empty(), "close_notify, then EOF: {eof:?}");
     }
 }

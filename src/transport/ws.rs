@@ -36,10 +36,11 @@ use crate::hub::Hub;
 use crate::metrics::Transport;
 use crate::protocol::frame::{self, OpCode};
 use crate::protocol::{Agreement, Framing, Payload, Wire};
-use crate::queue::{SendQueue, Sink};
+use crate::queue::{DirectSocket, SendQueue, Sink};
 use crate::registry::Resume;
 use crate::session::writer::{Writer, WriterEnd};
 use crate::session::Session;
+use crate::tls::{TlsRead, TlsSocket, TlsWrite};
 use crate::topic::TopicName;
 
 /// How long, after a close frame, the client has to finish the close handshake.
@@ -307,20 +308,27 @@ fn check_access<B>(hub: &Hub, req: &Request<B>, params: &mut WsParams) -> Result
 pub(crate) enum Halves {
     /// A plain TCP socket, unwrapped, with what the client sent right after its handshake.
     Tcp(OwnedReadHalf, Bytes, OwnedWriteHalf),
-    /// Anything else (TLS), split.
+    /// A TLS socket taken out of hyper, likewise, its records read and written by us.
+    Tls(TlsRead, Bytes, Arc<TlsSocket>),
+    /// Anything else, split.
     Other(ReadHalf<TokioIo<Upgraded>>, WriteHalf<TokioIo<Upgraded>>),
 }
 
-/// Splits an upgraded socket, unwrapping a plain TCP one so it is written to directly.
+/// Splits an upgraded socket, unwrapping a plain TCP or TLS one so it is written to
+/// directly.
 pub(crate) fn halves(upgraded: Upgraded) -> Halves {
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
             let (read, write) = io.into_inner().into_split();
-            // A copy of what the client sent after its handshake (usually nothing): hyper's
-            // buffer is 8 KiB, and it goes now rather than with the connection.
-            let early = Bytes::copy_from_slice(&read_buf);
-            drop(read_buf);
-            Halves::Tcp(read, early, write)
+            return Halves::Tcp(read, early(read_buf), write);
+        }
+        Err(upgraded) => upgraded,
+    };
+    match upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>() {
+        Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
+            let (tcp, conn) = io.into_inner().into_inner();
+            let socket = TlsSocket::new(tcp, conn);
+            Halves::Tls(TlsRead(Arc::clone(&socket)), early(read_buf), socket)
         }
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
@@ -329,14 +337,26 @@ pub(crate) fn halves(upgraded: Upgraded) -> Halves {
     }
 }
 
-/// Splits the upgraded socket. A plain TCP socket is unwrapped: its flush shard writes
-/// to it directly, with vectored writes that reach the kernel as they are.
+/// A copy of what the client sent after its handshake (usually nothing): hyper's
+/// buffer is 8 KiB, and it goes now rather than with the connection.
+fn early(read_buf: Bytes) -> Bytes {
+    let early = Bytes::copy_from_slice(&read_buf);
+    drop(read_buf);
+    early
+}
+
+/// Splits the upgraded socket. A plain TCP or TLS socket is unwrapped: its flush shard
+/// writes to it directly, with vectored writes that reach the kernel as they are.
 fn start(hub: Arc<Hub>, upgraded: Upgraded, params: WsParams) -> impl std::future::Future<Output = ()> + Send {
     match halves(upgraded) {
         Halves::Tcp(read, early, write) => {
             let write = Arc::new(write);
-            let sink = Sink::Direct(hub.flushers.direct(Arc::clone(&write)));
-            Either::Left(run(hub, read, early, DirectWrite(write), params, sink))
+            let sink = Sink::Direct(hub.flushers.direct(DirectSocket::Tcp(Arc::clone(&write))));
+            Either::Left(Either::Left(run(hub, read, early, DirectWrite(write), params, sink)))
+        }
+        Halves::Tls(read, early, socket) => {
+            let sink = Sink::Direct(hub.flushers.direct(DirectSocket::Tls(Arc::clone(&socket))));
+            Either::Left(Either::Right(run(hub, read, early, TlsWrite(socket), params, sink)))
         }
         Halves::Other(read, write) => Either::Right(run(hub, read, Bytes::new(), write, params, Sink::Task)),
     }

@@ -21,6 +21,7 @@ use crate::metrics::{Metrics, WriterStats};
 use crate::protocol::frame;
 use crate::protocol::socketio::{self as sio, engine as packet};
 use crate::queue::{Drained, MAX_IOVECS};
+use crate::tls::TlsWrite;
 use crate::transport::ws::{self, Halves, CLOSE_LINGER};
 use crate::transport::ws_read::{Incoming, MessageReader, ReadEnd};
 use crate::transport::Body;
@@ -112,6 +113,7 @@ async fn refuse(halves: Halves, close: Bytes) {
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
         match halves {
             Halves::Tcp(_, _, w) => send(w, &close).await,
+            Halves::Tls(_, _, w) => send(TlsWrite(w), &close).await,
             Halves::Other(_, w) => send(w, &close).await,
         }
     })
@@ -121,6 +123,7 @@ async fn refuse(halves: Halves, close: Bytes) {
 async fn run(hub: &Hub, engine: Arc<Engine>, halves: Halves) {
     match halves {
         Halves::Tcp(read, early, write) => serve(hub, engine, read, early, write).await,
+        Halves::Tls(read, early, write) => serve(hub, engine, read, early, TlsWrite(write)).await,
         Halves::Other(read, write) => serve(hub, engine, read, Bytes::new(), write).await,
     }
 }
@@ -319,5 +322,6 @@ async fn write_frames<W: AsyncWrite + Unpin>(
         }
     }
     frames.clear();
-    Ok(())
+    // What the socket layer still holds (TLS records) goes out before the writer waits.
+    write.flush().await
 }

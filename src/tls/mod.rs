@@ -2,6 +2,12 @@
 //! `[tls]`, served with rustls (TLS 1.2 and 1.3, ALPN `http/1.1`). The
 //! acceptor is rebuilt on every reload (SIGHUP), so renewed certificates
 //! are picked up without a restart; open connections keep theirs.
+//! Once a WebSocket upgrades, its records are read and written outside hyper
+//! (`socket.rs`), so its flush shard writes it as it writes plain TCP.
+
+mod socket;
+
+pub use socket::{TlsRead, TlsSocket, TlsWrite};
 
 use std::sync::Arc;
 
