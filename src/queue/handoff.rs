@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{Direct, Outgoing, ReadyBatch, SendQueue, State};
+use crate::protocol::Framing;
 
 /// Who writes a queue's frames out.
 #[derive(Debug)]
@@ -105,10 +106,13 @@ impl State {
         self.owner = Owner::Task;
     }
 
-    /// Moves everything queued into `out`. True if replies were among it.
-    pub(super) fn take_into(&mut self, out: &mut Outgoing) -> bool {
-        let taken = out.load(&mut self.entries, &self.gaps, self.framing);
-        self.gaps.clear();
+    /// Moves everything queued into `out`, rendered as `framing`. True if replies were among it.
+    pub(super) fn take_into(&mut self, out: &mut Outgoing, framing: Framing) -> bool {
+        let gaps = self.cold.as_ref().map_or(&[][..], |c| &c.gaps[..]);
+        let taken = out.load(&mut self.entries, gaps, framing);
+        if let Some(cold) = &mut self.cold {
+            cold.gaps.clear();
+        }
         self.taken(taken)
     }
 }
@@ -140,10 +144,10 @@ impl SendQueue {
             st.owner = Owner::Idle;
             return FlushTake::Nothing;
         }
-        let had_replies = st.take_into(out);
+        let had_replies = st.take_into(out, self.framing);
         drop(st);
         if had_replies {
-            self.drained.notify_one();
+            self.wake_drained();
         }
         FlushTake::Batch
     }
@@ -166,17 +170,17 @@ impl SendQueue {
                 st.hand_over();
                 if st.aborted {
                     if out.mid_frame() {
-                        st.failed = Some(io::Error::other("closed in the middle of a frame"));
+                        st.cold().failed = Some(io::Error::other("closed in the middle of a frame"));
                     }
                 } else {
                     out.compact();
-                    st.unsent = Some(Box::new(std::mem::take(out)));
+                    st.cold().unsent = Some(Box::new(std::mem::take(out)));
                 }
                 false
             }
             Written::Failed(e) => {
                 st.hand_over();
-                st.failed = Some(e);
+                st.cold().failed = Some(e);
                 false
             }
         };
@@ -197,23 +201,25 @@ impl SendQueue {
         if direct && st.owner != Owner::Task {
             return TaskTurn::Wait;
         }
-        if let Some(e) = st.failed.take() {
-            return TaskTurn::Failed(e);
-        }
-        if let Some(unsent) = st.unsent.take() {
-            *out = *unsent;
-            return TaskTurn::Write { resumed: true };
+        if let Some(cold) = &mut st.cold {
+            if let Some(e) = cold.failed.take() {
+                return TaskTurn::Failed(e);
+            }
+            if let Some(unsent) = cold.unsent.take() {
+                *out = *unsent;
+                return TaskTurn::Write { resumed: true };
+            }
         }
         if !st.entries.is_empty() {
-            let had_replies = st.take_into(out);
+            let had_replies = st.take_into(out, self.framing);
             drop(st);
             if had_replies {
-                self.drained.notify_one();
+                self.wake_drained();
             }
             return TaskTurn::Write { resumed: false };
         }
         if st.closed {
-            return match st.close.take() {
+            return match st.cold.as_mut().and_then(|c| c.close.take()) {
                 Some(frame) => TaskTurn::Close { frame, idle: st.idle },
                 None => TaskTurn::Wait,
             };

@@ -19,6 +19,13 @@
 //!
 //! Replies (acks, errors, pongs) and control frames (ping, close) are never
 //! dropped: a subscriber whose data queue is full still gets its pings.
+//!
+//! An idle queue holds only what every connection needs: its counters, its
+//! (usually empty) entry buffer and its task's wake-up. What only backpressure,
+//! a close or a cut batch needs — the conflation map, the gaps, the close
+//! frame, the flush shard's leftovers — lives in one box made on first need
+//! and returned by the keepalive sweep once empty; the abort and reply-room
+//! wake-ups are made by whoever first waits on one or must leave a permit.
 
 mod handoff;
 mod outgoing;
@@ -33,7 +40,7 @@ pub use ready::{Direct, DirectSocket, ReadyBatch, ReadyList};
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -56,7 +63,7 @@ pub struct QueueLimits {
 }
 
 /// Replies queued beyond this make the reader wait before handling more requests.
-const MAX_PENDING_REPLIES: usize = 1024;
+const MAX_PENDING_REPLIES: u32 = 1024;
 
 /// One thing for the writer to send.
 #[derive(Debug)]
@@ -149,45 +156,76 @@ pub struct SendQueue {
     state: Mutex<State>,
     /// Wakes the task: work arrived (`Task` sink), the writing was handed over, or a close.
     ready: Notify,
-    /// Wakes the writer out of a blocked write: the connection must go now.
-    abort: Notify,
-    /// Wakes a reader waiting for the reply backlog to shrink.
-    drained: Notify,
+    /// The rare wake-ups (abort, reply room), made by whoever first waits or must wake:
+    /// an idle connection never needs them.
+    wakers: OnceLock<Box<Wakers>>,
     /// Where drops are counted, and where the writer adds its batches; `None`: metrics off.
     metrics: Option<Arc<Metrics>>,
 }
 
+/// The wake-ups of a queue that only a closing connection or a reader short of reply
+/// room needs, boxed so an idle queue pays one pointer for them.
+#[derive(Debug, Default)]
+struct Wakers {
+    /// Wakes the writer out of a blocked write: the connection must go now.
+    abort: Notify,
+    /// Wakes a reader waiting for the reply backlog to shrink.
+    drained: Notify,
+}
+
+/// What the queue's lock guards: the hot parts inline, the cold ones boxed.
 #[derive(Debug)]
 struct State {
-    /// The queue's framing, whose frame length each message counts for.
-    framing: Framing,
     entries: VecDeque<Entry>,
     /// Absolute position of `entries[0]`, so conflation can find an entry by position.
     head: u64,
-    /// `head` at the last [`SendQueue::trim_idle`]: unmoved, the queue was idle since.
-    trimmed_head: u64,
     messages: usize,
     bytes: usize,
-    replies: usize,
-    /// Each conflating topic's newest queued message (absolute position) and how many of
-    /// its messages are queued, so backpressure can cut it to exactly one.
-    conflated: HashMap<TopicName, Conflated>,
-    gaps: Vec<Gap>,
-    close: Option<Bytes>,
+    /// Replies queued; bounded near [`MAX_PENDING_REPLIES`] by [`SendQueue::reply_room`].
+    replies: u32,
+    /// What only backpressure, a close or a cut batch needs; `None` on an idle queue.
+    cold: Option<Box<Cold>>,
+    /// Messages lost on this connection so far.
+    dropped: u64,
     /// Set once closing: nothing more is queued.
     closed: bool,
     /// Closing without sending what is queued (a slow consumer cut, a silent client).
     aborted: bool,
     /// The client went silent: the close frame is tried once, without waiting.
     idle: bool,
-    /// Messages lost on this connection so far.
-    dropped: u64,
+    /// `head` moved since the last [`SendQueue::trim_idle`]: the queue was not idle.
+    moved: bool,
     /// Who writes next (`Direct` queues; a `Task` queue's task always does).
     owner: Owner,
+}
+
+/// The parts of a queue's state used only under backpressure, at close, or when the
+/// flush shard hands a cut batch over: made on first need and returned by
+/// [`SendQueue::trim_idle`] once empty again, so an idle queue holds none of it.
+#[derive(Debug, Default)]
+struct Cold {
+    /// Each conflating topic's newest queued message (absolute position) and how many of
+    /// its messages are queued, so backpressure can cut it to exactly one.
+    conflated: HashMap<TopicName, Conflated>,
+    /// Losses not yet taken by the writer, oldest first per topic.
+    gaps: Vec<Gap>,
+    /// The close frame, until the writer takes it.
+    close: Option<Bytes>,
     /// What the flush shard could not write before the socket filled; the task goes on with it.
     unsent: Option<Box<Outgoing>>,
     /// Why the flush shard's write failed; the task ends the connection with it.
     failed: Option<io::Error>,
+}
+
+impl Cold {
+    /// Whether nothing is held but capacity, so the box can go.
+    fn is_empty(&self) -> bool {
+        self.conflated.is_empty()
+            && self.gaps.is_empty()
+            && self.close.is_none()
+            && self.unsent.is_none()
+            && self.failed.is_none()
+    }
 }
 
 impl State {
@@ -200,14 +238,28 @@ impl State {
         self.entries.push_back(entry);
     }
 
+    /// The cold parts, made now if this is the first need since they were returned.
+    fn cold(&mut self) -> &mut Cold {
+        self.cold.get_or_insert_with(Box::default)
+    }
+
+    /// Moves `head` past `n` entries gone from the front.
+    fn advance(&mut self, n: u64) {
+        self.head += n;
+        self.moved |= n > 0;
+    }
+
     /// Forgets the `n` entries just taken out of the front (with their gaps): the counts,
     /// the conflation positions, the reply backlog. True if replies were among them, so
-    /// a reader waiting for room must be woken.
+    /// a reader waiting for room must be woken. The cold box stays: a conflating topic
+    /// fills its map again with its next message, which must not cost an allocation.
     fn taken(&mut self, n: u64) -> bool {
-        self.head += n;
+        self.advance(n);
         self.messages = 0;
         self.bytes = 0;
-        self.conflated.clear();
+        if let Some(cold) = &mut self.cold {
+            cold.conflated.clear();
+        }
         std::mem::take(&mut self.replies) > 0
     }
 }
@@ -224,27 +276,21 @@ impl SendQueue {
             limits,
             sink: Sink::Task,
             state: Mutex::new(State {
-                framing,
                 entries: VecDeque::new(),
                 head: 0,
-                trimmed_head: 0,
                 messages: 0,
                 bytes: 0,
                 replies: 0,
-                conflated: HashMap::new(),
-                gaps: Vec::new(),
-                close: None,
+                cold: None,
+                dropped: 0,
                 closed: false,
                 aborted: false,
                 idle: false,
-                dropped: 0,
+                moved: false,
                 owner: Owner::Idle,
-                unsent: None,
-                failed: None,
             }),
             ready: Notify::new(),
-            abort: Notify::new(),
-            drained: Notify::new(),
+            wakers: OnceLock::new(),
             metrics: None,
         }
     }
@@ -295,22 +341,19 @@ impl SendQueue {
     }
 
     /// Returns the storage of a queue that stayed empty since the last call (the
-    /// keepalive sweep's), so an idle connection holds no buffer; a busy one keeps its
-    /// buffers, and gets them back with its next message if it was only resting.
+    /// keepalive sweep's), so an idle connection holds no buffer and no cold box; a busy
+    /// one keeps them, and gets them back with its next message if it was only resting.
     pub fn trim_idle(&self) {
         let mut st = self.state.lock();
-        if st.head == st.trimmed_head && st.entries.is_empty() {
+        if !st.moved && st.entries.is_empty() {
             if st.entries.capacity() > 0 {
                 st.entries = VecDeque::new();
             }
-            if st.gaps.capacity() > 0 && st.gaps.is_empty() {
-                st.gaps = Vec::new();
-            }
-            if st.conflated.capacity() > 0 && st.conflated.is_empty() {
-                st.conflated = HashMap::new();
+            if st.cold.as_ref().is_some_and(|c| c.is_empty()) {
+                st.cold = None;
             }
         }
-        st.trimmed_head = st.head;
+        st.moved = false;
     }
 
     /// Messages queued now.
@@ -353,7 +396,7 @@ impl SendQueue {
         let was_empty = st.entries.is_empty();
         // Under backpressure (a full queue), conflation replaces this topic's queued message.
         if policy == Policy::Conflate && st.is_full(len, &self.limits) {
-            if let Some(pushed) = st.conflate(msg, len) {
+            if let Some(pushed) = st.conflate(msg, len, self.framing) {
                 drop(st);
                 self.count_dropped(DropReason::Conflated, policy, 1);
                 return (pushed, Wake::Nothing);
@@ -382,7 +425,7 @@ impl SendQueue {
                 }
                 Policy::DropOldest | Policy::Conflate => {
                     let before = st.dropped;
-                    while st.is_full(len, &self.limits) && st.drop_oldest() {}
+                    while st.is_full(len, &self.limits) && st.drop_oldest(self.framing) {}
                     let lost = st.dropped - before;
                     if let Some(m) = &self.metrics {
                         // Rare path (the queue is full); the lock is short either way.
@@ -395,6 +438,7 @@ impl SendQueue {
         if policy == Policy::Conflate {
             let pos = st.head + st.entries.len() as u64;
             let c = st
+                .cold()
                 .conflated
                 .entry(msg.topic.clone())
                 .or_insert(Conflated { pos, queued: 0 });
@@ -444,8 +488,14 @@ impl SendQueue {
     /// Waits until the reply backlog is small enough to take more requests, so a client
     /// that sends requests without reading the replies is slowed down rather than buffered.
     pub async fn reply_room(&self) {
+        // The usual case, checked before the wakers are made: an idle reader needs none.
+        if self.state.lock().replies < MAX_PENDING_REPLIES {
+            return;
+        }
         loop {
-            let notified = self.drained.notified();
+            // Made before the backlog is read, so a writer that takes replies after the
+            // check finds the wakers and wakes this reader (see `wake_drained`).
+            let notified = self.wakers().drained.notified();
             if self.state.lock().replies < MAX_PENDING_REPLIES {
                 return;
             }
@@ -479,17 +529,18 @@ impl SendQueue {
             return None;
         }
         st.closed = true;
-        st.close = Some(close_frame);
+        let cold = st.cold();
+        cold.close = Some(close_frame);
         if !flush {
+            cold.gaps.clear();
+            if cold.unsent.take().is_some_and(|u| u.mid_frame()) {
+                cold.failed
+                    .get_or_insert_with(|| io::Error::other("closed in the middle of a frame"));
+            }
             st.aborted = true;
             st.entries.clear();
             st.messages = 0;
             st.bytes = 0;
-            st.gaps.clear();
-            if st.unsent.take().is_some_and(|u| u.mid_frame()) {
-                st.failed
-                    .get_or_insert_with(|| io::Error::other("closed in the middle of a frame"));
-            }
         }
         Some(match (self.direct().is_some(), st.owner) {
             // A scheduled queue is handed over by its shard when the shard gets to it.
@@ -507,7 +558,8 @@ impl SendQueue {
             self.wake_task();
         }
         if !flush {
-            self.abort.notify_one();
+            // Makes the wakers if nobody waits yet: the permit must be there for the writer.
+            self.wakers().abort.notify_one();
         }
     }
 
@@ -528,14 +580,16 @@ impl SendQueue {
         into.gaps.clear();
         let mut st = self.state.lock();
         std::mem::swap(&mut st.entries, &mut into.entries);
-        std::mem::swap(&mut st.gaps, &mut into.gaps);
+        if let Some(cold) = &mut st.cold {
+            std::mem::swap(&mut cold.gaps, &mut into.gaps);
+        }
         let had_replies = st.taken(into.entries.len() as u64);
         if st.entries.is_empty() && st.closed {
-            into.close = st.close.take();
+            into.close = st.cold.as_mut().and_then(|c| c.close.take());
         }
         drop(st);
         if had_replies {
-            self.drained.notify_one();
+            self.wake_drained();
         }
     }
 
@@ -564,6 +618,20 @@ impl SendQueue {
 
     /// Resolves when the connection must stop writing at once.
     pub async fn aborted(&self) {
-        self.abort.notified().await
+        self.wakers().abort.notified().await
+    }
+
+    /// The rare wake-ups, made by whoever first waits on one or must leave a permit.
+    fn wakers(&self) -> &Wakers {
+        self.wakers.get_or_init(Box::default)
+    }
+
+    /// Wakes a reader waiting for reply room, without making the wakers: a reader makes
+    /// them before it reads the backlog, so one that has not made them yet will see the
+    /// backlog this drain left and needs no permit.
+    fn wake_drained(&self) {
+        if let Some(w) = self.wakers.get() {
+            w.drained.notify_one();
+        }
     }
 }

@@ -211,3 +211,133 @@ fn a_queue_idle_between_two_sweeps_returns_its_storage() {
     q.trim_idle();
     assert_eq!(seqs(&q).0, vec![2], "a queued message is never trimmed away");
 }
+
+#[test]
+fn a_queue_that_never_backs_up_makes_no_cold_box_and_no_wakers() {
+    let q = queue(8);
+    q.push_reply(Bytes::from_static(b"ack"));
+    q.push_message(&msg("t", 1), Policy::Conflate);
+    q.push_message(&msg("u", 1), Policy::DropOldest);
+    seqs(&q);
+    futures_util::FutureExt::now_or_never(q.reply_room()).expect("room for replies");
+    assert!(
+        q.state.lock().cold.is_some(),
+        "a conflating topic's map lives in the box"
+    );
+    q.trim_idle();
+    q.trim_idle();
+    assert!(q.state.lock().cold.is_none(), "idle for a whole sweep: returned");
+    q.push_message(&msg("u", 2), Policy::DropOldest);
+    seqs(&q);
+    assert!(
+        q.state.lock().cold.is_none(),
+        "no backpressure, no conflation: never made"
+    );
+    assert!(
+        q.wakers.get().is_none(),
+        "taking replies nobody waited on makes no wakers"
+    );
+}
+
+#[test]
+fn the_cold_box_is_made_under_backpressure_and_returned_by_the_sweep_once_empty() {
+    let q = queue(2);
+    for s in 1..=3 {
+        q.push_message(&msg("t", s), Policy::DropOldest);
+    }
+    assert!(q.state.lock().cold.is_some(), "a loss is remembered in the cold box");
+    q.trim_idle();
+    q.trim_idle();
+    assert!(q.state.lock().cold.is_some(), "held while its gap is queued");
+    assert_eq!(seqs(&q), (vec![2, 3], vec![("t".into(), 1, 1)]));
+    q.trim_idle();
+    assert!(q.state.lock().cold.is_some(), "busy since the last sweep: kept");
+    q.trim_idle();
+    assert!(
+        q.state.lock().cold.is_none(),
+        "empty and idle for a whole sweep: returned"
+    );
+}
+
+#[test]
+fn a_close_frame_outlives_a_sweep() {
+    let q = queue(2);
+    q.close(Bytes::from_static(b"bye"), true);
+    q.trim_idle();
+    q.trim_idle();
+    let mut d = Drained::default();
+    q.drain(&mut d);
+    assert_eq!(d.close.as_deref(), Some(&b"bye"[..]));
+}
+
+#[test]
+fn conflation_and_gaps_carry_on_across_a_sweep() {
+    let q = queue(2);
+    q.push_message(&msg("a", 1), Policy::Conflate);
+    q.push_message(&msg("b", 1), Policy::Conflate);
+    // Full, and swept twice while full: nothing is returned, conflation still finds `a`.
+    q.trim_idle();
+    q.trim_idle();
+    assert_eq!(q.push_message(&msg("a", 2), Policy::Conflate), Pushed::Conflated);
+    assert_eq!(seqs(&q), (vec![2, 1], vec![("a".into(), 1, 1)]));
+    q.trim_idle();
+    q.trim_idle();
+    assert!(q.state.lock().cold.is_none());
+    // A fresh box after the sweep behaves as the first did.
+    for s in 3..=5 {
+        q.push_message(&msg("a", s), Policy::Conflate);
+        q.push_message(&msg("b", s - 1), Policy::Conflate);
+    }
+    assert_eq!(seqs(&q), (vec![5, 4], vec![("a".into(), 3, 4), ("b".into(), 2, 3)]));
+}
+
+#[test]
+fn an_abort_before_anyone_waits_still_wakes_the_writer() {
+    let q = queue(2);
+    assert!(q.wakers.get().is_none());
+    q.close(Bytes::from_static(b"bye"), false);
+    assert!(
+        futures_util::FutureExt::now_or_never(q.aborted()).is_some(),
+        "the abort left its permit"
+    );
+}
+
+#[tokio::test]
+async fn a_writer_waiting_for_an_abort_is_woken() {
+    let q = queue(2);
+    let waiting = tokio::spawn({
+        let q = Arc::clone(&q);
+        async move { q.aborted().await }
+    });
+    tokio::task::yield_now().await;
+    q.close(Bytes::from_static(b"bye"), false);
+    tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("woken")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_reader_short_of_reply_room_is_woken_by_the_drain() {
+    let q = queue(2);
+    for _ in 0..MAX_PENDING_REPLIES {
+        q.push_reply(Bytes::from_static(b"ack"));
+    }
+    let mut room = Box::pin(q.reply_room());
+    assert!(futures_util::poll!(&mut room).is_pending(), "the backlog is full");
+    seqs(&q);
+    tokio::time::timeout(std::time::Duration::from_secs(5), room)
+        .await
+        .expect("woken by the drain");
+}
+
+#[test]
+fn a_drain_before_the_reader_waits_leaves_room_without_wakers() {
+    let q = queue(2);
+    for _ in 0..MAX_PENDING_REPLIES {
+        q.push_reply(Bytes::from_static(b"ack"));
+    }
+    seqs(&q);
+    assert!(q.wakers.get().is_none(), "nobody waited: no permit needed");
+    assert!(futures_util::FutureExt::now_or_never(q.reply_room()).is_some());
+}
