@@ -10,7 +10,7 @@ pub mod subscriptions;
 pub mod writer;
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -31,9 +31,6 @@ use crate::topic::{Filter, TopicName};
 /// One client connection's state.
 pub struct Session {
     id: SessionId,
-    /// How presence topics name this client: the auth `sub` if it has one (`None`: named
-    /// after its id, when a presence topic first asks, rather than held by every session).
-    client: Option<Arc<str>>,
     queue: Arc<SendQueue>,
     hub: Arc<Hub>,
     /// Subscriptions by the text the client used, so unsubscribe finds them.
@@ -44,8 +41,9 @@ pub struct Session {
     grants: Arc<Grants>,
     /// When the token runs out; the WebSocket reader closes the connection then.
     expiry: Arc<Expiry>,
-    /// `limits.publish_rate_per_connection`.
-    budget: PublishBudget,
+    /// `limits.publish_rate_per_connection`, as set when the client first publishes:
+    /// made then, as most subscribers never publish.
+    budget: OnceLock<Box<PublishBudget>>,
     /// Cluster mode: places for publishes in flight, made with the first publish.
     in_flight: Option<Arc<Semaphore>>,
     /// This session in `fanout_connections{transport}`, for as long as it lives.
@@ -79,10 +77,9 @@ impl Session {
         Session {
             grants: hub.auth().anonymous_shared(),
             expiry: Arc::new(Expiry::default()),
-            budget: PublishBudget::new(settings.limits.publish_rate_per_connection),
+            budget: OnceLock::new(),
             in_flight: None,
             id,
-            client: None,
             queue,
             hub,
             subscriptions: Subscriptions::default(),
@@ -103,14 +100,13 @@ impl Session {
 
     /// Whether the client has gone on publishing over its rate for too long.
     pub fn rate_abused(&self) -> bool {
-        self.budget.refused_in_a_row() >= MAX_RATE_LIMITED_IN_A_ROW
+        self.budget
+            .get()
+            .is_some_and(|b| b.refused_in_a_row() >= MAX_RATE_LIMITED_IN_A_ROW)
     }
 
     /// Sets what the client may do (from a token); its `sub` names it in presence from now on.
     pub fn set_grants(&mut self, grants: Grants) {
-        if let Some(sub) = &grants.client {
-            self.client = Some(Arc::from(sub.as_str()));
-        }
         let left = self.hub.auth().seconds_left(&grants);
         self.expiry.set(left.map(|l| now_secs() + l));
         self.grants = Arc::new(grants);
@@ -295,10 +291,12 @@ impl Session {
             return Err(e);
         }
         if let Filter::Exact(name) = &filter {
-            let client = self
-                .client
-                .clone()
-                .unwrap_or_else(|| Arc::from(format!("c{}", self.id)));
+            // Presence names a client by its token's `sub`, or else by its id: made here,
+            // when a presence topic asks, rather than held by every session.
+            let client: Arc<str> = match &self.grants.client {
+                Some(sub) => Arc::from(sub.as_str()),
+                None => Arc::from(format!("c{}", self.id)),
+            };
             self.hub.registry.join(name, self.id, &client);
         }
         self.subscriptions.insert(text, filter);
@@ -424,7 +422,10 @@ impl Session {
     fn source(&self) -> Source<'_> {
         Source {
             grants: &self.grants,
-            budget: &self.budget,
+            budget: self.budget.get_or_init(|| {
+                let rate = self.hub.settings().limits.publish_rate_per_connection;
+                Box::new(PublishBudget::new(rate))
+            }),
             origin: Some(self.id),
             transport: self.listed.peer.transport,
         }

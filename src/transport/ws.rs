@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use futures_util::future::Either;
+use futures_util::FutureExt;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::upgrade::Upgraded;
 use hyper::{Request, Response, StatusCode};
@@ -221,25 +221,21 @@ pub fn upgrade(
     // At debug level only: span data would cost every idle connection a few hundred bytes.
     let span =
         tracing::debug_span!(parent: None, "conn", session_id = tracing::field::Empty, %remote, transport = "ws");
-    let connection = async move {
+    let upgrading = async move {
         // Bound by `let`, not matched in place: a matched temporary would stay in the
         // future for the connection's life.
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
             Err(e) => {
-                debug!(error = %e, "upgrade failed");
+                debug!(%remote, error = %e, "upgrade failed");
                 return;
             }
         };
-        start(h, upgraded, *params).await;
-        drop(slot);
+        start(h, upgraded, *params, slot, span);
     };
-    // A disabled span still takes room in every connection's future: spawn without it.
-    if span.is_disabled() {
-        hub.shutdown.spawn(connection);
-    } else {
-        hub.shutdown.spawn(connection.instrument(span));
-    }
+    // A task of its own: the connection's, spawned by `start`, need not carry this one's
+    // state (the upgrade, the parameters) for its whole life.
+    hub.shutdown.spawn(upgrading);
     let mut res = switching_protocols(&key, subprotocol);
     if let Some(v) = extensions.and_then(|e| HeaderValue::from_str(&e).ok()) {
         res.headers_mut().insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
@@ -345,28 +341,56 @@ fn early(read_buf: Bytes) -> Bytes {
     early
 }
 
-/// Splits the upgraded socket. A plain TCP or TLS socket is unwrapped: its flush shard
-/// writes to it directly, with vectored writes that reach the kernel as they are.
-fn start(hub: Arc<Hub>, upgraded: Upgraded, params: WsParams) -> impl std::future::Future<Output = ()> + Send {
+/// Splits the upgraded socket and runs the connection as a tracked task, `slot` held
+/// until it ends. A plain TCP or TLS socket is unwrapped: its flush shard writes to it
+/// directly, with vectored writes that reach the kernel as they are.
+fn start(hub: Arc<Hub>, upgraded: Upgraded, params: WsParams, slot: impl Send + 'static, span: tracing::Span) {
+    let h = Arc::clone(&hub);
     match halves(upgraded) {
         Halves::Tcp(read, early, write) => {
             let write = Arc::new(write);
             let sink = Sink::Direct(hub.flushers.direct(DirectSocket::Tcp(Arc::clone(&write))));
-            Either::Left(Either::Left(run(hub, read, early, DirectWrite(write), params, sink)))
+            spawn_connection(&h, run(hub, read, early, DirectWrite(write), params, sink), slot, span);
         }
         Halves::Tls(read, early, socket) => {
             let sink = Sink::Direct(hub.flushers.direct(DirectSocket::Tls(Arc::clone(&socket))));
-            Either::Left(Either::Right(run(hub, read, early, TlsWrite(socket), params, sink)))
+            spawn_connection(&h, run(hub, read, early, TlsWrite(socket), params, sink), slot, span);
         }
-        Halves::Other(read, write) => Either::Right(run(hub, read, Bytes::new(), write, params, Sink::Task)),
+        Halves::Other(read, write) => {
+            spawn_connection(&h, run(hub, read, Bytes::new(), write, params, Sink::Task), slot, span)
+        }
+    }
+}
+
+/// Spawns `connection` as a task the shutdown waits for, releasing `slot` when it ends.
+fn spawn_connection<F>(hub: &Hub, connection: F, slot: impl Send + 'static, span: tracing::Span)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    // A combinator, not an `async` block: that would keep `connection` twice, once as
+    // what it captured and once as what it awaits.
+    let connection = connection.map(move |()| drop(slot));
+    // A disabled span still takes room in every connection's future: spawn without it.
+    if span.is_disabled() {
+        hub.shutdown.spawn(connection);
+    } else {
+        hub.shutdown.spawn(connection.instrument(span));
     }
 }
 
 /// What a running connection keeps of its URL: how to read its frames.
 struct Route {
     wire: Wire,
-    /// A raw socket's topic, which its frames are published to.
-    topic: Option<TopicName>,
+    /// A raw socket's topic; boxed, as most sockets have none and every one keeps this.
+    raw: Option<Box<RawTopic>>,
+}
+
+/// The topic of a raw socket (`/ws/{topic}`).
+struct RawTopic {
+    /// Subscribed at the start, and where the socket's frames are published.
+    topic: TopicName,
+    /// The URL's `since`: where the subscription resumes.
+    since: Option<u64>,
 }
 
 /// Runs one WebSocket connection to its end, in one task: the reader, and the writing
@@ -422,14 +446,17 @@ where
         // The drain closed the connections listed before this one.
         session.queue().close(frame::going_away(), true);
     }
-    let route = Route { wire, topic };
+    let route = Route {
+        wire,
+        raw: topic.map(|topic| Box::new(RawTopic { topic, since })),
+    };
     async move {
         tracing::Span::current().record("session_id", session.id().0);
         debug!("connected");
-        if let Some(topic) = &route.topic {
-            let resume = since.map(|since| Resume { since, epoch: None });
+        if let Some(raw) = &route.raw {
+            let resume = raw.since.map(|since| Resume { since, epoch: None });
             // Boxed, as every await that is not the idle one: it would size the future.
-            if let Err(e) = Box::pin(session.subscribe(topic.as_str(), resume, None)).await {
+            if let Err(e) = Box::pin(session.subscribe(raw.topic.as_str(), resume, None)).await {
                 session.queue().close(frame::close(1008, &e.message), false);
             }
         }
@@ -657,9 +684,9 @@ async fn handle(session: &mut Session, request: &[u8]) -> Result<(), ReadEnd> {
 
 /// Publishes a raw socket's frame; a refusal can only be told with a close (1008).
 async fn raw_publish(session: &mut Session, route: &Route, payload: Payload) -> Result<(), ReadEnd> {
-    if let Some(topic) = &route.topic {
+    if let Some(raw) = &route.raw {
         session
-            .publish_raw(topic, payload)
+            .publish_raw(&raw.topic, payload)
             .await
             .map_err(|e| ReadEnd::Violation(1008, e.message))?;
     }

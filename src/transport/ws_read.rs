@@ -86,7 +86,8 @@ enum OpCode {
 pub struct MessageReader<R> {
     read: R,
     buf: BytesMut,
-    max_message_bytes: usize,
+    /// `limits.max_message_bytes`, narrow as every connection keeps it (saturated at 4 GiB).
+    max_message_bytes: u32,
     /// Boxed: most connections are between messages most of the time.
     partial: Option<Box<Partial>>,
     /// permessage-deflate was agreed: RSV1 marks a compressed message.
@@ -107,10 +108,15 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         MessageReader {
             read,
             buf: BytesMut::from(&early[..]),
-            max_message_bytes,
+            max_message_bytes: u32::try_from(max_message_bytes).unwrap_or(u32::MAX),
             partial: None,
             inflate: false,
         }
+    }
+
+    /// The largest message it accepts.
+    fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes as usize
     }
 
     /// The same reader, reading compressed messages when `agreed` (permessage-deflate).
@@ -284,9 +290,9 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         // Checked before anything is buffered, so a huge declared length costs nothing.
         let inflating = compressed || self.partial.as_ref().is_some_and(|p| p.inflater.is_some());
         let limit = if inflating {
-            compressed_limit(self.max_message_bytes)
+            compressed_limit(self.max_message_bytes())
         } else {
-            self.max_message_bytes
+            self.max_message_bytes()
         };
         if len > limit as u64 {
             return Err(ReadEnd::Violation(
@@ -365,7 +371,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
     }
 
     fn extend(&mut self, payload: &[u8], fin: bool) -> Result<Option<Incoming>, ReadEnd> {
-        let max = self.max_message_bytes;
+        let max = self.max_message_bytes();
         let Some(p) = self.partial.as_mut() else {
             return Ok(None);
         };
