@@ -272,3 +272,54 @@ async fn a_wss_subscriber_hears_the_shutdown() {
     assert_eq!(code, Some(1001), "going away");
     stopping.await.unwrap();
 }
+
+/// The next Socket.IO text packet of a `wss://` Engine.IO connection, answering pings.
+async fn sio_text(ws: &mut WebSocketStream<TlsStream<TcpStream>>) -> String {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap() {
+            Message::Text(t) if t.as_str() == "2" => ws.send(Message::Text("3".into())).await.unwrap(),
+            Message::Text(t) => return t.to_string(),
+            _ => continue,
+        }
+    }
+}
+
+/// Socket.IO's WebSocket transport over TLS reads and writes through the same TLS
+/// socket as `/ws`: open, join, subscribe, and a publish from the backend arrives.
+#[tokio::test]
+async fn socketio_works_over_wss() {
+    let cert = make_cert("sio");
+    let (c, k) = (cert.cert_file.clone(), cert.key_file.clone());
+    let b = spawn_broker_with(|cfg| {
+        cfg.tls.cert_file = c.display().to_string();
+        cfg.tls.key_file = k.display().to_string();
+    })
+    .await;
+    let tls = tls_connect(b.addr, &cert.der).await.unwrap();
+    let url = format!("wss://localhost:{}/socket.io/?EIO=4&transport=websocket", b.addr.port());
+    let (mut sio, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    assert!(sio_text(&mut sio).await.starts_with('0'), "the open packet");
+    sio.send(Message::Text("40".into())).await.unwrap();
+    assert!(sio_text(&mut sio).await.starts_with("40{"), "joined the main namespace");
+    sio.send(Message::Text(r#"421["subscribe","secure"]"#.into()))
+        .await
+        .unwrap();
+    let ack = sio_text(&mut sio).await;
+    assert!(ack.starts_with(r#"431[{"type":"ack","id":1,"topic":"secure""#), "{ack}");
+    let mut publisher = wss(b.addr, &cert.der).await;
+    publisher
+        .send(Message::Text(
+            json!({"op": "publish", "topic": "secure", "data": "to socket.io"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let got = sio_text(&mut sio).await;
+    let msg: Value = serde_json::from_str(got.strip_prefix("42").expect("an event")).unwrap();
+    assert_eq!(
+        (msg[0].as_str(), &msg[1]["data"]),
+        (Some("message"), &json!("to socket.io"))
+    );
+    b.stop().await;
+}
