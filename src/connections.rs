@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use tokio::sync::Notify;
 
 use crate::clock::monotonic_ms;
 use crate::metrics::Transport;
@@ -39,6 +40,53 @@ pub struct Listed {
     pub subscriptions: AtomicUsize,
     /// Pings and the idle check (WebSockets only).
     pub keepalive: Keepalive,
+    /// When its token expires, if it does: here rather than in an allocation of its own,
+    /// as every connection has one.
+    pub expiry: Expiry,
+}
+
+/// When a connection's token expires (seconds since the epoch plus leeway; 0: never),
+/// shared between the session that refreshes it and the reader that waits for it.
+#[derive(Debug, Default)]
+pub struct Expiry {
+    at: AtomicU64,
+    changed: Notify,
+}
+
+impl Expiry {
+    /// Sets (or clears, with `None`) the expiry and wakes the waiter to re-arm.
+    pub fn set(&self, at: Option<u64>) {
+        self.at.store(at.unwrap_or(0), Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    /// When the token expires (Unix seconds), if it does.
+    pub fn at(&self) -> Option<u64> {
+        Some(self.at.load(Ordering::Relaxed)).filter(|at| *at > 0)
+    }
+
+    /// Resolves once the expiry passes without a refresh.
+    pub async fn expired(&self) {
+        loop {
+            // Registered before reading, so a refresh between the two is not missed.
+            let changed = self.changed.notified();
+            let at = self.at.load(Ordering::Relaxed);
+            if at == 0 {
+                changed.await;
+                continue;
+            }
+            let left = at as f64 - crate::clock::now_secs_f64();
+            if left <= 0.0 {
+                return;
+            }
+            // Boxed: only connections with an expiring token need a timer, and inline it
+            // would sit in every connection's future.
+            tokio::select! {
+                _ = Box::pin(tokio::time::sleep(Duration::from_secs_f64(left))) => {}
+                _ = changed => {}
+            }
+        }
+    }
 }
 
 /// One connection's keepalive clock, in [`monotonic_ms`]. The reader counts what the
@@ -123,6 +171,7 @@ impl ConnectionTable {
             queue,
             subscriptions: AtomicUsize::new(0),
             keepalive: Keepalive::default(),
+            expiry: Expiry::default(),
         });
         self.sessions.insert(id, Arc::clone(&listed));
         listed

@@ -26,7 +26,6 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::AsyncWrite;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -114,11 +113,11 @@ struct Shard {
 /// The connection task's writing half of a socket its shard also writes to (never at
 /// the same time: the queue says whose turn it is). Shutting it down half-closes.
 #[derive(Debug)]
-pub struct DirectWrite(pub Arc<OwnedWriteHalf>);
+pub struct DirectWrite(pub Arc<TcpStream>);
 
 impl DirectWrite {
     fn socket(&self) -> &TcpStream {
-        (*self.0).as_ref()
+        &self.0
     }
 }
 
@@ -240,7 +239,7 @@ pub fn write_now(socket: &DirectSocket, out: &mut Outgoing, framing: Framing) ->
                 return all_sent(socket);
             }
             match socket {
-                DirectSocket::Tcp(w) => (**w).as_ref().try_write_vectored(&iov[..n]),
+                DirectSocket::Tcp(tcp) => tcp.try_write_vectored(&iov[..n]),
                 DirectSocket::Tls(t) => t.write_now(&iov[..n]),
             }
         };
@@ -279,15 +278,11 @@ pub(crate) mod testing {
     use tokio::net::TcpListener;
 
     /// A direct queue on one end of a loopback connection, and the other end.
-    pub async fn direct_queue(
-        flushers: &Flushers,
-        limits: QueueLimits,
-    ) -> (Arc<SendQueue>, Arc<OwnedWriteHalf>, TcpStream) {
+    pub async fn direct_queue(flushers: &Flushers, limits: QueueLimits) -> (Arc<SendQueue>, Arc<TcpStream>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let (_read, write) = server.into_split();
-        let write = Arc::new(write);
+        let write = Arc::new(server);
         let sink = Sink::Direct(flushers.direct(DirectSocket::Tcp(Arc::clone(&write))));
         let q = Arc::new(SendQueue::new(SessionId(1), Wire::Raw, true, limits).with_sink(sink));
         (q, write, client)

@@ -16,7 +16,6 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -87,7 +86,7 @@ pub struct Direct {
 #[derive(Debug)]
 pub enum DirectSocket {
     /// Plain TCP, its frames written as they are.
-    Tcp(Arc<OwnedWriteHalf>),
+    Tcp(Arc<TcpStream>),
     /// TLS, its frames encrypted into records on the way.
     Tls(Arc<TlsSocket>),
 }
@@ -96,7 +95,7 @@ impl DirectSocket {
     /// The TCP socket underneath.
     pub fn tcp(&self) -> &TcpStream {
         match self {
-            DirectSocket::Tcp(w) => (**w).as_ref(),
+            DirectSocket::Tcp(tcp) => tcp,
             DirectSocket::Tls(t) => t.tcp(),
         }
     }

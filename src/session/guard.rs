@@ -2,61 +2,16 @@
 //! expiry, and how many rate-limited publishes in a row close a connection.
 //! (The publish budget itself is the publish path's: `crate::publish`.)
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use tokio::sync::Notify;
+/// A connection's token expiry, kept in its row of the connection table.
+pub use crate::connections::Expiry;
 
 /// Rate-limit refusals in a row after which the connection is closed (1008).
 pub const MAX_RATE_LIMITED_IN_A_ROW: u32 = 5;
 
-/// When a connection's token expires (seconds since the epoch plus leeway; 0: never),
-/// shared between the session that refreshes it and the reader that waits for it.
-#[derive(Debug, Default)]
-pub struct Expiry {
-    at: AtomicU64,
-    changed: Notify,
-}
-
-impl Expiry {
-    /// Sets (or clears, with `None`) the expiry and wakes the waiter to re-arm.
-    pub fn set(&self, at: Option<u64>) {
-        self.at.store(at.unwrap_or(0), Ordering::Relaxed);
-        self.changed.notify_waiters();
-    }
-
-    /// When the token expires (Unix seconds), if it does.
-    pub fn at(&self) -> Option<u64> {
-        Some(self.at.load(Ordering::Relaxed)).filter(|at| *at > 0)
-    }
-
-    /// Resolves once the expiry passes without a refresh.
-    pub async fn expired(&self) {
-        loop {
-            // Registered before reading, so a refresh between the two is not missed.
-            let changed = self.changed.notified();
-            let at = self.at.load(Ordering::Relaxed);
-            if at == 0 {
-                changed.await;
-                continue;
-            }
-            let left = at as f64 - crate::clock::now_secs_f64();
-            if left <= 0.0 {
-                return;
-            }
-            // Boxed: only connections with an expiring token need a timer, and inline it
-            // would sit in every connection's future.
-            tokio::select! {
-                _ = Box::pin(tokio::time::sleep(Duration::from_secs_f64(left))) => {}
-                _ = changed => {}
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn expiry_waits_and_a_refresh_moves_it() {

@@ -39,8 +39,6 @@ pub struct Session {
     listed: Arc<Listed>,
     /// What this client may subscribe and publish to (everything with `auth.mode = none`).
     grants: Arc<Grants>,
-    /// When the token runs out; the WebSocket reader closes the connection then.
-    expiry: Arc<Expiry>,
     /// `limits.publish_rate_per_connection`, as set when the client first publishes:
     /// made then, as most subscribers never publish.
     budget: OnceLock<Box<PublishBudget>>,
@@ -76,7 +74,6 @@ impl Session {
         let listed = hub.connections.insert(id, peer, Arc::clone(&queue));
         Session {
             grants: hub.auth().anonymous_shared(),
-            expiry: Arc::new(Expiry::default()),
             budget: OnceLock::new(),
             in_flight: None,
             id,
@@ -93,9 +90,10 @@ impl Session {
         self.id
     }
 
-    /// The token expiry the reader waits on.
-    pub fn expiry(&self) -> &Arc<Expiry> {
-        &self.expiry
+    /// When the token runs out, which the reader waits on (kept in the connection's row,
+    /// so the reader can watch it through [`Session::listed`] while it reads).
+    pub fn expiry(&self) -> &Expiry {
+        &self.listed.expiry
     }
 
     /// Whether the client has gone on publishing over its rate for too long.
@@ -108,7 +106,7 @@ impl Session {
     /// Sets what the client may do (from a token); its `sub` names it in presence from now on.
     pub fn set_grants(&mut self, grants: Grants) {
         let left = self.hub.auth().seconds_left(&grants);
-        self.expiry.set(left.map(|l| now_secs() + l));
+        self.listed.expiry.set(left.map(|l| now_secs() + l));
         self.grants = Arc::new(grants);
     }
 

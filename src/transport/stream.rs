@@ -106,7 +106,7 @@ struct Writer<R> {
 impl<R: Render> Writer<R> {
     async fn run(mut self, shutdown: Shutdown) {
         let queue = Arc::clone(self.session.queue());
-        let expiry = Arc::clone(self.session.expiry());
+        let listed = Arc::clone(self.session.listed());
         let mut drained = Drained::default();
         let mut beat = tokio::time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -127,7 +127,7 @@ impl<R: Render> Writer<R> {
                     continue;
                 }
                 _ = self.tx.closed() => break,
-                _ = expiry.expired() => {
+                _ = listed.expiry.expired() => {
                     // A reconnect with the same token gets 401, so the client learns why.
                     let _ = self.tx.send(vec![self.render.token_expired()]).await;
                     break;

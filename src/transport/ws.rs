@@ -22,7 +22,6 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf, WriteHalf};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, Instrument};
 
@@ -303,7 +302,7 @@ fn check_access<B>(hub: &Hub, req: &Request<B>, params: &mut WsParams) -> Result
 /// An upgraded socket in halves.
 pub(crate) enum Halves {
     /// A plain TCP socket, unwrapped, with what the client sent right after its handshake.
-    Tcp(OwnedReadHalf, Bytes, OwnedWriteHalf),
+    Tcp(TcpRead, Bytes, Arc<TcpStream>),
     /// A TLS socket taken out of hyper, likewise, its records read and written by us.
     Tls(TlsRead, Bytes, Arc<TlsSocket>),
     /// Anything else, split.
@@ -315,8 +314,8 @@ pub(crate) enum Halves {
 pub(crate) fn halves(upgraded: Upgraded) -> Halves {
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
-            let (read, write) = io.into_inner().into_split();
-            return Halves::Tcp(read, early(read_buf), write);
+            let tcp = Arc::new(io.into_inner());
+            return Halves::Tcp(TcpRead(Arc::clone(&tcp)), early(read_buf), tcp);
         }
         Err(upgraded) => upgraded,
     };
@@ -329,6 +328,34 @@ pub(crate) fn halves(upgraded: Upgraded) -> Halves {
         Err(upgraded) => {
             let (read, write) = tokio::io::split(TokioIo::new(upgraded));
             Halves::Other(read, write)
+        }
+    }
+}
+
+/// The reading side of a plain TCP socket whose one `Arc` the connection's task and
+/// its flush shard share (tokio's owned halves would add an allocation per connection).
+pub(crate) struct TcpRead(Arc<TcpStream>);
+
+impl AsyncRead for TcpRead {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            std::task::ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // Readiness was stale; `try_read` cleared it, so the next poll waits.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
     }
 }
@@ -348,7 +375,6 @@ fn start(hub: Arc<Hub>, upgraded: Upgraded, params: WsParams, slot: impl Send + 
     let h = Arc::clone(&hub);
     match halves(upgraded) {
         Halves::Tcp(read, early, write) => {
-            let write = Arc::new(write);
             let sink = Sink::Direct(hub.flushers.direct(DirectSocket::Tcp(Arc::clone(&write))));
             spawn_connection(&h, run(hub, read, early, DirectWrite(write), params, sink), slot, span);
         }
@@ -574,13 +600,12 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let listed = Arc::clone(session.listed());
-    let expiry = Arc::clone(session.expiry());
     let received = hub.metrics.as_ref().map(|m| &m.bytes_received);
     let (read_parked, write_parked) = (AtomicBool::new(false), AtomicBool::new(false));
     let both_parked = poll_fn(|_| {
         // Polled after the others (`biased`): each has just said it is waiting.
         let idle = read_parked.load(Ordering::Relaxed) && write_parked.load(Ordering::Relaxed);
-        if idle && expiry.at().is_none() {
+        if idle && listed.expiry.at().is_none() {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -590,7 +615,7 @@ where
         biased;
         end = read_loop(reader, session, route, &listed.keepalive, received, &read_parked) => Round::Read(end),
         end = writer.run(&write_parked) => Round::Wrote(end),
-        _ = expiry.expired() => Round::Read(ReadEnd::Violation(1008, "token expired".into())),
+        _ = listed.expiry.expired() => Round::Read(ReadEnd::Violation(1008, "token expired".into())),
         _ = both_parked => Round::Idle,
     }
 }

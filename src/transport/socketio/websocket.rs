@@ -16,6 +16,7 @@ use tracing::{debug, Instrument};
 
 use super::engine::{Engine, Handshake, Mode};
 use super::{engine_error, EngineError, Engines};
+use crate::flush::DirectWrite;
 use crate::hub::Hub;
 use crate::metrics::{Metrics, WriterStats};
 use crate::protocol::frame;
@@ -112,7 +113,7 @@ async fn refuse(halves: Halves, close: Bytes) {
     }
     let _ = tokio::time::timeout(CLOSE_LINGER, async {
         match halves {
-            Halves::Tcp(_, _, w) => send(w, &close).await,
+            Halves::Tcp(_, _, w) => send(DirectWrite(w), &close).await,
             Halves::Tls(_, _, w) => send(TlsWrite(w), &close).await,
             Halves::Other(_, w) => send(w, &close).await,
         }
@@ -122,7 +123,7 @@ async fn refuse(halves: Halves, close: Bytes) {
 
 async fn run(hub: &Hub, engine: Arc<Engine>, halves: Halves) {
     match halves {
-        Halves::Tcp(read, early, write) => serve(hub, engine, read, early, write).await,
+        Halves::Tcp(read, early, write) => serve(hub, engine, read, early, DirectWrite(write)).await,
         Halves::Tls(read, early, write) => serve(hub, engine, read, early, TlsWrite(write)).await,
         Halves::Other(read, write) => serve(hub, engine, read, Bytes::new(), write).await,
     }
