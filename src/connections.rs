@@ -270,4 +270,15 @@ mod tests {
         table.remove(SessionId(2));
         assert_eq!(table.top(SortBy::Id, 10).len(), 2);
     }
+
+    #[tokio::test]
+    async fn expiry_waits_and_a_refresh_moves_it() {
+        let e = Arc::new(Expiry::default());
+        let now = crate::clock::now_secs();
+        e.set(Some(now + 3600));
+        let waiting = tokio::time::timeout(Duration::from_millis(50), e.expired()).await;
+        assert!(waiting.is_err());
+        e.set(Some(now - 1));
+        tokio::time::timeout(Duration::from_secs(1), e.expired()).await.unwrap();
+    }
 }

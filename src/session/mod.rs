@@ -4,7 +4,6 @@
 //! Replies go through the same [`SendQueue`] as messages, so they are
 //! ordered with them and written in the same vectored writes.
 
-pub mod guard;
 pub mod keepalive;
 pub mod subscriptions;
 pub mod writer;
@@ -14,11 +13,10 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use self::guard::{Expiry, MAX_RATE_LIMITED_IN_A_ROW};
 use self::subscriptions::Subscriptions;
 use crate::auth::Grants;
 use crate::clock::now_secs;
-use crate::connections::{Listed, Peer};
+use crate::connections::{Expiry, Listed, Peer};
 use crate::error::{ErrorCode, RequestError};
 use crate::hub::Hub;
 use crate::metrics::OpenConnection;
@@ -453,6 +451,9 @@ impl Session {
 
 /// Publishes one connection may have in flight at once (cluster mode).
 pub const MAX_PUBLISHES_IN_FLIGHT: usize = 1024;
+
+/// Rate-limit refusals in a row after which the connection is closed (1008).
+pub const MAX_RATE_LIMITED_IN_A_ROW: u32 = 5;
 
 /// Queues `reply` for the client of `queue`.
 fn reply_to(queue: &Arc<SendQueue>, reply: &Reply<'_>) {
