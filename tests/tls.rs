@@ -57,12 +57,28 @@ async fn tls_connect(addr: SocketAddr, cert: &CertificateDer<'static>) -> std::i
         .await
 }
 
-async fn wss(addr: SocketAddr, cert: &CertificateDer<'static>) -> WebSocketStream<TlsStream<TcpStream>> {
+/// A broker serving `cert` over TLS, with `change` made to its settings.
+async fn tls_broker(cert: &Cert, change: impl FnOnce(&mut fanout::config::Config)) -> TestBroker {
+    let (c, k) = (cert.cert_file.clone(), cert.key_file.clone());
+    spawn_broker_with(|cfg| {
+        cfg.tls.cert_file = c.display().to_string();
+        cfg.tls.key_file = k.display().to_string();
+        change(cfg);
+    })
+    .await
+}
+
+/// A `wss://` WebSocket to `path` (with its query), trusting only `cert`.
+async fn wss_to(addr: SocketAddr, cert: &CertificateDer<'static>, path: &str) -> WebSocketStream<TlsStream<TcpStream>> {
     let tls = tls_connect(addr, cert).await.unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{}/ws", addr.port()), tls)
+    let (ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{}{path}", addr.port()), tls)
         .await
         .unwrap();
     ws
+}
+
+async fn wss(addr: SocketAddr, cert: &CertificateDer<'static>) -> WebSocketStream<TlsStream<TcpStream>> {
+    wss_to(addr, cert, "/ws").await
 }
 
 async fn recv(ws: &mut WebSocketStream<TlsStream<TcpStream>>) -> Value {
@@ -77,12 +93,7 @@ async fn recv(ws: &mut WebSocketStream<TlsStream<TcpStream>>) -> Value {
 #[tokio::test]
 async fn pub_sub_works_over_wss_and_https() {
     let cert = make_cert("pubsub");
-    let (c, k) = (cert.cert_file.clone(), cert.key_file.clone());
-    let b = spawn_broker_with(|cfg| {
-        cfg.tls.cert_file = c.display().to_string();
-        cfg.tls.key_file = k.display().to_string();
-    })
-    .await;
+    let b = tls_broker(&cert, |_| {}).await;
     let mut sub = wss(b.addr, &cert.der).await;
     sub.send(Message::Text(
         json!({"op": "subscribe", "topic": "secure", "id": 1})
@@ -139,10 +150,7 @@ async fn pub_sub_works_over_wss_and_https() {
 #[tokio::test]
 async fn a_refusal_over_the_limit_is_readable_inside_tls() {
     let cert = make_cert("refusal");
-    let (c, k) = (cert.cert_file.clone(), cert.key_file.clone());
-    let b = spawn_broker_with(|cfg| {
-        cfg.tls.cert_file = c.display().to_string();
-        cfg.tls.key_file = k.display().to_string();
+    let b = tls_broker(&cert, |cfg| {
         cfg.server.max_connections = 1;
     })
     .await;
@@ -161,12 +169,7 @@ async fn a_refusal_over_the_limit_is_readable_inside_tls() {
 #[tokio::test]
 async fn a_reload_picks_up_a_renewed_certificate() {
     let old = make_cert("old");
-    let (c, k) = (old.cert_file.clone(), old.key_file.clone());
-    let b = spawn_broker_with(|cfg| {
-        cfg.tls.cert_file = c.display().to_string();
-        cfg.tls.key_file = k.display().to_string();
-    })
-    .await;
+    let b = tls_broker(&old, |_| {}).await;
     assert!(tls_connect(b.addr, &old.der).await.is_ok());
     let new = make_cert("new");
     // Renewal in place: the same paths, new contents.
@@ -188,10 +191,7 @@ async fn a_reload_picks_up_a_renewed_certificate() {
 #[tokio::test]
 async fn a_wss_subscriber_that_falls_behind_gets_every_message_in_order() {
     let cert = make_cert("behind");
-    let (c, k) = (cert.cert_file.clone(), cert.key_file.clone());
-    let b = spawn_broker_with(|cfg| {
-        cfg.tls.cert_file = c.display().to_string();
-        cfg.tls.key_file = k.display().to_string();
+    let b = tls_broker(&cert, |cfg| {
         cfg.queue.max_messages = 100_000;
         cfg.queue.max_bytes = 1 << 30;
     })
@@ -244,12 +244,7 @@ async fn a_wss_subscriber_that_falls_behind_gets_every_message_in_order() {
 #[tokio::test]
 async fn a_wss_subscriber_hears_the_shutdown() {
     let cert = make_cert("drain");
-    let (c, k) = (cert.cert_file.clone(), cert.key_file.clone());
-    let b = spawn_broker_with(|cfg| {
-        cfg.tls.cert_file = c.display().to_string();
-        cfg.tls.key_file = k.display().to_string();
-    })
-    .await;
+    let b = tls_broker(&cert, |_| {}).await;
     let mut sub = wss(b.addr, &cert.der).await;
     sub.send(Message::Text(
         json!({"op": "subscribe", "topic": "t", "id": 1}).to_string().into(),
@@ -289,15 +284,8 @@ async fn sio_text(ws: &mut WebSocketStream<TlsStream<TcpStream>>) -> String {
 #[tokio::test]
 async fn socketio_works_over_wss() {
     let cert = make_cert("sio");
-    let (c, k) = (cert.cert_file.clone(), cert.key_file.clone());
-    let b = spawn_broker_with(|cfg| {
-        cfg.tls.cert_file = c.display().to_string();
-        cfg.tls.key_file = k.display().to_string();
-    })
-    .await;
-    let tls = tls_connect(b.addr, &cert.der).await.unwrap();
-    let url = format!("wss://localhost:{}/socket.io/?EIO=4&transport=websocket", b.addr.port());
-    let (mut sio, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    let b = tls_broker(&cert, |_| {}).await;
+    let mut sio = wss_to(b.addr, &cert.der, "/socket.io/?EIO=4&transport=websocket").await;
     assert!(sio_text(&mut sio).await.starts_with('0'), "the open packet");
     sio.send(Message::Text("40".into())).await.unwrap();
     assert!(sio_text(&mut sio).await.starts_with("40{"), "joined the main namespace");
