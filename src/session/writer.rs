@@ -215,62 +215,70 @@ mod tests {
     use crate::flush::{DirectWrite, Flushers};
     use crate::queue::FlushTake;
 
-    #[tokio::test]
-    async fn a_full_socket_goes_to_the_task_which_finishes_the_cut_frame() {
-        let flushers = Flushers::new(1, Duration::ZERO);
-        let (q, write, mut client) = direct_queue(&flushers, limits()).await;
-        // Far more than the socket buffers hold, while the client reads nothing.
-        let n = 400;
-        for s in 1..=n {
+    /// Messages each test queues: far more than the socket buffers hold.
+    const N: u64 = 400;
+
+    /// Queues [`N`] large messages while `client` reads nothing, lets the shard write
+    /// until the socket is full, then runs the connection's writer on `io` and checks
+    /// that the client gets every frame whole and in order. Returns the running writer
+    /// and the client.
+    async fn fill_then_write_through<W, C>(
+        flushers: &Flushers,
+        q: &Arc<SendQueue>,
+        io: W,
+        mut client: C,
+    ) -> (tokio::task::JoinHandle<WriterEnd>, C)
+    where
+        W: AsyncWrite + Unpin + Send + 'static,
+        C: tokio::io::AsyncRead + Unpin + Send + 'static,
+    {
+        for s in 1..=N {
             q.push_message(&msg(s, 20_000), Policy::DropOldest);
         }
-        let listed = take_listed(&flushers, 0);
+        let listed = take_listed(flushers, 0);
         assert_eq!(listed.len(), 1);
-        let mut out = Outgoing::default();
-        assert!(!flush(&listed[0], &mut out), "nothing more arrived");
-        let mut writer = Writer::new(Arc::clone(&q), DirectWrite(write), Duration::ZERO);
-        let reader = tokio::spawn(async move { (read_payloads(&mut client, n as usize).await, client) });
+        assert!(!flush(&listed[0], &mut Outgoing::default()), "nothing more arrived");
+        let mut writer = Writer::new(Arc::clone(q), io, Duration::ZERO);
+        let reader = tokio::spawn(async move { (read_payloads(&mut client, N as usize).await, client) });
         let run = tokio::spawn(async move { writer.run(&AtomicBool::new(false)).await });
-        let (got, mut client) = reader.await.unwrap();
+        let (got, client) = reader.await.unwrap();
         for (i, p) in got.iter().enumerate() {
             assert!(p.starts_with(&format!("{}:", i + 1)), "frame {i} intact and in order");
             assert_eq!(p.len(), format!("{}:", i + 1).len() + 20_000);
         }
+        (run, client)
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_goes_to_the_task_which_finishes_the_cut_frame() {
+        let flushers = Flushers::new(1, Duration::ZERO);
+        let (q, write, client) = direct_queue(&flushers, limits()).await;
+        let (run, mut client) = fill_then_write_through(&flushers, &q, DirectWrite(write), client).await;
         // Written through, the queue is idle again: the next push goes to the shard.
-        q.push_message(&msg(n + 1, 1), Policy::DropOldest);
+        q.push_message(&msg(N + 1, 1), Policy::DropOldest);
         let listed = take_listed(&flushers, 0);
         assert_eq!(listed.len(), 1, "back on the shard once the task was done");
         q.close(Bytes::from_static(b"\x88\x00"), true);
-        assert_eq!(listed[0].take_scheduled(&mut out), FlushTake::HandedOver);
+        assert_eq!(
+            listed[0].take_scheduled(&mut Outgoing::default()),
+            FlushTake::HandedOver
+        );
         assert!(matches!(run.await.unwrap(), WriterEnd::Closed));
         assert_eq!(
             read_payloads(&mut client, 2).await,
-            [format!("{}:x", n + 1), String::new()]
+            [format!("{}:x", N + 1), String::new()]
         );
     }
 
     #[tokio::test]
     async fn over_tls_a_full_socket_goes_to_the_task_and_every_record_gets_out() {
         let flushers = Flushers::new(1, Duration::ZERO);
-        let (q, socket, mut client) = crate::flush::testing::tls_queue(&flushers, limits()).await;
-        // Far more than the socket buffers hold, while the client reads nothing.
-        let n = 400;
-        for s in 1..=n {
-            q.push_message(&msg(s, 20_000), Policy::DropOldest);
-        }
-        let listed = take_listed(&flushers, 0);
-        let mut out = Outgoing::default();
-        assert!(!flush(&listed[0], &mut out), "nothing more arrived");
-        let mut writer = Writer::new(Arc::clone(&q), crate::tls::TlsWrite(socket), Duration::ZERO);
-        let reader = tokio::spawn(async move { (read_payloads(&mut client, n as usize).await, client) });
-        let run = tokio::spawn(async move { writer.run(&AtomicBool::new(false)).await });
-        let (got, mut client) = reader.await.unwrap();
-        for (i, p) in got.iter().enumerate() {
-            assert!(p.starts_with(&format!("{}:", i + 1)), "frame {i} intact and in order");
-            assert_eq!(p.len(), format!("{}:", i + 1).len() + 20_000);
-        }
+        let (q, socket, client) = crate::flush::testing::tls_queue(&flushers, limits()).await;
+        let io = crate::tls::TlsWrite(socket);
+        let (run, mut client) = fill_then_write_through(&flushers, &q, io, client).await;
         // Written through, the queue is the shard's again; the close goes out after it.
-        q.push_message(&msg(n + 1, 1), Policy::DropOldest);
+        let mut out = Outgoing::default();
+        q.push_message(&msg(N + 1, 1), Policy::DropOldest);
         let listed = take_listed(&flushers, 0);
         assert_eq!(listed.len(), 1, "back on the shard once the task was done");
         assert!(!flush(&listed[0], &mut out));
@@ -279,7 +287,7 @@ mod tests {
         assert!(matches!(run.await.unwrap(), WriterEnd::Closed));
         assert_eq!(
             read_payloads(&mut client, 2).await,
-            [format!("{}:x", n + 1), String::new()]
+            [format!("{}:x", N + 1), String::new()]
         );
         let mut rest = Vec::new();
         let eof = tokio::io::AsyncReadExt::read_to_end(&mut client, &mut rest).await;
